@@ -1,0 +1,78 @@
+// Package safepath validates the relative paths that name files in a results
+// tree, a manifest or a target, so that no name can reach outside its root.
+package safepath
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxLen is the longest relative path accepted, in bytes.
+const MaxLen = 1024
+
+// Reserved is the top-level directory that prepcast keeps for itself on every
+// target (acknowledgements, staging). A results tree may not use it.
+const Reserved = ".prepcast"
+
+// ErrInvalid is wrapped by every error [Check] returns.
+var ErrInvalid = errors.New("invalid path")
+
+// Check reports whether rel is a clean, slash-separated path relative to a
+// root: not empty, not absolute, no "." or ".." or empty element, no
+// backslash, valid UTF-8 without control characters, at most [MaxLen] bytes,
+// and not inside [Reserved]. A path that passes cannot name anything outside
+// the root it is joined to.
+func Check(rel string) error {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalid, rel, why) }
+	switch {
+	case rel == "":
+		return bad("empty name")
+	case len(rel) > MaxLen:
+		return bad(fmt.Sprintf("longer than %d bytes", MaxLen))
+	case !utf8.ValidString(rel):
+		return bad("not valid UTF-8")
+	case strings.HasPrefix(rel, "/"):
+		return bad("absolute path")
+	case strings.ContainsRune(rel, '\\'):
+		return bad("contains a backslash")
+	}
+	for _, r := range rel {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return bad("contains a control character")
+		}
+	}
+	for _, el := range strings.Split(rel, "/") {
+		switch el {
+		case "":
+			return bad("empty path element (double or trailing slash)")
+		case ".", "..":
+			return bad(fmt.Sprintf("contains %q", el))
+		}
+	}
+	if path.Clean(rel) != rel {
+		return bad("not in clean form")
+	}
+	if rel == Reserved || strings.HasPrefix(rel, Reserved+"/") {
+		return bad("inside " + Reserved + "/, which prepcast reserves on targets")
+	}
+	return nil
+}
+
+// CheckInternal is like [Check] but also accepts paths inside [Reserved]; it
+// is for prepcast's own files on a target.
+func CheckInternal(rel string) error {
+	if rel == Reserved {
+		return nil
+	}
+	if strings.HasPrefix(rel, Reserved+"/") {
+		if err := Check("x" + rel[len(Reserved):]); err != nil {
+			return fmt.Errorf("%w %q", ErrInvalid, rel)
+		}
+		return nil
+	}
+	return Check(rel)
+}

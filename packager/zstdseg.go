@@ -1,0 +1,120 @@
+package packager
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// segWriter writes one zstd stream made of consecutive frames: runs of
+// compressible data go through a zstd encoder, runs of incompressible data
+// go into frames of raw blocks that cost no compression work. Any zstd
+// decoder reads the result as one stream.
+type segWriter struct {
+	w      io.Writer
+	enc    *zstd.Encoder
+	raw    bool // the current run is raw
+	inEnc  bool // the encoder has an open frame
+	inRaw  bool // a raw frame header was written
+	rawBuf []byte
+}
+
+const rawBlockMax = 128 << 10 // zstd's Block_Maximum_Size
+
+func newSegWriter(w io.Writer, level zstd.EncoderLevel) (*segWriter, error) {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true), zstd.WithWindowSize(1<<20))
+	if err != nil {
+		return nil, err
+	}
+	return &segWriter{w: w, enc: enc, rawBuf: make([]byte, 0, rawBlockMax)}, nil
+}
+
+// setRaw switches between compressed and raw runs, closing the current frame.
+func (s *segWriter) setRaw(raw bool) error {
+	if raw == s.raw {
+		return nil
+	}
+	if err := s.endFrame(); err != nil {
+		return err
+	}
+	s.raw = raw
+	return nil
+}
+
+func (s *segWriter) Write(p []byte) (int, error) {
+	if !s.raw {
+		if !s.inEnc {
+			s.enc.Reset(s.w)
+			s.inEnc = true
+		}
+		return s.enc.Write(p)
+	}
+	n := 0
+	for len(p) > 0 {
+		if len(s.rawBuf) == rawBlockMax {
+			// More data follows, so this block is not the last one.
+			if err := s.writeRawBlock(false); err != nil {
+				return n, err
+			}
+		}
+		c := copy(s.rawBuf[len(s.rawBuf):rawBlockMax], p)
+		s.rawBuf = s.rawBuf[:len(s.rawBuf)+c]
+		p = p[c:]
+		n += c
+	}
+	return n, nil
+}
+
+// rawFrameHeader is a zstd frame header: magic, a descriptor with no content
+// size, no checksum and no dictionary, and a 128 KiB window (log 17).
+var rawFrameHeader = []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, (17 - 10) << 3}
+
+func (s *segWriter) writeRawBlock(last bool) error {
+	if !s.inRaw {
+		if _, err := s.w.Write(rawFrameHeader); err != nil {
+			return err
+		}
+		s.inRaw = true
+	}
+	var hdr [4]byte
+	v := uint32(len(s.rawBuf)) << 3 // block type 0 (raw) in bits 1-2
+	if last {
+		v |= 1
+	}
+	binary.LittleEndian.PutUint32(hdr[:], v)
+	if _, err := s.w.Write(hdr[:3]); err != nil {
+		return err
+	}
+	if _, err := s.w.Write(s.rawBuf); err != nil {
+		return err
+	}
+	s.rawBuf = s.rawBuf[:0]
+	return nil
+}
+
+// endFrame finishes the open frame, if any.
+func (s *segWriter) endFrame() error {
+	if s.inEnc {
+		s.inEnc = false
+		if err := s.enc.Close(); err != nil {
+			return fmt.Errorf("zstd: %w", err)
+		}
+	}
+	if s.raw && (s.inRaw || len(s.rawBuf) > 0) {
+		if err := s.writeRawBlock(true); err != nil {
+			return err
+		}
+		s.inRaw = false
+	}
+	return nil
+}
+
+// Close finishes the stream; it does not close the underlying writer.
+func (s *segWriter) Close() error {
+	err := s.endFrame()
+	s.enc.Reset(nil)
+	return err
+}

@@ -1,0 +1,118 @@
+// Package targets defines what prepcast needs from a difusor's server: a
+// small [Target] contract, the file information it lists, and the one place
+// that decides whether an error is worth retrying.
+//
+// Implementations live in sub-packages (targets/sftp); targets/targettest
+// holds an in-memory Target and loopback test servers.
+package targets
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Target is one difusor: a server and a root directory that its web server
+// serves. Every path is slash-separated and relative to that root; an
+// implementation refuses (with a permanent error) any path that fails
+// safepath.CheckInternal, so nothing is ever written outside the root.
+//
+// Methods are safe for concurrent use: the publisher keeps many files in
+// flight on one Target. An implementation connects lazily, rebuilds a lost
+// connection on the next call, honours ctx and bounds every operation with a
+// deadline. Errors for a missing file wrap fs.ErrNotExist; errors that no
+// retry can fix (host key, authentication, missing server features,
+// permission) are marked with [Permanent].
+type Target interface {
+	// Name is the target's configured name.
+	Name() string
+
+	// ReadFile returns the whole content of a (small) file.
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+
+	// WriteFile creates or truncates path and writes exactly size bytes read
+	// from r, then checks that the target holds a file of exactly size bytes,
+	// and asks the server to flush it to disk when the server supports that.
+	// The parent directory must exist. WriteFile is not atomic: the publisher
+	// writes only to staging names and then calls Rename. If r is an
+	// io.ReaderAt the implementation may write several parts concurrently.
+	WriteFile(ctx context.Context, path string, r io.Reader, size int64) error
+
+	// Rename atomically replaces newpath with oldpath (POSIX rename
+	// semantics): a reader of newpath sees the old file or the new one,
+	// never a missing or partial one. The parent of newpath must exist.
+	Rename(ctx context.Context, oldpath, newpath string) error
+
+	// MkdirAll creates dir and any missing parents; an existing directory
+	// is not an error.
+	MkdirAll(ctx context.Context, dir string) error
+
+	// Remove deletes one file or empty directory. A missing path is not an
+	// error.
+	Remove(ctx context.Context, path string) error
+
+	// RemoveAll deletes path and everything below it. A missing path is not
+	// an error.
+	RemoveAll(ctx context.Context, path string) error
+
+	// Walk calls fn for every regular file below dir ("" or "." for the
+	// root), in no particular order. Symbolic links are reported with
+	// Mode&fs.ModeSymlink set and never followed.
+	Walk(ctx context.Context, dir string, fn func(FileInfo) error) error
+
+	// Close releases the connection. A closed Target may not be used again.
+	Close() error
+}
+
+// FileInfo describes one file on a target.
+type FileInfo struct {
+	Path    string // relative to the target's root, slash-separated
+	Size    int64
+	ModTime time.Time
+	Symlink bool // a symbolic link, not a regular file
+}
+
+// SpaceReporter is implemented by targets that can tell the free space of the
+// filesystem that holds their root (statvfs@openssh.com over SFTP).
+type SpaceReporter interface {
+	// FreeSpace returns the bytes available to the user on the filesystem
+	// holding the root. ok is false when the server cannot tell.
+	FreeSpace(ctx context.Context) (free int64, ok bool, err error)
+}
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that no retry can fix. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil || IsPermanent(err) {
+		return err
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err, or any error it wraps, was marked with
+// [Permanent].
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// IsRetryable reports whether an operation that returned err may succeed if
+// tried again: everything except nil, cancellation and errors marked
+// [Permanent]. Connection loss, timeouts, EOF and a server dropping
+// handshakes (MaxStartups) are retryable. It never matches error strings.
+func IsRetryable(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, context.Canceled), IsPermanent(err):
+		return false
+	}
+	return true
+}
+
+// ErrClosed is returned by a Target used after Close.
+var ErrClosed = errors.New("target closed")
