@@ -1,0 +1,41 @@
+# prepcast — make help lists the targets.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GO      ?= go
+FUZZTIME ?= 3s
+
+.PHONY: help build demo test test-short fuzz vet lint bench bench-cut clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n",$$1,$$2}'
+
+build: ## Build bin/prepcast
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/prepcast ./cmd/prepcast
+
+demo: build ## Replay the Puebla 2024 election night to local difusores (no setup needed)
+	./bin/prepcast demo
+
+test: vet ## All tests with the race detector, real sshd integration tests and short fuzz runs
+	PREPCAST_REQUIRE_SSHD=1 $(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz
+
+test-short: ## Unit tests only (no sshd, no child processes)
+	$(GO) test -short ./...
+
+fuzz: ## Run every fuzz target briefly (FUZZTIME=3s)
+	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/safepath
+	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./packager
+	$(GO) test -run='^$$' -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./packager
+	$(GO) test -run='^$$' -fuzz='^FuzzParseAck$$' -fuzztime=$(FUZZTIME) ./publisher
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
+
+vet: ## gofmt check and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+bench-cut: build ## Cut benchmark: prepcast cut vs sha256sum + tar|zstd on the same tree
+	./bench/cut.sh
+
+bench: bench-cut ## All benchmarks
+
+clean: ## Remove build output
+	rm -rf bin bench/out
