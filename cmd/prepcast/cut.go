@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/state"
+)
+
+func cmdKeygen(args []string, stdout io.Writer) error {
+	fs := newFlags("keygen")
+	out := fs.String("out", ".", "directory for manifest.key (mode 0600) and manifest.pub")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	priv, pub, err := packager.GenerateKey(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (private, keep it on the publisher; set signing_key to it)\nwrote %s (public, give it to anyone who verifies cuts)\n", priv, pub)
+	return nil
+}
+
+func cmdCut(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("cut")
+	cfgPath := fs.String("config", "prepcast.yaml", "config file")
+	source := fs.String("source", "", "results tree (overrides source in the config)")
+	rehash := fs.Bool("rehash", false, "read and hash every file, trusting no earlier scan")
+	allowEmpty := fs.Bool("allow-empty", false, "make a cut even if nothing changed")
+	verbose := fs.Bool("v", false, "log progress to the console")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *source != "" {
+		abs, err := filepath.Abs(*source)
+		if err != nil {
+			return err
+		}
+		c.Source = abs
+	}
+	log, closeLog, err := newLogger(c, stderr, *verbose)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	res, err := makeCut(ctx, c, cutFlags{rehash: *rehash, allowEmpty: *allowEmpty}, log)
+	if err != nil {
+		return err
+	}
+	printCut(stdout, res)
+	return nil
+}
+
+type cutFlags struct{ rehash, allowEmpty bool }
+
+// makeCut builds the next cut of c's results tree, protecting the cuts that
+// targets have acknowledged from the prune.
+func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger) (*packager.CutResult, error) {
+	key, err := packager.LoadPrivateKey(c.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	store, err := packager.OpenStore(c.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	protect, err := ackedSeqs(c)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	res, err := store.Cut(ctx, packager.CutOptions{
+		Source: c.Source, Key: key, Zone: c.Zone, Pointers: c.Pointer, Rehash: f.rehash, AllowEmpty: f.allowEmpty,
+		Keep: c.Retention.Cuts, Protect: protect, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cut", zap.Int64("seq", res.Info.Seq), zap.String("id", res.Info.ID), zap.Bool("no_change", res.NoChange),
+		zap.Int("hashed", res.Hashed), zap.Int64("hashed_bytes", res.HashedBytes), zap.Duration("took", time.Since(start)))
+	return res, nil
+}
+
+// ackedSeqs returns the cuts that targets acknowledge, by the local mirror.
+func ackedSeqs(c *config.Config) (map[int64]bool, error) {
+	db, err := state.Open(statePath(c))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	acks, err := db.Acks(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]bool{}
+	for _, a := range acks {
+		out[a.Seq] = true
+	}
+	return out, nil
+}
+
+func statePath(c *config.Config) string { return filepath.Join(c.StateDir, "state.db") }
+
+func printCut(w io.Writer, res *packager.CutResult) {
+	ci := res.Info
+	if res.NoChange {
+		fmt.Fprintf(w, "no change since cut %d (%s); no new cut (use --allow-empty to force one)\n", ci.Seq, ci.ID)
+		return
+	}
+	fmt.Fprintf(w, "cut %d %s: %d files, %s; delta from cut %d: %d files, %s, %d deleted; package %s\n",
+		ci.Seq, ci.ID, ci.Files, humanBytes(ci.Bytes), ci.PackageFrom, ci.DeltaFiles, humanBytes(ci.DeltaBytes), ci.DeletedFiles, humanBytes(ci.PackageSize))
+}
+
+func cmdCuts(args []string, stdout io.Writer) error {
+	fs := newFlags("cuts")
+	cfgPath := fs.String("config", "prepcast.yaml", "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	store, err := packager.OpenStore(c.StateDir)
+	if err != nil {
+		return err
+	}
+	cuts, err := store.Cuts()
+	if err != nil {
+		return err
+	}
+	if len(cuts) == 0 {
+		fmt.Fprintln(stdout, "no cuts yet (run prepcast cut)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SEQ\tID\tCREATED\tFILES\tBYTES\tDELTA FILES\tDELTA BYTES\tDELETED\tPACKAGE\t")
+	for _, ci := range cuts {
+		pkg := "pruned"
+		if ci.Package != "" {
+			pkg = humanBytes(ci.PackageSize)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t\n", ci.Seq, ci.ID, ci.Created.In(c.Zone).Format("2006-01-02 15:04:05"),
+			ci.Files, humanBytes(ci.Bytes), ci.DeltaFiles, humanBytes(ci.DeltaBytes), ci.DeletedFiles, pkg)
+	}
+	return tw.Flush()
+}
+
+// humanBytes formats n with a binary-prefixed unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

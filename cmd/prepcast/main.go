@@ -1,0 +1,166 @@
+// Command prepcast publishes PREP election-night results: it snapshots the
+// results tree into signed, checksummed cuts and pushes each cut over SFTP
+// to every difusor, atomically, with per-difusor acknowledgement.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
+
+	"github.com/prepcast/prepcast/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes, part of the CLI contract.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // some targets failed or lag
+	exitUsage       = 2 // usage or config error
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// failedError means the command ran but some targets failed or lag; it has
+// already said so.
+var errFailed = errors.New("some targets did not acknowledge the latest cut")
+
+const usage = `prepcast publishes PREP results to difusores over SFTP.
+
+Usage:
+  prepcast keygen   [--out DIR]                       ed25519 signing key pair for manifests
+  prepcast cut      [--config F] [--source DIR] [--rehash] [--allow-empty]
+                                                      build the next cut; prints its seq and id
+  prepcast cuts     [--config F]                      list cuts in the local store
+  prepcast push     [--config F] [--target NAME]...   push the latest cut until each target acks it
+  prepcast cycle    [--config F]                      cut + push; what cron runs; never overlaps a push
+  prepcast status   [--config F] [--json]             per-target lag; exit 1 if over max_lag
+  prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
+  prepcast version
+
+--config defaults to ./prepcast.yaml. Exit codes: 0 all good; 1 some targets
+failed or lag; 2 usage or config error; 130 interrupted.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "keygen":
+		err = cmdKeygen(rest, stdout)
+	case "cut":
+		err = cmdCut(ctx, rest, stdout, stderr)
+	case "cuts":
+		err = cmdCuts(rest, stdout)
+	case "push":
+		err = cmdPush(ctx, rest, stdout, stderr, false)
+	case "cycle":
+		err = cmdPush(ctx, rest, stdout, stderr, true)
+	case "status":
+		err = cmdStatus(ctx, rest, stdout)
+	case "demo":
+		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "prepcast", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = &usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	return exitCode(ctx, err, stderr)
+}
+
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	var ue *usageError
+	var ce *config.Error
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case ctx.Err() != nil && errors.Is(err, context.Canceled) || ctx.Err() != nil && errors.Is(err, errInterrupted):
+		fmt.Fprintln(stderr, "prepcast: interrupted")
+		return exitInterrupted
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "prepcast: %v\n\n%s", err, usage)
+		return exitUsage
+	case errors.As(err, &ce), errors.Is(err, errConfig):
+		fmt.Fprintln(stderr, "prepcast:", err)
+		return exitUsage
+	case errors.Is(err, errFailed):
+		return exitFailed
+	default:
+		fmt.Fprintln(stderr, "prepcast:", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return exitFailed
+	}
+}
+
+var (
+	errInterrupted = errors.New("interrupted")
+	errConfig      = errors.New("config error")
+)
+
+// newFlags returns a flag set for a subcommand whose errors are returned,
+// not printed and exited on.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("prepcast "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// loadConfig loads the config file named by --config.
+func loadConfig(path string) (*config.Config, error) {
+	c, err := config.Load(path)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	if err := os.MkdirAll(c.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: state_dir: %w", errConfig, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/targets"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
+)
+
+// stringsFlag collects a repeatable flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer, withCut bool) error {
+	name := "push"
+	if withCut {
+		name = "cycle"
+	}
+	fs := newFlags(name)
+	cfgPath := fs.String("config", "prepcast.yaml", "config file")
+	verbose := fs.Bool("v", false, "log progress to the console")
+	var only stringsFlag
+	if !withCut {
+		fs.Var(&only, "target", "push only to this target (repeatable)")
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := c.RequireTargets(); err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	selected, err := selectTargets(c, only)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := newLogger(c, stderr, *verbose)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	if withCut {
+		res, err := makeCut(ctx, c, cutFlags{}, log)
+		if err != nil {
+			return err
+		}
+		printCut(stdout, res)
+	}
+	return pushLoop(ctx, c, selected, stdout, log)
+}
+
+func selectTargets(c *config.Config, only []string) ([]*config.Target, error) {
+	var out []*config.Target
+	for _, n := range only {
+		t, ok := c.Target(n)
+		if !ok {
+			var names []string
+			for _, t := range c.Targets {
+				names = append(names, t.Name)
+			}
+			return nil, &usageError{fmt.Sprintf("--target %q is not in the config (targets: %s)", n, strings.Join(names, ", "))}
+		}
+		out = append(out, t)
+	}
+	if len(only) > 0 {
+		return out, nil
+	}
+	return c.EnabledTargets(), nil
+}
+
+// pushLoop takes the push lock and pushes until no newer cut is waiting. If
+// another process holds the lock, it says so and returns nil: that process
+// picks the newest cut up before it lets go of the lock.
+func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, stdout io.Writer, log *zap.Logger) error {
+	store, err := packager.OpenStore(c.StateDir)
+	if err != nil {
+		return err
+	}
+	key, err := packager.LoadPrivateKey(c.SigningKey)
+	if err != nil {
+		return err
+	}
+	for {
+		lock, err := publisher.LockPush(c.StateDir)
+		if errors.Is(err, publisher.ErrPushRunning) {
+			fmt.Fprintf(stdout, "%v; it will push the latest cut before it stops\n", err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		startSeq := latestSeq(store)
+		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), log)
+		lock.Unlock()
+		if err != nil {
+			return err
+		}
+		printResults(stdout, results)
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		// A cut that appeared while the lock was held but after a target
+		// finished: push again, unless another process now holds the lock.
+		if latestSeq(store) != startSeq && anyBehind(results, latestSeq(store)) {
+			continue
+		}
+		for _, r := range results {
+			if r.Err != nil {
+				return errFailed
+			}
+		}
+		return nil
+	}
+}
+
+func latestSeq(s *packager.Store) int64 {
+	ci, err := s.Latest()
+	if err != nil || ci == nil {
+		return 0
+	}
+	return ci.Seq
+}
+
+func anyBehind(results []publisher.Result, seq int64) bool {
+	for _, r := range results {
+		if r.Err == nil && r.Ack != nil && r.Ack.Seq < seq {
+			return true
+		}
+	}
+	return false
+}
+
+func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, log *zap.Logger) ([]publisher.Result, error) {
+	db, err := state.Open(statePath(c))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if _, err := db.AbandonDeadAttempts(ctx, time.Now()); err != nil {
+		log.Warn("close attempts of dead processes", zap.Error(err))
+	}
+	specs := make([]publisher.TargetSpec, 0, len(selected))
+	for _, tc := range selected {
+		t, err := newTarget(c, tc, log)
+		if err != nil {
+			return nil, err
+		}
+		defer t.Close()
+		specs = append(specs, publisher.TargetSpec{Target: t, Limit: tc.Limit})
+	}
+	host, _ := os.Hostname()
+	eng := &publisher.Engine{
+		Store: store, PublicKey: pub, DB: db, Log: log, Publisher: host,
+		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
+		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
+		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window,
+	}
+	return eng.Push(ctx, specs), nil
+}
+
+// newTarget builds the SFTP target for one configured difusor.
+func newTarget(c *config.Config, tc *config.Target, log *zap.Logger) (targets.Target, error) {
+	if tc.Mode != "" && tc.Mode != config.ModeSFTP {
+		return nil, fmt.Errorf("%w: targets %s: mode %q is not available in this version; use mode: sftp", errConfig, tc.Name, tc.Mode)
+	}
+	var pass []byte
+	if tc.PassphraseEnv != "" {
+		v, ok := os.LookupEnv(tc.PassphraseEnv)
+		if !ok {
+			return nil, fmt.Errorf("%w: target %s: environment variable %s (passphrase_env) is not set", errConfig, tc.Name, tc.PassphraseEnv)
+		}
+		pass = []byte(v)
+	}
+	t, err := sftptarget.New(sftptarget.Config{
+		Name: tc.Name, Address: tc.Address, User: tc.User, Root: tc.Root,
+		IdentityFile: tc.IdentityFile, Passphrase: pass, KnownHosts: tc.KnownHosts, HostKey: tc.HostKey,
+		DialTimeout: c.Timeouts.Dial, OpTimeout: c.Timeouts.Operation, Keepalive: c.Timeouts.Keepalive,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: target %s: %w", errConfig, tc.Name, err)
+	}
+	return t, nil
+}
+
+// printResults prints one line per target, failures first.
+func printResults(w io.Writer, results []publisher.Result) {
+	rs := slices.Clone(results)
+	slices.SortStableFunc(rs, func(a, b publisher.Result) int {
+		switch {
+		case (a.Err != nil) == (b.Err != nil):
+			return strings.Compare(a.Target, b.Target)
+		case a.Err != nil:
+			return -1
+		}
+		return 1
+	})
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS")
+	for _, r := range rs {
+		cut, result := "-", "ok"
+		if r.Ack != nil {
+			cut = fmt.Sprintf("%d %s", r.Ack.Seq, r.Ack.ID)
+		}
+		if r.Err != nil {
+			result = "FAILED: " + oneLine(r.Err.Error())
+		} else if r.Reconciled {
+			result = "ok (reconciled)"
+		}
+		rate := "-"
+		if r.Wire > 0 && r.Bytes > 0 {
+			rate = fmt.Sprintf("%.1f MB/s", float64(r.Bytes)/1e6/r.Wire.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, humanBytes(r.Bytes), rate,
+			r.Duration.Round(time.Millisecond), r.Attempts)
+	}
+	tw.Flush()
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

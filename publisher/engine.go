@@ -1,0 +1,403 @@
+package publisher
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/targets"
+)
+
+// RetryPolicy says how often and how patiently a failing target is retried
+// within one push.
+type RetryPolicy struct {
+	Attempts int           // attempts per cut, at least 1
+	Base     time.Duration // first backoff
+	Max      time.Duration // backoff ceiling
+}
+
+// TargetSpec is one target to push to and its own bandwidth limit.
+type TargetSpec struct {
+	Target targets.Target
+	Limit  int64 // bytes per second; 0 = unlimited
+}
+
+// Engine pushes the latest cut of a store to many targets at once.
+// Configure the exported fields, then call [Engine.Push]; an Engine may be
+// used for several pushes but not for two at once.
+type Engine struct {
+	Store           *packager.Store
+	PublicKey       ed25519.PublicKey // cuts whose signature does not verify are never pushed
+	DB              *state.DB         // local mirror of acks, audit history, live progress; may be nil
+	Log             *zap.Logger
+	Publisher       string        // written into acks (host name)
+	Uplink          int64         // bytes per second across all targets; 0 = unlimited
+	TargetsInFlight int           // targets pushed at once (default 32)
+	FilesInFlight   int           // files in flight per target (default 16)
+	Retry           RetryPolicy   // default 5 attempts, 1 s, 30 s
+	CycleTimeout    time.Duration // deadline for one target's push (default 10 min)
+	RetentionWindow time.Duration // retired files are deleted from targets after this (default 30 min)
+	Now             func() time.Time
+	// OnProgress, if set, is called as a target's push moves on. It must be
+	// quick and safe for concurrent use.
+	OnProgress func(Progress)
+
+	initOnce sync.Once
+	uplink   *rate.Limiter
+	verifyMu sync.Mutex
+	verified map[string]*verifyOnce
+	progMu   sync.Mutex
+	progLast map[string]time.Time
+}
+
+// Progress is a snapshot of one target's push.
+type Progress struct {
+	Target      string
+	Seq         int64
+	CutID       string
+	State       string // connecting, staging, committing, retrying, ok, failing
+	BytesDone   int64
+	BytesTotal  int64
+	FilesDone   int
+	FilesTotal  int
+	Attempt     int
+	RetryAt     time.Time
+	LastError   string
+	BytesPerSec float64
+}
+
+// Result is the outcome of pushing to one target.
+type Result struct {
+	Target     string
+	Ack        *Ack // what the target acknowledges at the end; nil if unknown
+	Err        error
+	Attempts   int
+	Bytes      int64         // payload bytes sent, all attempts
+	Files      int           // files staged
+	Wire       time.Duration // time spent staging
+	Duration   time.Duration
+	Cuts       []int64 // cuts the target acknowledged during this push
+	Reconciled bool    // the target was reconciled by listing
+}
+
+// PushError records why a target did not acknowledge a cut.
+type PushError struct {
+	Target string
+	CutID  string
+	Seq    int64
+	Err    error
+}
+
+func (e *PushError) Error() string {
+	return fmt.Sprintf("push cut %d (%s) to %s: %v", e.Seq, e.CutID, e.Target, e.Err)
+}
+func (e *PushError) Unwrap() error { return e.Err }
+
+func (e *Engine) init() {
+	e.initOnce.Do(func() {
+		if e.Log == nil {
+			e.Log = zap.NewNop()
+		}
+		if e.Now == nil {
+			e.Now = time.Now
+		}
+		if e.TargetsInFlight <= 0 {
+			e.TargetsInFlight = 32
+		}
+		if e.FilesInFlight <= 0 {
+			e.FilesInFlight = 16
+		}
+		if e.Retry.Attempts <= 0 {
+			e.Retry.Attempts = 5
+		}
+		if e.Retry.Base <= 0 {
+			e.Retry.Base = time.Second
+		}
+		if e.Retry.Max <= 0 {
+			e.Retry.Max = 30 * time.Second
+		}
+		if e.CycleTimeout <= 0 {
+			e.CycleTimeout = 10 * time.Minute
+		}
+		if e.RetentionWindow <= 0 {
+			e.RetentionWindow = 30 * time.Minute
+		}
+		e.uplink = NewLimiter(e.Uplink)
+		e.verified = map[string]*verifyOnce{}
+		e.progLast = map[string]time.Time{}
+	})
+}
+
+func (e *Engine) now() time.Time     { return e.Now() }
+func (e *Engine) filesInFlight() int { return e.FilesInFlight }
+
+// ErrNoCut is returned when the store holds no cut to push.
+var ErrNoCut = errors.New("no cut in the store yet (run prepcast cut first)")
+
+// latest loads and verifies the newest cut of the store.
+func (e *Engine) latest() (*cutRef, error) {
+	ci, err := e.Store.Latest()
+	if err != nil {
+		return nil, err
+	}
+	if ci == nil {
+		return nil, ErrNoCut
+	}
+	m, mb, sig, err := e.Store.VerifiedManifest(ci.Seq, e.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	return &cutRef{info: ci, m: m, mbytes: mb, sig: sig, sigB64: packager.SignatureBase64(sig), manifest: packager.Hash(mb)}, nil
+}
+
+// LatestSeq returns the sequence number of the store's newest cut (0 if none).
+func (e *Engine) LatestSeq() int64 {
+	ci, err := e.Store.Latest()
+	if err != nil || ci == nil {
+		return 0
+	}
+	return ci.Seq
+}
+
+// Push brings every target to the latest cut of the store, TargetsInFlight
+// at a time. A target that fails, hangs or is slow never holds up or
+// cancels the others. If a newer cut appears while a target is pushed, that
+// target goes on to the newer cut (the latest cut wins). Results are in the
+// order of ts.
+func (e *Engine) Push(ctx context.Context, ts []TargetSpec) []Result {
+	e.init()
+	results := make([]Result, len(ts))
+	var g errgroup.Group // no shared cancellation: one target's error is its own
+	g.SetLimit(e.TargetsInFlight)
+	for i, spec := range ts {
+		g.Go(func() error {
+			results[i] = e.pushTarget(ctx, spec)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return results
+}
+
+func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
+	t := spec.Target
+	name := t.Name()
+	start := time.Now()
+	res := Result{Target: name}
+	log := e.Log.With(zap.String("target", name))
+	ctx, cancel := context.WithTimeout(ctx, e.CycleTimeout)
+	defer cancel()
+	run := &targetRun{e: e, t: t, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, dirs: map[string]bool{}, start: start}
+	var cur *cutRef
+	attempt := 0
+	var lastErr error
+	run.prog = func(stage string, done, total int64, files, filesTotal int) {
+		p := Progress{Target: name, State: stage, BytesDone: done, BytesTotal: total, FilesDone: files, FilesTotal: filesTotal, Attempt: attempt}
+		if cur != nil {
+			p.Seq, p.CutID = cur.m.Seq, cur.m.ID
+		}
+		if el := time.Since(start).Seconds(); el > 0 {
+			p.BytesPerSec = float64(run.sent.Load()) / el
+		}
+		e.progress(p, false)
+	}
+	for {
+		c, err := e.latest()
+		if err != nil {
+			res.Err = &PushError{Target: name, Err: err}
+			e.finish(log, &res, cur, run)
+			return res
+		}
+		if cur == nil || c.m.Seq != cur.m.Seq {
+			attempt = 0
+		}
+		cur = c
+		attempt++
+		res.Attempts++
+		run.prog("connecting", 0, 0, 0, 0)
+		attemptID := e.beginAttempt(name, c, attempt)
+		aStart := time.Now()
+		sentBefore := run.sent.Load()
+		ack, st, err := run.pushCut(ctx, c)
+		e.endAttempt(attemptID, st, run.sent.Load()-sentBefore, err, ctx)
+		res.Files += st.Files
+		res.Wire += st.Wire
+		res.Reconciled = res.Reconciled || st.Reconciled
+		if err == nil {
+			res.Ack, res.Err, lastErr = ack, nil, nil
+			res.Cuts = append(res.Cuts, ack.Seq)
+			e.recordAck(log, name, ack)
+			log.Debug("cut acknowledged", zap.Int64("seq", ack.Seq), zap.Int64("bytes", st.Bytes),
+				zap.Int("files", st.Files), zap.Duration("took", time.Since(aStart)))
+			if e.LatestSeq() > c.m.Seq && ctx.Err() == nil {
+				continue // a newer cut appeared meanwhile: the latest cut wins
+			}
+			e.finish(log, &res, cur, run)
+			return res
+		}
+		lastErr = err
+		res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: err}
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+				res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: fmt.Errorf("cycle deadline (%s) passed: %w", e.CycleTimeout, err)}
+			}
+			e.finish(log, &res, cur, run)
+			return res
+		}
+		if !targets.IsRetryable(err) || attempt >= e.Retry.Attempts {
+			e.finish(log, &res, cur, run)
+			return res
+		}
+		d := e.backoff(attempt)
+		log.Debug("retrying", zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))
+		e.progress(Progress{Target: name, Seq: c.m.Seq, CutID: c.m.ID, State: "retrying", Attempt: attempt,
+			RetryAt: time.Now().Add(d), LastError: shortError(lastErr)}, true)
+		select {
+		case <-ctx.Done():
+			res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: errors.Join(err, ctx.Err())}
+			e.finish(log, &res, cur, run)
+			return res
+		case <-time.After(d):
+		}
+	}
+}
+
+// backoff returns the wait before the next attempt: exponential, capped,
+// with jitter in [d/2, d].
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.Retry.Base << min(attempt-1, 20)
+	if d > e.Retry.Max || d <= 0 {
+		d = e.Retry.Max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// finish logs the push outcome once and publishes the final progress.
+func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRun) {
+	bytes := run.sent.Load()
+	res.Bytes = bytes
+	res.Duration = time.Since(run.start)
+	fields := []zap.Field{zap.Int64("bytes", bytes), zap.Int("files", res.Files), zap.Duration("wire", res.Wire),
+		zap.Int("attempts", res.Attempts)}
+	if res.Wire > 0 {
+		fields = append(fields, zap.Float64("mb_per_s", float64(bytes)/1e6/res.Wire.Seconds()))
+	}
+	p := Progress{Target: res.Target, Attempt: res.Attempts}
+	if cur != nil {
+		p.Seq, p.CutID = cur.m.Seq, cur.m.ID
+		fields = append(fields, zap.Int64("seq", cur.m.Seq), zap.String("cut", cur.m.ID))
+	}
+	if res.Err != nil {
+		p.State, p.LastError = "failing", shortError(res.Err)
+		log.Error("push failed", append(fields, zap.Error(res.Err))...)
+	} else {
+		p.State = "ok"
+		log.Info("push acknowledged", fields...)
+	}
+	e.progress(p, true)
+}
+
+// shortError is the innermost useful part of an error for a status line.
+func shortError(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func (e *Engine) progress(p Progress, force bool) {
+	if e.OnProgress != nil {
+		e.OnProgress(p)
+	}
+	if e.DB == nil {
+		return
+	}
+	e.progMu.Lock()
+	last := e.progLast[p.Target]
+	if !force && time.Since(last) < 250*time.Millisecond {
+		e.progMu.Unlock()
+		return
+	}
+	e.progLast[p.Target] = time.Now()
+	e.progMu.Unlock()
+	err := e.DB.SetProgress(context.Background(), state.Progress{
+		Target: p.Target, PID: pid, Seq: p.Seq, CutID: p.CutID, State: p.State,
+		BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, FilesDone: p.FilesDone, FilesTotal: p.FilesTotal,
+		Attempt: p.Attempt, RetryAt: p.RetryAt, LastError: p.LastError, RateBps: p.BytesPerSec, Updated: time.Now(),
+	})
+	if err != nil {
+		e.Log.Warn("record progress", zap.Error(err))
+	}
+}
+
+func (e *Engine) beginAttempt(target string, c *cutRef, n int) int64 {
+	if e.DB == nil {
+		return 0
+	}
+	id, err := e.DB.BeginAttempt(context.Background(), state.Attempt{Target: target, Seq: c.m.Seq, CutID: c.m.ID, N: n, Start: time.Now(), Result: "running"})
+	if err != nil {
+		e.Log.Warn("record attempt", zap.Error(err))
+	}
+	return id
+}
+
+func (e *Engine) endAttempt(id int64, st attemptStats, bytes int64, err error, ctx context.Context) {
+	if e.DB == nil || id == 0 {
+		return
+	}
+	result, text := "ok", ""
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
+		result, text = "canceled", err.Error()
+	default:
+		result, text = "failed", err.Error()
+	}
+	if e2 := e.DB.EndAttempt(context.Background(), id, time.Now(), bytes, st.Files, st.Wire.Seconds(), result, text); e2 != nil {
+		e.Log.Warn("record attempt", zap.Error(e2))
+	}
+}
+
+// mirrorRemote makes the local mirror agree with what the target itself
+// says, so the local state never claims an ack the target lacks.
+func (e *Engine) mirrorRemote(log *zap.Logger, target string, a *Ack) {
+	if e.DB == nil {
+		return
+	}
+	var err error
+	if a == nil {
+		err = e.DB.DeleteAck(context.Background(), target)
+	} else {
+		err = e.DB.ResetAck(context.Background(), state.Ack{Target: target, Seq: a.Seq, CutID: a.ID, ManifestSHA256: a.Manifest, AckedAt: a.Time})
+	}
+	if err != nil {
+		log.Warn("mirror the target's ack locally", zap.Error(err))
+	}
+}
+
+// recordAck mirrors a target's remote ack locally, after the remote write.
+func (e *Engine) recordAck(log *zap.Logger, target string, a *Ack) {
+	if e.DB == nil {
+		return
+	}
+	err := e.DB.ResetAck(context.Background(), state.Ack{Target: target, Seq: a.Seq, CutID: a.ID, ManifestSHA256: a.Manifest, AckedAt: a.Time})
+	if err != nil {
+		log.Error("record ack locally (the target's own ack is written; status will show it after --probe)", zap.Error(err))
+	}
+}
+
+var pid = osGetpid()

@@ -1,0 +1,500 @@
+package publisher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/targets"
+)
+
+// ErrRollback is wrapped by the error for a target that holds a newer cut
+// than the latest local one: prepcast never moves a target backwards.
+var ErrRollback = errors.New("target holds a newer or different cut than the latest local one")
+
+// ErrNoSpace is wrapped by the error for a target without room for a cut.
+var ErrNoSpace = errors.New("not enough free space on the target")
+
+// attemptStats is what one push attempt moved.
+type attemptStats struct {
+	Files      int   // files staged
+	Bytes      int64 // payload bytes read for upload
+	Wire       time.Duration
+	Reconciled bool // the target's ack was missing or unknown
+	AlreadyHad bool // the target already held the cut
+	FromSeq    int64
+	Deleted    int // retired files deleted
+}
+
+// targetRun is the state of pushing to one target during one Push call; it
+// survives retries, so files staged and verified before a failure are not
+// sent again.
+type targetRun struct {
+	e       *Engine
+	t       targets.Target
+	log     *zap.Logger
+	limiter *rate.Limiter
+
+	cleaned bool // leftovers of earlier processes were removed from staging
+	mu      sync.Mutex
+	staged  map[string]bool // staging names uploaded and verified by this run
+	dirs    map[string]bool // directories known to exist
+	sent    atomic.Int64    // payload bytes read for upload, all attempts
+	start   time.Time
+	prog    progressFunc
+}
+
+type progressFunc func(stage string, done, total int64, files, filesTotal int)
+
+// cutRef is the cut being pushed.
+type cutRef struct {
+	info     *packager.CutInfo
+	m        *packager.Manifest
+	mbytes   []byte
+	sig      []byte
+	sigB64   string
+	manifest string // hex SHA-256
+}
+
+// pushCut brings the target to cut c: one attempt, no retries.
+func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats, error) {
+	var st attemptStats
+	ack, err := r.readAck(ctx)
+	if err != nil {
+		return nil, st, err
+	}
+	r.e.mirrorRemote(r.log, r.t.Name(), ack)
+	if ack != nil && (ack.Seq > c.m.Seq || (ack.Seq == c.m.Seq && ack.Manifest != c.manifest)) {
+		return nil, st, targets.Permanent(fmt.Errorf("%w: target acknowledges cut %d (%s, manifest %.12s) but the latest local cut is %d (%s, manifest %.12s); refusing to roll it back (was state_dir replaced? restore it, or move the target's .prepcast/ack.json away to force a full reconcile)",
+			ErrRollback, ack.Seq, ack.ID, ack.Manifest, c.m.Seq, c.m.ID, c.manifest))
+	}
+	now := r.e.now()
+	if ack != nil && ack.Seq == c.m.Seq {
+		// Already there: only retire what is due.
+		st.AlreadyHad, st.FromSeq = true, ack.Seq
+		retired, deleted, err := r.retire(ctx, ack.Retired, c.m, nil, now)
+		if err != nil {
+			return nil, st, err
+		}
+		st.Deleted = deleted
+		if deleted == 0 {
+			return ack, st, nil
+		}
+		ack.Retired = retired
+		if err := r.writeAck(ctx, ack); err != nil {
+			return nil, st, err
+		}
+		return ack, st, nil
+	}
+
+	// Work out what the target lacks.
+	var changed []packager.Entry
+	var gone []string
+	var from *packager.Manifest
+	if ack != nil {
+		if m, mb, err := r.e.Store.Manifest(ack.Seq); err == nil && packager.Hash(mb) == ack.Manifest {
+			from = m
+		} else {
+			r.log.Info("target's acknowledged cut is not in the local store; reconciling", zap.Int64("acked_seq", ack.Seq))
+		}
+	}
+	if from != nil {
+		d := packager.ComputeDelta(from, c.m)
+		changed, gone, st.FromSeq = d.Changed, d.Deleted, from.Seq
+	} else {
+		st.Reconciled = true
+		if changed, gone, err = r.reconcile(ctx, c.m); err != nil {
+			return nil, st, err
+		}
+	}
+	var need int64
+	for _, e := range changed {
+		need += e.Size
+	}
+	if err := r.checkSpace(ctx, need); err != nil {
+		return nil, st, err
+	}
+
+	// Stage.
+	start := time.Now()
+	if err := r.prepareStaging(ctx); err != nil {
+		return nil, st, err
+	}
+	plan := stagingPlan(changed)
+	sentBefore := r.sent.Load()
+	if err := r.stage(ctx, plan, need); err != nil {
+		return nil, st, err
+	}
+	st.Files, st.Bytes, st.Wire = len(plan), r.sent.Load()-sentBefore, time.Since(start)
+
+	// Commit: everything else first, the pointers last, in manifest order.
+	if err := r.commit(ctx, plan, c.m); err != nil {
+		return nil, st, err
+	}
+
+	// Retire what left the manifest; delete what has been retired long enough.
+	var prev []Retired
+	if ack != nil {
+		prev = ack.Retired
+	}
+	retired, deleted, err := r.retire(ctx, prev, c.m, gone, now)
+	if err != nil {
+		return nil, st, err
+	}
+	st.Deleted = deleted
+	na := &Ack{Format: AckFormat, Seq: c.m.Seq, ID: c.m.ID, Manifest: c.manifest, Signature: c.sigB64,
+		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher, Retired: retired}
+	if err := r.writeAck(ctx, na); err != nil {
+		return nil, st, err
+	}
+	return na, st, nil
+}
+
+// readAck returns the target's ack, nil if it has none or it is unreadable
+// garbage (the target is then reconciled).
+func (r *targetRun) readAck(ctx context.Context) (*Ack, error) {
+	data, err := r.t.ReadFile(ctx, AckPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ack: %w", err)
+	}
+	a, err := ParseAck(data)
+	if err != nil {
+		r.log.Warn("target's ack is unreadable; reconciling", zap.Error(err))
+		return nil, nil
+	}
+	return a, nil
+}
+
+// reconcile lists the target and returns the entries it lacks or holds
+// with another size, and the files it has that the cut does not.
+func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) ([]packager.Entry, []string, error) {
+	have := map[string]int64{}
+	err := r.t.Walk(ctx, "", func(fi targets.FileInfo) error {
+		if fi.Path == safepath.Reserved || strings.HasPrefix(fi.Path, safepath.Reserved+"/") {
+			return nil
+		}
+		if fi.Symlink {
+			have[fi.Path] = -1 // replaced by the real file
+			return nil
+		}
+		have[fi.Path] = fi.Size
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reconcile: list target: %w", err)
+	}
+	var changed []packager.Entry
+	for _, e := range m.Entries {
+		if sz, ok := have[e.Path]; !ok || sz != e.Size || m.IsPointer(e.Path) {
+			changed = append(changed, e)
+		}
+		delete(have, e.Path)
+	}
+	var gone []string
+	for p := range have {
+		gone = append(gone, p)
+	}
+	sort.Strings(gone)
+	r.log.Info("reconciled target by listing", zap.Int("differing", len(changed)), zap.Int("extra", len(gone)))
+	return changed, gone, nil
+}
+
+// staged is one file to upload: the entry and its staging name.
+type staged struct {
+	e    packager.Entry
+	name string // below StagingDir
+}
+
+// stagingPlan names a staging file for every entry: the content hash, so
+// that a retry finds what it already sent, with a suffix for content that
+// appears at several paths.
+func stagingPlan(changed []packager.Entry) []staged {
+	seen := map[string]int{}
+	plan := make([]staged, 0, len(changed))
+	for _, e := range changed {
+		n := seen[e.SHA256]
+		seen[e.SHA256] = n + 1
+		name := StagingDir + "/" + e.SHA256
+		if n > 0 {
+			name = fmt.Sprintf("%s.%d", name, n)
+		}
+		plan = append(plan, staged{e: e, name: name})
+	}
+	return plan
+}
+
+// prepareStaging creates the staging directory; the first time in a run it
+// also removes whatever an interrupted earlier process left there, since
+// such files may be partial.
+func (r *targetRun) prepareStaging(ctx context.Context) error {
+	if !r.cleaned {
+		if err := r.t.RemoveAll(ctx, StagingDir); err != nil {
+			return fmt.Errorf("clean staging: %w", err)
+		}
+		r.cleaned = true
+		r.dirs = map[string]bool{}
+	}
+	return r.mkdir(ctx, StagingDir)
+}
+
+func (r *targetRun) mkdir(ctx context.Context, dir string) error {
+	if dir == "." || dir == "" || r.dirs[dir] {
+		return nil
+	}
+	if err := r.t.MkdirAll(ctx, dir); err != nil {
+		return fmt.Errorf("create directory %s: %w", dir, err)
+	}
+	r.dirs[dir] = true
+	return nil
+}
+
+// stage uploads every planned file not yet staged by this run, FilesInFlight
+// at a time, verifying each stored object's hash once per process before
+// its first upload.
+func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error {
+	var todo []staged
+	var done int64
+	r.mu.Lock()
+	for _, s := range plan {
+		if r.staged[s.name] {
+			done += s.e.Size
+			continue
+		}
+		todo = append(todo, s)
+	}
+	r.mu.Unlock()
+	// Large files first, so that they overlap with the many small ones.
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].e.Size > todo[j].e.Size })
+	var doneBytes atomic.Int64
+	doneBytes.Store(done)
+	filesDone := len(plan) - len(todo)
+	r.prog("staging", done, total, filesDone, len(plan))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, s := range todo {
+		g.Go(func() error {
+			if err := r.upload(gctx, s); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.staged[s.name] = true
+			filesDone++
+			fd := filesDone
+			r.mu.Unlock()
+			r.prog("staging", doneBytes.Add(s.e.Size), total, fd, len(plan))
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// upload sends one stored object to its staging name.
+func (r *targetRun) upload(ctx context.Context, s staged) error {
+	if err := r.e.verifyObject(s.e); err != nil {
+		return targets.Permanent(err)
+	}
+	f, err := r.e.Store.OpenObject(s.e.SHA256)
+	if err != nil {
+		return targets.Permanent(fmt.Errorf("%s: %w", s.e.Path, err))
+	}
+	defer f.Close()
+	mf := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
+	if err := r.t.WriteFile(ctx, s.name, mf, s.e.Size); err != nil {
+		return fmt.Errorf("upload %s: %w", s.e.Path, err)
+	}
+	return nil
+}
+
+// commit renames staged files into place: all non-pointer files (several at
+// once), then the pointer files one by one in manifest order.
+func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest) error {
+	var ptrs, rest []staged
+	for _, s := range plan {
+		if m.IsPointer(s.e.Path) {
+			ptrs = append(ptrs, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	sort.Slice(ptrs, func(i, j int) bool {
+		return indexOf(m.Pointers, ptrs[i].e.Path) < indexOf(m.Pointers, ptrs[j].e.Path)
+	})
+	// Directories first (parents before children), then the renames.
+	var dirs []string
+	for _, s := range plan {
+		if d := path.Dir(s.e.Path); d != "." && !r.dirs[d] {
+			dirs = append(dirs, d)
+		}
+	}
+	sort.Strings(dirs)
+	for _, d := range dirs {
+		if err := r.mkdir(ctx, d); err != nil {
+			return err
+		}
+	}
+	r.prog("committing", 0, 0, 0, len(plan))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, s := range rest {
+		g.Go(func() error { return r.rename(gctx, s) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, s := range ptrs {
+		if err := r.rename(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *targetRun) rename(ctx context.Context, s staged) error {
+	if err := r.t.Rename(ctx, s.name, s.e.Path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			r.forget(s.name) // the staged file is gone: upload it again next attempt
+		}
+		return fmt.Errorf("commit %s: %w", s.e.Path, err)
+	}
+	r.forget(s.name) // consumed: a later attempt must upload again
+	return nil
+}
+
+func (r *targetRun) forget(name string) {
+	r.mu.Lock()
+	delete(r.staged, name)
+	r.mu.Unlock()
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return len(s)
+}
+
+// retire merges the files that left the manifest into the retired list and
+// deletes from the target those retired for longer than the retention
+// window. A path that is a file of m again is never deleted.
+func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Manifest, gone []string, now time.Time) ([]Retired, int, error) {
+	byPath := map[string]Retired{}
+	for _, x := range prev {
+		byPath[x.Path] = x
+	}
+	for _, p := range gone {
+		if _, ok := byPath[p]; !ok {
+			byPath[p] = Retired{Path: p, Since: now.UTC().Truncate(time.Second)}
+		}
+	}
+	var keep []Retired
+	deleted := 0
+	paths := make([]string, 0, len(byPath))
+	for p := range byPath {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		x := byPath[p]
+		if _, ok := m.Lookup(p); ok {
+			continue // back in the cut
+		}
+		if now.Sub(x.Since) < r.e.RetentionWindow {
+			keep = append(keep, x)
+			continue
+		}
+		if err := r.t.Remove(ctx, p); err != nil {
+			return nil, deleted, fmt.Errorf("delete retired %s: %w", p, err)
+		}
+		deleted++
+	}
+	return keep, deleted, nil
+}
+
+// writeAck writes the ack atomically: staged, then renamed over the old one.
+func (r *targetRun) writeAck(ctx context.Context, a *Ack) error {
+	if err := r.mkdir(ctx, StagingDir); err != nil {
+		return err
+	}
+	data := a.Encode()
+	tmp := StagingDir + "/ack.json"
+	if err := r.t.WriteFile(ctx, tmp, strings.NewReader(string(data)), int64(len(data))); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	if err := r.t.Rename(ctx, tmp, AckPath); err != nil {
+		return fmt.Errorf("write ack: %w", err)
+	}
+	return nil
+}
+
+// checkSpace refuses a cut the target has no room for.
+func (r *targetRun) checkSpace(ctx context.Context, need int64) error {
+	sr, ok := r.t.(targets.SpaceReporter)
+	if !ok || need == 0 {
+		return nil
+	}
+	free, known, err := sr.FreeSpace(ctx)
+	if err != nil || !known {
+		return nil // cannot tell; a full disk fails the upload clearly
+	}
+	const margin = 16 << 20
+	if free < need+margin {
+		return fmt.Errorf("%w: %d MB free, the cut needs %d MB; ask the difusor to free space under its root", ErrNoSpace, free>>20, (need+margin)>>20)
+	}
+	return nil
+}
+
+// verifyObject checks once per process that a stored object still has the
+// content its name claims, so a corrupt local object is never pushed.
+func (e *Engine) verifyObject(ent packager.Entry) error {
+	e.verifyMu.Lock()
+	v, ok := e.verified[ent.SHA256]
+	if !ok {
+		v = &verifyOnce{}
+		e.verified[ent.SHA256] = v
+	}
+	e.verifyMu.Unlock()
+	v.once.Do(func() {
+		f, err := e.Store.OpenObject(ent.SHA256)
+		if err != nil {
+			v.err = err
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		if err != nil {
+			v.err = fmt.Errorf("%s: read stored object: %w", ent.Path, err)
+			return
+		}
+		if n != ent.Size || hex.EncodeToString(h.Sum(nil)) != ent.SHA256 {
+			v.err = fmt.Errorf("%s: %w; not pushed (run prepcast cut --rehash to store it again)", ent.Path, packager.ErrCorruptObject)
+		}
+	})
+	return v.err
+}
+
+type verifyOnce struct {
+	once sync.Once
+	err  error
+}
