@@ -1,0 +1,259 @@
+package publisher
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/targets"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
+	"github.com/prepcast/prepcast/targets/targettest"
+)
+
+type fixture struct {
+	t     *testing.T
+	src   string
+	store *packager.Store
+	priv  ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	n     int
+}
+
+func newFixture(t *testing.T) *fixture {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	st, err := packager.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, src: t.TempDir(), store: st, priv: priv, pub: pub}
+}
+
+// cut writes cut n of a small tree (a new image, a rewritten CSV, a
+// per-cut JSON and the pointer) and cuts it.
+func (f *fixture) cut() *packager.CutInfo {
+	f.t.Helper()
+	f.n++
+	files := map[string]string{
+		fmt.Sprintf("actas/%03d.jpg", f.n):          strings.Repeat(fmt.Sprint(f.n), 3000),
+		"datos/PUE_GUB_2024.csv":                    fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", f.n),
+		fmt.Sprintf("json/c%03d/totales.json", f.n): fmt.Sprintf(`{"corte":%d}`, f.n),
+		"json/main.json":                            fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, f.n),
+	}
+	if f.n > 1 {
+		os.RemoveAll(filepath.Join(f.src, "json", fmt.Sprintf("c%03d", f.n-1)))
+	}
+	for rel, data := range files {
+		p := filepath.Join(f.src, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res.Info
+}
+
+func (f *fixture) engine() *Engine {
+	return &Engine{Store: f.store, PublicKey: f.pub, Log: zaptest.NewLogger(f.t),
+		Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond}, CycleTimeout: 30 * time.Second}
+}
+
+func sftpTarget(t *testing.T, name string, s *targettest.Server) *sftptarget.Target {
+	tg, err := sftptarget.New(sftptarget.Config{Name: name, Address: s.Addr, User: s.User, Root: s.Root,
+		IdentityFile: s.ClientKeyPath, HostKey: s.HostKeyLine, OpTimeout: 5 * time.Second}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	return tg
+}
+
+// readAll reads a file through the target.
+func readAll(t *testing.T, tg targets.Target, p string) string {
+	t.Helper()
+	b, err := tg.ReadFile(context.Background(), p)
+	if err != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	return string(b)
+}
+
+// The in-memory request server refuses a plain rename onto an existing
+// file; pointers must still switch, through posix-rename.
+func TestPointerSwitchesOnMemFS(t *testing.T) {
+	f := newFixture(t)
+	srv := targettest.NewSFTPServer(t, "/www", targettest.WithMemFS())
+	tg := sftpTarget(t, "mem", srv)
+	eng := f.engine()
+	for k := 1; k <= 3; k++ {
+		ci := f.cut()
+		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+		if r.Err != nil {
+			t.Fatalf("cut %d: %v", k, r.Err)
+		}
+		if got, want := readAll(t, tg, "json/main.json"), fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, k); got != want {
+			t.Fatalf("cut %d: main.json = %s, want %s", k, got, want)
+		}
+		if r.Ack.Seq != ci.Seq {
+			t.Fatalf("acked %d, want %d", r.Ack.Seq, ci.Seq)
+		}
+	}
+}
+
+func TestServerWithoutPosixRenameRefused(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	srv := targettest.NewSFTPServer(t, "", targettest.WithoutPosixRename())
+	tg := sftpTarget(t, "old-server", srv)
+	r := f.engine().Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "posix-rename") || !targets.IsPermanent(r.Err) {
+		t.Fatalf("server without posix-rename: %v", r.Err)
+	}
+	if r.Attempts != 1 {
+		t.Errorf("refusal retried: %d attempts", r.Attempts)
+	}
+	des, _ := os.ReadDir(srv.Root)
+	if len(des) != 0 {
+		t.Errorf("files were written to a refused target: %v", des)
+	}
+}
+
+// A garbled ack makes the target reconciled by listing: only what differs
+// is sent.
+func TestGarbledAckReconciles(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	srv := targettest.NewSFTPServer(t, "")
+	tg := sftpTarget(t, "t", srv)
+	eng := f.engine()
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	os.WriteFile(filepath.Join(srv.Root, ".prepcast", "ack.json"), []byte("{garbage"), 0o644)
+	ci := f.cut()
+	r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if !r.Reconciled || r.Ack.Seq != ci.Seq {
+		t.Fatalf("reconciled=%v ack=%+v", r.Reconciled, r.Ack)
+	}
+	// Reconciling sends the pointer and what differs in size, not everything.
+	m, _, _ := f.store.Manifest(ci.Seq)
+	if r.Files >= len(m.Entries) {
+		t.Errorf("reconcile sent %d of %d files", r.Files, len(m.Entries))
+	}
+}
+
+// A target that holds a newer cut than the local store is never rolled back.
+func TestNoRollback(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	srv := targettest.NewSFTPServer(t, "")
+	tg := sftpTarget(t, "t", srv)
+	ack := &Ack{Format: AckFormat, Seq: 99, ID: "20240603_0300", Manifest: strings.Repeat("ab", 32), Time: time.Now()}
+	os.MkdirAll(filepath.Join(srv.Root, ".prepcast"), 0o755)
+	os.WriteFile(filepath.Join(srv.Root, ".prepcast", "ack.json"), ack.Encode(), 0o644)
+	r := f.engine().Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "roll") {
+		t.Fatalf("rollback not refused: %v", r.Err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.Root, "json", "main.json")); err == nil {
+		t.Error("files written to a target that holds a newer cut")
+	}
+}
+
+// A stored object that no longer matches its hash is never pushed.
+func TestCorruptObjectNeverPushed(t *testing.T) {
+	f := newFixture(t)
+	ci := f.cut()
+	m, _, _ := f.store.Manifest(ci.Seq)
+	ent, _ := m.Lookup("datos/PUE_GUB_2024.csv")
+	p := f.store.ObjectPath(ent.SHA256)
+	os.Chmod(p, 0o644)
+	data, _ := os.ReadFile(p)
+	data[0] ^= 0xff
+	os.WriteFile(p, data, 0o644)
+	srv := targettest.NewSFTPServer(t, "")
+	r := f.engine().Push(context.Background(), []TargetSpec{{Target: sftpTarget(t, "t", srv)}})[0]
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "corrupt") {
+		t.Fatalf("corrupt object: %v", r.Err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.Root, "datos", "PUE_GUB_2024.csv")); err == nil {
+		t.Error("corrupt object reached the target")
+	}
+	if _, err := os.Stat(filepath.Join(srv.Root, ".prepcast", "ack.json")); err == nil {
+		t.Error("target acked a cut with a corrupt object")
+	}
+}
+
+// Files that left the manifest stay for the retention window, then go.
+func TestRetiredFilesDeletedAfterWindow(t *testing.T) {
+	f := newFixture(t)
+	srv := targettest.NewSFTPServer(t, "")
+	tg := sftpTarget(t, "t", srv)
+	now := time.Date(2024, 6, 2, 21, 0, 0, 0, time.UTC)
+	eng := f.engine()
+	eng.RetentionWindow = 30 * time.Minute
+	eng.Now = func() time.Time { return now }
+	push := func() Result {
+		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r
+	}
+	f.cut()
+	push()
+	f.cut() // json/c001 leaves the manifest
+	push()
+	old := filepath.Join(srv.Root, "json", "c001", "totales.json")
+	if _, err := os.Stat(old); err != nil {
+		t.Fatal("a file that just left the manifest was deleted before the window passed")
+	}
+	now = now.Add(31 * time.Minute)
+	r := push() // no new cut: only retirement
+	if _, err := os.Stat(old); err == nil {
+		t.Fatal("retired file still there after the window")
+	}
+	if len(r.Ack.Retired) != 0 {
+		t.Errorf("ack still lists retired files: %+v", r.Ack.Retired)
+	}
+	if _, err := os.Stat(filepath.Join(srv.Root, "json", "c002", "totales.json")); err != nil {
+		t.Fatal("a current file was deleted")
+	}
+}
+
+func FuzzParseAck(f *testing.F) {
+	a := &Ack{Format: AckFormat, Seq: 3, ID: "20240603_0100", Manifest: strings.Repeat("0f", 32), Time: time.Now().UTC(),
+		Retired: []Retired{{Path: "json/c001/totales.json", Since: time.Now().UTC()}}}
+	f.Add(a.Encode())
+	f.Add([]byte(`{"format":"prepcast-ack/1","seq":1}`))
+	f.Add([]byte(`{"retired":[{"path":"../../etc/passwd"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := ParseAck(data)
+		if err != nil {
+			return
+		}
+		for _, r := range a.Retired {
+			if strings.HasPrefix(r.Path, "/") || strings.Contains("/"+r.Path+"/", "/../") {
+				t.Fatalf("accepted unsafe retired path %q", r.Path)
+			}
+		}
+		if _, err := ParseAck(a.Encode()); err != nil {
+			t.Fatalf("re-encoded ack does not parse: %v", err)
+		}
+	})
+}
