@@ -247,6 +247,10 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 		}
 		lastErr = err
 		res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: err}
+		if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && (targets.IsRetryable(err) || errors.Is(err, errSuperseded)) {
+			log.Info("newer cut while pushing; moving on to it", zap.Int64("seq", c.m.Seq), zap.Error(err))
+			continue // the latest cut wins; attempts count again for it
+		}
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
 				res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: fmt.Errorf("cycle deadline (%s) passed: %w", e.CycleTimeout, err)}

@@ -28,6 +28,10 @@ import (
 // than the latest local one: prepcast never moves a target backwards.
 var ErrRollback = errors.New("target holds a newer or different cut than the latest local one")
 
+// errSuperseded marks a failure caused by a newer cut replacing the one
+// being pushed; the push moves on to the newer cut.
+var errSuperseded = errors.New("superseded by a newer cut")
+
 // ErrNoSpace is wrapped by the error for a target without room for a cut.
 var ErrNoSpace = errors.New("not enough free space on the target")
 
@@ -310,11 +314,16 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 // upload sends one stored object to its staging name.
 func (r *targetRun) upload(ctx context.Context, s staged) error {
 	if err := r.e.verifyObject(s.e); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s: object pruned from the store: %w", s.e.Path, errSuperseded)
+		}
 		return targets.Permanent(err)
 	}
 	f, err := r.e.Store.OpenObject(s.e.SHA256)
 	if err != nil {
-		return targets.Permanent(fmt.Errorf("%s: %w", s.e.Path, err))
+		// Pruned under a push that a newer cut has overtaken: the retry
+		// moves on to the latest cut.
+		return fmt.Errorf("%s: %w", s.e.Path, err)
 	}
 	defer f.Close()
 	mf := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
@@ -477,7 +486,7 @@ func (e *Engine) verifyObject(ent packager.Entry) error {
 	v.once.Do(func() {
 		f, err := e.Store.OpenObject(ent.SHA256)
 		if err != nil {
-			v.err = err
+			v.err = targets.Permanent(err)
 			return
 		}
 		defer f.Close()
@@ -491,6 +500,14 @@ func (e *Engine) verifyObject(ent packager.Entry) error {
 			v.err = fmt.Errorf("%s: %w; not pushed (run prepcast cut --rehash to store it again)", ent.Path, packager.ErrCorruptObject)
 		}
 	})
+	if errors.Is(v.err, fs.ErrNotExist) {
+		// A later cut may store the same content again: look again then.
+		e.verifyMu.Lock()
+		if e.verified[ent.SHA256] == v {
+			delete(e.verified, ent.SHA256)
+		}
+		e.verifyMu.Unlock()
+	}
 	return v.err
 }
 

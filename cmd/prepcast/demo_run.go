@@ -2,10 +2,306 @@ package main
 
 import (
 	"context"
-	"errors"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/internal/sftpd"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/resultsgen"
+	"github.com/prepcast/prepcast/state"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
 
+// runDemo replays the Puebla 2024 election night to local SFTP difusores on
+// 127.0.0.1: no config, no keys, no network.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not built yet")
+	fs := newFlags("demo")
+	cuts := fs.Int("cuts", 96, "cuts in the night (15 minutes apart, from 2024-06-02 20:00)")
+	difusores := fs.Int("difusores", 5, "local difusores to publish to")
+	speedFlag := fs.String("speed", "1500", `clock acceleration ("1500": a 15-minute cut every 0.6 s), or "max"`)
+	scale := fs.Float64("scale", 0.05, "fraction of the night's actas (1 = all ~22,000 images)")
+	keep := fs.Bool("keep", false, "keep the webroots, store and logs after the demo")
+	verbose := fs.Bool("v", false, "log every push")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var speed float64
+	if *speedFlag != "max" {
+		v, err := strconv.ParseFloat(*speedFlag, 64)
+		if err != nil || v <= 0 {
+			return &usageError{fmt.Sprintf("--speed %q: want a positive number or max", *speedFlag)}
+		}
+		speed = v
+	}
+	if *cuts < 1 || *difusores < 1 || *difusores > 50 || *scale <= 0 || *scale > 1 {
+		return &usageError{"demo: --cuts ≥ 1, --difusores 1..50, --scale in (0, 1]"}
+	}
+
+	dir, err := os.MkdirTemp("", "prepcast-demo-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	src, stateDir := filepath.Join(dir, "results"), filepath.Join(dir, "state")
+	for _, d := range []string{src, stateDir, filepath.Join(dir, "keys"), filepath.Join(dir, "difusores")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	keyPath, _, err := packager.GenerateKey(filepath.Join(dir, "keys"))
+	if err != nil {
+		return err
+	}
+	key, err := packager.LoadPrivateKey(keyPath)
+	if err != nil {
+		return err
+	}
+	zone, _ := time.LoadLocation("America/Mexico_City")
+	cfg := &config.Config{StateDir: stateDir, Source: src, Zone: zone, ZoneName: zone.String(), Pointer: []string{"json/main.json"},
+		MaxLag: 30 * time.Minute, Retention: config.Retention{Cuts: 3, Window: 30 * time.Minute}}
+	log, closeLog, err := newLogger(cfg, stderr, *verbose)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	night, err := resultsgen.New(resultsgen.Options{Seed: 2024, Cuts: *cuts, Interval: 15 * time.Minute, Replay: 24 * time.Hour,
+		Scale: *scale, MinImage: 20 << 10, MaxImage: 80 << 10})
+	if err != nil {
+		return err
+	}
+	store, err := packager.OpenStore(stateDir)
+	if err != nil {
+		return err
+	}
+	db, err := state.Open(statePath(cfg))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	// The difusores: difusor-2 drops its connections in the middle of some
+	// cuts, difusor-3 has a thin uplink.
+	var servers []*sftpd.Server
+	var specs []publisher.TargetSpec
+	for i := 1; i <= *difusores; i++ {
+		name := fmt.Sprintf("difusor-%d", i)
+		www := filepath.Join(dir, "difusores", name, "www")
+		if err := os.MkdirAll(www, 0o755); err != nil {
+			return err
+		}
+		srv, err := sftpd.Start(www, filepath.Join(dir, "difusores", name, "id_ed25519"))
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		servers = append(servers, srv)
+		tg, err := sftptarget.New(sftptarget.Config{Name: name, Address: srv.Addr, User: srv.User, Root: www,
+			IdentityFile: srv.ClientKeyPath, HostKey: srv.HostKeyLine, OpTimeout: 10 * time.Second, Keepalive: 2 * time.Second}, log)
+		if err != nil {
+			return err
+		}
+		defer tg.Close()
+		spec := publisher.TargetSpec{Target: tg}
+		role := ""
+		switch i {
+		case 2:
+			role = " (flaky: drops its connection mid-cut)"
+		case 3:
+			spec.Limit = 6 << 20
+			role = " (thin uplink: 6 MiB/s)"
+		}
+		specs = append(specs, spec)
+		cfg.Targets = append(cfg.Targets, config.Target{Name: name, Address: srv.Addr, Root: www})
+		fmt.Fprintf(stdout, "%s  sftp://%s@%s%s%s\n", name, srv.User, srv.Addr, www, role)
+	}
+	fmt.Fprintf(stdout, "replaying %d cuts of the Puebla 2024 PREP night (%.0f%% of the actas) into %s\n\n", *cuts, *scale*100, dir)
+
+	eng := &publisher.Engine{Store: store, PublicKey: key.Public().(ed25519.PublicKey), DB: db, Log: log, Publisher: "demo",
+		Retry: publisher.RetryPolicy{Attempts: 6, Base: 100 * time.Millisecond, Max: time.Second}, CycleTimeout: 5 * time.Minute,
+		RetentionWindow: 30 * time.Minute, FilesInFlight: 16}
+
+	// One pusher per difusor, like independent pushes: each brings its
+	// difusor to the latest cut whenever there is a newer one.
+	newCut := make([]chan struct{}, len(specs))
+	var wg sync.WaitGroup
+	pushCtx, stopPush := context.WithCancel(ctx)
+	defer stopPush()
+	for i, spec := range specs {
+		newCut[i] = make(chan struct{}, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-pushCtx.Done():
+					return
+				case <-newCut[i]:
+				}
+				eng.Push(pushCtx, []publisher.TargetSpec{spec})
+			}
+		}()
+	}
+	interval := time.Duration(0)
+	if speed > 0 {
+		interval = time.Duration(float64(15*time.Minute) / speed)
+	}
+	start := time.Now()
+	for k := 0; k < *cuts; k++ {
+		tick := time.Now()
+		if _, err := night.WriteCutContext(ctx, src, k); err != nil {
+			return fmt.Errorf("demo: generate cut %d: %w", k, err)
+		}
+		cutTime := night.CutTime(k)
+		res, err := store.Cut(ctx, packager.CutOptions{Source: src, Key: key, Zone: zone, Pointers: cfg.Pointer, Keep: cfg.Retention.Cuts, Log: log,
+			Protect: protectedSeqs(db), Now: func() time.Time { return cutTime }})
+		if err != nil {
+			return fmt.Errorf("demo: cut: %w", err)
+		}
+		for _, ch := range newCut {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		if k%7 == 3 && len(servers) > 1 { // the flaky difusor drops mid-cut
+			go func() { time.Sleep(20 * time.Millisecond); servers[1].DropConnections() }()
+		}
+		if res.NoChange {
+			continue
+		}
+		if k%8 == 0 || k == *cuts-1 {
+			fmt.Fprintf(stdout, "cut %3d %s  %6d files %9s  delta %4d files %9s   acked:%s\n", res.Info.Seq, res.Info.ID, res.Info.Files,
+				humanBytes(res.Info.Bytes), res.Info.DeltaFiles, humanBytes(res.Info.DeltaBytes), ackLine(db, specs))
+		}
+		if wait := interval - time.Since(tick); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return errInterrupted
+			case <-time.After(wait):
+			}
+		}
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+	}
+	// Let every difusor catch up with the final cut.
+	final := latestSeq(store)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if allAcked(db, specs, final) {
+			break
+		}
+		for _, ch := range newCut {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopPush()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	fmt.Fprintf(stdout, "\nnight replayed in %s\n\n", time.Since(start).Round(100*time.Millisecond))
+	v, err := buildStatus(context.Background(), cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	printStatus(stdout, cfg, v)
+
+	// Every webroot must equal the final cut, byte for byte.
+	m, _, err := store.Manifest(final)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	bad := 0
+	for i, srv := range servers {
+		name := specs[i].Target.Name()
+		if err := verifyWebroot(srv.Root, m); err != nil {
+			bad++
+			fmt.Fprintf(stdout, "%s: DIFFERS from cut %d: %v\n", name, final, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: webroot equals cut %d byte for byte (%d files, %s)\n", name, final, m.Files, humanBytes(m.Bytes))
+	}
+	if *keep {
+		fmt.Fprintf(stdout, "\nkept: webroots in %s, store and state in %s, log in %s\n", filepath.Join(dir, "difusores"), stateDir,
+			filepath.Join(stateDir, "prepcast.log"))
+	} else {
+		fmt.Fprintf(stdout, "\n(temporary files removed; run with --keep to look at the webroots, the store and the log)\n")
+	}
+	if bad > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+func protectedSeqs(db *state.DB) map[int64]bool {
+	acks, err := db.Acks(context.Background())
+	out := map[int64]bool{}
+	if err != nil {
+		return out
+	}
+	for _, a := range acks {
+		out[a.Seq] = true
+	}
+	return out
+}
+
+func ackLine(db *state.DB, specs []publisher.TargetSpec) string {
+	acks, _ := db.Acks(context.Background())
+	s := ""
+	for _, sp := range specs {
+		s += fmt.Sprintf(" %d", acks[sp.Target.Name()].Seq)
+	}
+	return s
+}
+
+func allAcked(db *state.DB, specs []publisher.TargetSpec, seq int64) bool {
+	acks, err := db.Acks(context.Background())
+	if err != nil {
+		return false
+	}
+	for _, sp := range specs {
+		if acks[sp.Target.Name()].Seq != seq {
+			return false
+		}
+	}
+	return true
+}
+
+// verifyWebroot checks that every file of m is in root with m's SHA-256.
+func verifyWebroot(root string, m *packager.Manifest) error {
+	for _, e := range m.Entries {
+		f, err := os.Open(filepath.Join(root, filepath.FromSlash(e.Path)))
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
+			return fmt.Errorf("%s has other bytes", e.Path)
+		}
+	}
+	return nil
 }
