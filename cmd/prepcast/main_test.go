@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/targets/targettest"
+)
+
+type cli struct {
+	t   *testing.T
+	dir string
+	cfg string
+	src string
+	srv []*targettest.Server
+}
+
+// newCLI writes a config with n in-process SFTP targets; badKey makes the
+// last one pinned to a wrong host key.
+func newCLI(t *testing.T, n int, badKey bool) *cli {
+	dir := t.TempDir()
+	c := &cli{t: t, dir: dir, cfg: filepath.Join(dir, "prepcast.yaml"), src: filepath.Join(dir, "results")}
+	if _, _, err := packager.GenerateKey(filepath.Join(dir, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "source: %s\nstate_dir: %s\nsigning_key: %s\nretry: {attempts: 1}\ntargets:\n", c.src, filepath.Join(dir, "state"), filepath.Join(dir, "keys", "manifest.key"))
+	for i := 0; i < n; i++ {
+		s := targettest.NewSFTPServer(t, "")
+		c.srv = append(c.srv, s)
+		key := s.HostKeyLine
+		if badKey && i == n-1 {
+			key = targettest.NewSFTPServer(t, "").HostKeyLine
+		}
+		fmt.Fprintf(&b, "  - {name: d%d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s}\n", i+1, s.Addr, s.User, s.ClientKeyPath, key, s.Root)
+	}
+	os.WriteFile(c.cfg, []byte(b.String()), 0o644)
+	c.write(1)
+	return c
+}
+
+func (c *cli) write(n int) {
+	os.MkdirAll(filepath.Join(c.src, "json"), 0o755)
+	os.WriteFile(filepath.Join(c.src, "json", "main.json"), []byte(fmt.Sprintf(`{"corte":%d}`, n)), 0o644)
+	os.WriteFile(filepath.Join(c.src, fmt.Sprintf("acta%d.jpg", n)), bytes.Repeat([]byte{byte(n)}, 5000), 0o644)
+}
+
+func (c *cli) run(args ...string) (int, string) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return code, out.String() + errb.String()
+}
+
+func TestCycleWhilePushRunningExitsZeroAndLeavesTheCut(t *testing.T) {
+	c := newCLI(t, 2, false)
+	os.MkdirAll(filepath.Join(c.dir, "state"), 0o755)
+	lock, err := publisher.LockPush(filepath.Join(c.dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := c.run("cycle", "--config", c.cfg)
+	if code != 0 || !strings.Contains(out, "another prepcast process is pushing") || !strings.Contains(out, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("cycle during a push: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "cut 1 ") {
+		t.Fatalf("cycle did not make its cut:\n%s", out)
+	}
+	lock.Unlock()
+	code, out = c.run("push", "--config", c.cfg)
+	if code != 0 {
+		t.Fatalf("push: exit %d\n%s", code, out)
+	}
+	for _, s := range c.srv {
+		if b, err := os.ReadFile(filepath.Join(s.Root, "json", "main.json")); err != nil || string(b) != `{"corte":1}` {
+			t.Fatalf("%s: main.json = %q, %v", s.Root, b, err)
+		}
+	}
+	code, out = c.run("status", "--config", c.cfg)
+	if code != 0 || !strings.Contains(out, "d1") || strings.Contains(out, "never pushed") {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+}
+
+func TestPushExitCodes(t *testing.T) {
+	c := newCLI(t, 2, true)
+	if code, out := c.run("cycle", "--config", c.cfg); code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "host_key") {
+		t.Fatalf("cycle with a refused target: exit %d, want 1\n%s", code, out)
+	}
+	if code, out := c.run("push", "--config", c.cfg, "--target", "d1"); code != 0 {
+		t.Fatalf("push to the healthy target only: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("push", "--config", c.cfg, "--target", "nope"); code != 2 || !strings.Contains(out, `"nope" is not in the config`) {
+		t.Fatalf("unknown target: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("cut", "--config", c.cfg); code != 0 || !strings.Contains(out, "no change since cut 1") {
+		t.Fatalf("unchanged cut: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("cuts", "--config", c.cfg); code != 0 || !strings.Contains(out, "SEQ") {
+		t.Fatalf("cuts: exit %d\n%s", code, out)
+	}
+	os.WriteFile(c.cfg, []byte("source: /nope\nbogus_field: 1\n"), 0o644)
+	if code, out := c.run("cut", "--config", c.cfg); code != 2 || !strings.Contains(out, "bogus_field") {
+		t.Fatalf("bad config: exit %d, want 2\n%s", code, out)
+	}
+	if code, _ := c.run("frobnicate"); code != 2 {
+		t.Fatalf("unknown command: exit %d, want 2", code)
+	}
+}
