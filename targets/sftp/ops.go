@@ -1,0 +1,669 @@
+package sftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pkgsftp "github.com/pkg/sftp"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/targets"
+)
+
+// guard bounds one attempt of an operation: it closes the connection when
+// the attempt goes OpTimeout without progress, and tells WriteFile's source
+// to stop when the caller gives up.
+type guard struct {
+	c       *conn
+	timeout time.Duration
+	start   time.Time
+	last    atomic.Int64 // time.Since(start) at the last progress
+	quit    atomic.Bool  // the caller's ctx ended
+
+	mu    sync.Mutex
+	timer *time.Timer
+	done  bool
+	fired bool
+}
+
+func newGuard(c *conn, timeout time.Duration) *guard {
+	g := &guard{c: c, timeout: timeout, start: time.Now()}
+	g.mu.Lock()
+	g.timer = time.AfterFunc(timeout, g.check)
+	g.mu.Unlock()
+	return g
+}
+
+// alive records progress: the attempt gets OpTimeout more.
+func (g *guard) alive() { g.last.Store(int64(time.Since(g.start))) }
+
+func (g *guard) check() {
+	g.mu.Lock()
+	if g.done {
+		g.mu.Unlock()
+		return
+	}
+	idle := time.Since(g.start) - time.Duration(g.last.Load())
+	if idle < g.timeout {
+		g.timer.Reset(g.timeout - idle)
+		g.mu.Unlock()
+		return
+	}
+	g.fired = true
+	g.mu.Unlock()
+	g.c.kill(&timeoutError{g.timeout})
+}
+
+// stop disarms the guard once the attempt has returned.
+func (g *guard) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.done = true
+	g.timer.Stop()
+}
+
+func (g *guard) timedOut() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.fired
+}
+
+// opSpec says how to run one operation.
+type opSpec struct {
+	name, path string
+	// wait is set when an attempt uses memory the caller owns (WriteFile's
+	// reader): a cancelled caller then waits for the attempt to stop,
+	// instead of leaving it to finish alone.
+	wait bool
+	// retry reports whether an attempt that failed because the server or
+	// the network had closed the connection may be repeated once on a new
+	// connection; nil means never (the operation may have taken effect).
+	retry func() bool
+}
+
+func always() bool { return true }
+
+// do runs fn on a live connection. pkg/sftp requests do not take a ctx, so
+// fn runs in its own goroutine: its guard closes the connection (which
+// fails fn promptly) after OpTimeout without progress, and a cancelled ctx
+// returns at once, leaving fn to finish under its guard, unless spec.wait.
+func (t *Target) do(ctx context.Context, spec opSpec, fn func(c *conn, g *guard) error) error {
+	for attempt := 0; ; attempt++ {
+		err := t.attempt(ctx, spec.wait, fn)
+		if err == nil {
+			return nil
+		}
+		if attempt == 0 && spec.retry != nil && errors.Is(err, errPeerClosed) && ctx.Err() == nil && spec.retry() {
+			t.log.Debug("sftp connection was closed; retrying once on a new one",
+				zap.String("op", spec.name), zap.String("path", spec.path), zap.Error(err))
+			continue
+		}
+		return t.opErr(spec.name, spec.path, err)
+	}
+}
+
+func (t *Target) attempt(ctx context.Context, wait bool, fn func(c *conn, g *guard) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := t.getConn(ctx)
+	if err != nil {
+		return err
+	}
+	g := newGuard(c, t.cfg.OpTimeout)
+	done := make(chan error, 1)
+	go func() {
+		err := fn(c, g)
+		g.stop()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return t.classify(c, g, err)
+	case <-ctx.Done():
+	}
+	if !wait {
+		return ctx.Err()
+	}
+	g.quit.Store(true)
+	grace := time.NewTimer(min(cancelGrace, t.cfg.OpTimeout))
+	defer grace.Stop()
+	select {
+	case err = <-done:
+	case <-grace.C:
+		c.kill(fmt.Errorf("a cancelled operation did not stop within %v", min(cancelGrace, t.cfg.OpTimeout)))
+		err = <-done
+	}
+	if err == nil {
+		return nil
+	}
+	return ctx.Err()
+}
+
+// classify turns what an attempt returned into the error for the caller:
+// source errors as they are, timeouts and connection loss retryable (and
+// the connection closed), permission denied permanent, missing files
+// wrapping fs.ErrNotExist.
+func (t *Target) classify(c *conn, g *guard, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sourceError
+	if errors.As(err, &se) {
+		return err
+	}
+	if g.timedOut() {
+		return &timeoutError{t.cfg.OpTimeout}
+	}
+	if isConnLoss(err) || (c.cause() != nil && !isStatus(err)) {
+		c.kill(fmt.Errorf("%w: %v", errPeerClosed, err))
+		if t.isClosed() {
+			return targets.Permanent(targets.ErrClosed)
+		}
+		return fmt.Errorf("connection lost: %w", c.cause())
+	}
+	err = mapStatus(err)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A directory may have been removed behind our back.
+		c.forgetAllDirs()
+	}
+	return err
+}
+
+func (t *Target) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// isStatus reports whether err is an answer of the server.
+func isStatus(err error) bool {
+	var se *pkgsftp.StatusError
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.As(err, &se)
+}
+
+// mapStatus marks SFTP status errors: permission denied is permanent and
+// wraps fs.ErrPermission, no such file wraps fs.ErrNotExist, an operation
+// the server does not support is permanent. The rest (SSH_FX_FAILURE,
+// which a full disk also gives) stays retryable.
+func mapStatus(err error) error {
+	if errors.Is(err, fs.ErrPermission) {
+		return targets.Permanent(err)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var se *pkgsftp.StatusError
+	if errors.As(err, &se) {
+		switch se.FxCode() {
+		case pkgsftp.ErrSSHFxNoSuchFile:
+			return &kindError{err, fs.ErrNotExist}
+		case pkgsftp.ErrSSHFxPermissionDenied:
+			return targets.Permanent(&kindError{err, fs.ErrPermission})
+		case pkgsftp.ErrSSHFxOpUnsupported:
+			return targets.Permanent(err)
+		}
+	}
+	return err
+}
+
+// kindError adds a standard sentinel to an error without changing its text.
+type kindError struct{ err, kind error }
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.err, e.kind} }
+
+// sourceError is an error of WriteFile's reader, not of the connection.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return "read source: " + e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// source feeds WriteFile's reader to pkg/sftp. It stops after size bytes,
+// has a Size method so that pkg/sftp sends many writes concurrently,
+// records progress for the guard and the reader's own errors, and stops
+// when the caller gives up.
+type source struct {
+	r      io.Reader
+	remain int64
+	n      int64
+	short  bool  // r ended before size bytes
+	err    error // r failed
+	g      *guard
+}
+
+// Size is what pkg/sftp's File.ReadFrom asks to decide on concurrency.
+func (s *source) Size() int64 { return s.remain }
+
+func (s *source) Read(p []byte) (int, error) {
+	if s.remain <= 0 {
+		return 0, io.EOF
+	}
+	if s.g.quit.Load() {
+		s.err = errors.New("write cancelled")
+		return 0, s.err
+	}
+	if int64(len(p)) > s.remain {
+		p = p[:s.remain]
+	}
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	s.remain -= int64(n)
+	s.g.alive()
+	switch {
+	case err == io.EOF:
+		s.short = s.remain > 0
+		return n, io.EOF
+	case err != nil:
+		s.err = err
+		return n, err
+	}
+	return n, nil
+}
+
+// progressReader records progress for the guard as it reads.
+type progressReader struct {
+	r io.Reader
+	g *guard
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.g.alive()
+	return n, err
+}
+
+// ReadFile returns the content of path, checked against the size the server
+// reports for it.
+func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	abs, err := t.abs(p)
+	if err != nil {
+		return nil, t.opErr("read", p, err)
+	}
+	var data []byte
+	err = t.do(ctx, opSpec{name: "read", path: p, retry: always}, func(c *conn, g *guard) error {
+		f, err := c.sftp.Open(abs)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(&progressReader{r: f, g: g})
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) != fi.Size() {
+			return fmt.Errorf("read %d bytes but the server reports %d", len(b), fi.Size())
+		}
+		data = b
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// WriteFile creates or truncates path and writes exactly size bytes of r to
+// it, many 32 KiB requests in flight at once. It then checks that the server
+// holds size bytes (pkg/sftp can report success on a short write), flushes
+// the file with fsync@openssh.com when offered, and closes it. A source
+// shorter than size is a permanent error wrapping io.ErrUnexpectedEOF; r is
+// never read past size bytes, nor after WriteFile returns.
+func (t *Target) WriteFile(ctx context.Context, p string, r io.Reader, size int64) error {
+	abs, err := t.abs(p)
+	if err != nil {
+		return t.opErr("write", p, err)
+	}
+	if size < 0 {
+		return t.opErr("write", p, targets.Permanent(fmt.Errorf("negative size %d", size)))
+	}
+	src := &source{r: r, remain: size}
+	spec := opSpec{name: "write", path: p, wait: true, retry: func() bool { return src.n == 0 }}
+	return t.do(ctx, spec, func(c *conn, g *guard) error {
+		src.g = g
+		f, err := c.sftp.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return err
+		}
+		n, err := f.ReadFrom(src)
+		switch {
+		case src.err != nil:
+			err = &sourceError{src.err}
+		case err == nil && src.short:
+			err = targets.Permanent(&sourceError{fmt.Errorf("source ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)})
+		}
+		if err != nil {
+			_ = f.Close()
+			return err
+		}
+		g.alive()
+		fi, err := f.Stat()
+		if err != nil {
+			_ = f.Close()
+			return fmt.Errorf("stat after writing: %w", err)
+		}
+		if fi.Size() != size {
+			_ = f.Close()
+			return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
+		}
+		if c.feats.Fsync {
+			g.alive()
+			if err := f.Sync(); err != nil {
+				_ = f.Close()
+				return fmt.Errorf("fsync: %w", err)
+			}
+		}
+		g.alive()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("close: %w", err)
+		}
+		return nil
+	})
+}
+
+// Rename replaces newpath with oldpath atomically (posix-rename@openssh.com).
+// It is not retried on a new connection: the first attempt may have taken
+// effect.
+func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
+	desc := oldpath + " to " + newpath
+	absOld, err := t.abs(oldpath)
+	if err != nil {
+		return t.opErr("rename", desc, err)
+	}
+	absNew, err := t.abs(newpath)
+	if err != nil {
+		return t.opErr("rename", desc, err)
+	}
+	return t.do(ctx, opSpec{name: "rename", path: desc}, func(c *conn, g *guard) error {
+		c.forgetDirs(oldpath)
+		c.forgetDirs(newpath)
+		return c.sftp.PosixRename(absOld, absNew)
+	})
+}
+
+// MkdirAll creates dir and its missing parents. "" and "." name the root,
+// which exists. Directories found or made are remembered for the life of
+// the connection, so that repeated calls cost no round trip.
+func (t *Target) MkdirAll(ctx context.Context, dir string) error {
+	if dir == "" || dir == "." {
+		if err := ctx.Err(); err != nil {
+			return t.opErr("mkdir", ".", err)
+		}
+		if t.isClosed() {
+			return t.opErr("mkdir", ".", targets.Permanent(targets.ErrClosed))
+		}
+		return nil
+	}
+	if _, err := t.abs(dir); err != nil {
+		return t.opErr("mkdir", dir, err)
+	}
+	return t.mkdirAll(ctx, dir)
+}
+
+func (t *Target) mkdirAll(ctx context.Context, dir string) error {
+	abs := path.Join(t.root, dir)
+	spec := opSpec{name: "mkdir", path: dir, retry: always}
+	var exists bool
+	err := t.do(ctx, spec, func(c *conn, g *guard) error {
+		if c.hasDir(dir) {
+			exists = true
+			return nil
+		}
+		fi, err := c.sftp.Stat(abs)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil
+		case err != nil:
+			return err
+		case !fi.IsDir():
+			return targets.Permanent(fmt.Errorf("%s exists and is not a directory", dir))
+		}
+		c.addDir(dir)
+		exists = true
+		return nil
+	})
+	if err != nil || exists {
+		return err
+	}
+	if parent := path.Dir(dir); parent != "." {
+		if err := t.mkdirAll(ctx, parent); err != nil {
+			return err
+		}
+	}
+	return t.do(ctx, spec, func(c *conn, g *guard) error {
+		if err := c.sftp.Mkdir(abs); err != nil {
+			// Someone else (a concurrent MkdirAll) may have made it.
+			if fi, serr := c.sftp.Stat(abs); serr != nil || !fi.IsDir() {
+				return err
+			}
+		}
+		c.addDir(dir)
+		return nil
+	})
+}
+
+// Remove deletes one file, symbolic link or empty directory; a missing path
+// is not an error.
+func (t *Target) Remove(ctx context.Context, p string) error {
+	abs, err := t.abs(p)
+	if err != nil {
+		return t.opErr("remove", p, err)
+	}
+	return t.do(ctx, opSpec{name: "remove", path: p, retry: always}, func(c *conn, g *guard) error {
+		c.forgetDirs(p)
+		if err := c.sftp.Remove(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
+// RemoveAll deletes path and everything below it, never following symbolic
+// links: a link is removed, not what it points to. A missing path is not an
+// error. Files in one directory are removed several at a time.
+func (t *Target) RemoveAll(ctx context.Context, p string) error {
+	abs, err := t.abs(p)
+	if err != nil {
+		return t.opErr("remove", p, err)
+	}
+	var fi fs.FileInfo
+	err = t.do(ctx, opSpec{name: "remove", path: p, retry: always}, func(c *conn, g *guard) error {
+		c.forgetDirs(p)
+		var err error
+		fi, err = c.sftp.Lstat(abs)
+		return err
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return t.removeAll(ctx, p, fi)
+}
+
+// removeAll removes rel, which Lstat or ReadDir described as fi.
+func (t *Target) removeAll(ctx context.Context, rel string, fi fs.FileInfo) error {
+	abs := path.Join(t.root, rel)
+	spec := opSpec{name: "remove", path: rel, retry: always}
+	if !fi.IsDir() {
+		return t.do(ctx, spec, func(c *conn, g *guard) error {
+			if err := c.sftp.Remove(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			return nil
+		})
+	}
+	entries, err := t.readDir(ctx, "remove", rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// Files (and links) several at a time, then subdirectories one by one.
+	var dirs []fs.FileInfo
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(removeWorkers)
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, e)
+			continue
+		}
+		g.Go(func() error { return t.removeAll(gctx, rel+"/"+e.Name(), e) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := t.removeAll(ctx, rel+"/"+d.Name(), d); err != nil {
+			return err
+		}
+	}
+	return t.do(ctx, spec, func(c *conn, g *guard) error {
+		if err := c.sftp.RemoveDirectory(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
+// readDir lists a directory (relative; "" is the root), dropping entries
+// whose names cannot be one path element.
+func (t *Target) readDir(ctx context.Context, op, rel string) ([]fs.FileInfo, error) {
+	abs, shown := t.root, "."
+	if rel != "" {
+		abs, shown = path.Join(t.root, rel), rel
+	}
+	var entries []fs.FileInfo
+	err := t.do(ctx, opSpec{name: op, path: shown, retry: always}, func(c *conn, g *guard) error {
+		var err error
+		entries, err = c.sftp.ReadDir(abs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	entries = slices.DeleteFunc(entries, func(e fs.FileInfo) bool {
+		n := e.Name()
+		return n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/')
+	})
+	slices.SortFunc(entries, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
+	return entries, nil
+}
+
+// Walk calls fn for every regular file and symbolic link below dir ("" or
+// "." for the root). It lists directories with the attributes the server
+// reads without following links, and never descends into a link. Entries
+// whose names are not valid prepcast paths are skipped. An error from fn
+// stops the walk and is returned as is.
+func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo) error) error {
+	if dir == "" || dir == "." {
+		return t.walkDir(ctx, "", fn)
+	}
+	abs, err := t.abs(dir)
+	if err != nil {
+		return t.opErr("walk", dir, err)
+	}
+	var fi fs.FileInfo
+	err = t.do(ctx, opSpec{name: "walk", path: dir, retry: always}, func(c *conn, g *guard) error {
+		var err error
+		fi, err = c.sftp.Lstat(abs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return t.walkDir(ctx, dir, fn)
+	}
+	return visit(dir, fi, fn)
+}
+
+func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileInfo) error) error {
+	entries, err := t.readDir(ctx, "walk", rel)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return t.opErr("walk", rel, err)
+		}
+		child := e.Name()
+		if rel != "" {
+			child = rel + "/" + child
+		}
+		if err := safepath.CheckInternal(child); err != nil {
+			t.log.Debug("sftp walk skips a name prepcast cannot use", zap.Error(err))
+			continue
+		}
+		if e.IsDir() {
+			if err := t.walkDir(ctx, child, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := visit(child, e, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// visit calls fn for a regular file or symbolic link; other kinds are not
+// reported.
+func visit(rel string, fi fs.FileInfo, fn func(targets.FileInfo) error) error {
+	link := fi.Mode()&fs.ModeSymlink != 0
+	if !link && !fi.Mode().IsRegular() {
+		return nil
+	}
+	return fn(targets.FileInfo{Path: rel, Size: fi.Size(), ModTime: fi.ModTime(), Symlink: link})
+}
+
+// FreeSpace returns the bytes available to the user on the filesystem
+// holding the root, from statvfs@openssh.com; ok is false when the server
+// does not offer it.
+func (t *Target) FreeSpace(ctx context.Context) (int64, bool, error) {
+	var free int64
+	var ok bool
+	err := t.do(ctx, opSpec{name: "free-space", retry: always}, func(c *conn, g *guard) error {
+		if !c.feats.StatVFS {
+			return nil
+		}
+		st, err := c.sftp.StatVFS(t.root)
+		if err != nil {
+			return err
+		}
+		unit := st.Frsize
+		if unit == 0 {
+			unit = st.Bsize
+		}
+		bytes := st.Bavail * unit
+		if unit != 0 && bytes/unit != st.Bavail || bytes > math.MaxInt64 {
+			bytes = math.MaxInt64
+		}
+		free, ok = int64(bytes), true
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return free, ok, nil
+}

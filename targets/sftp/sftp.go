@@ -1,0 +1,361 @@
+// Package sftp is the SFTP [targets.Target]: a difusor reached over SSH with
+// a pinned host key, one connection per target shared by every operation,
+// built lazily and rebuilt after it is lost.
+//
+// Every operation is bounded: dialing honours ctx and DialTimeout, the SSH
+// handshake and each SFTP request must make progress within OpTimeout, and
+// keepalives detect a server that stopped answering between operations. When
+// a bound is hit the connection is closed, which fails everything in flight
+// on it at once with a retryable error; the next call dials again.
+//
+// The server must offer posix-rename@openssh.com (OpenSSH's sftp-server and
+// internal-sftp do): it is what lets prepcast switch a file atomically.
+package sftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/targets"
+)
+
+// Default bounds applied by [New] to zero Config durations.
+const (
+	DefaultDialTimeout = 10 * time.Second
+	DefaultOpTimeout   = 30 * time.Second
+	DefaultKeepalive   = 10 * time.Second
+)
+
+const (
+	// maxConcurrentWrites is how many 32 KiB write requests one upload keeps
+	// in flight; 2 MiB covers the bandwidth-delay product of most links.
+	maxConcurrentWrites = 64
+	// removeWorkers bounds the concurrent removals RemoveAll issues in one
+	// directory.
+	removeWorkers = 16
+	// defaultRedialDelay is how long a failed dial is reported to later
+	// callers before a new dial is tried, so that many callers retrying at
+	// once cannot hammer a failing server.
+	defaultRedialDelay = time.Second
+	// cancelGrace is how long a cancelled WriteFile waits for its in-flight
+	// requests before it closes the connection to return promptly.
+	cancelGrace = time.Second
+	// maxDirCache bounds the directories remembered per connection.
+	maxDirCache = 1 << 16
+)
+
+// preferredCiphers come first in the default cipher list: AEAD ciphers, AES
+// first because AES-NI makes them the fastest on the publisher's hardware.
+var preferredCiphers = []string{
+	"aes128-gcm@openssh.com",
+	"aes256-gcm@openssh.com",
+	"chacha20-poly1305@openssh.com",
+}
+
+// Config describes one difusor reached over SFTP.
+type Config struct {
+	// Name identifies the target in errors and logs.
+	Name string
+	// Address is the server's host:port.
+	Address string
+	// User is the SSH user name.
+	User string
+	// Root is the absolute remote directory that the difusor's web server
+	// serves. It may be a symbolic link; links below it are never followed
+	// by Walk or RemoveAll.
+	Root string
+
+	// IdentityFile is the private key to authenticate with. When empty the
+	// keys of the ssh-agent at $SSH_AUTH_SOCK are used.
+	IdentityFile string
+	// Passphrase decrypts an encrypted IdentityFile. It is used once, by
+	// New, and not retained.
+	Passphrase []byte
+
+	// KnownHosts is a known_hosts file that pins the server's host key.
+	// Non-standard ports are written "[host]:port" in it, as ssh-keyscan
+	// -p does. The file is read again at every connect.
+	KnownHosts string
+	// HostKey pins the server's host key directly, as one authorized_keys
+	// line ("ssh-ed25519 AAAA..."). Exactly one of KnownHosts and HostKey
+	// must be set: an unknown host key is never trusted.
+	HostKey string
+
+	// DialTimeout bounds establishing the TCP connection (default 10s).
+	DialTimeout time.Duration
+	// OpTimeout bounds the SSH handshake and the time any operation may go
+	// without progress: an upload must keep consuming its source and a
+	// request must be answered within it (default 30s).
+	OpTimeout time.Duration
+	// Keepalive is the interval between keepalive@openssh.com requests; a
+	// connection whose keepalive is not answered within three intervals
+	// (or OpTimeout, if shorter) is closed. Zero means 10s; negative
+	// disables keepalives.
+	Keepalive time.Duration
+
+	// Ciphers, when set, is the exact cipher list offered, in order of
+	// preference. The default prefers aes128-gcm@openssh.com,
+	// aes256-gcm@openssh.com and chacha20-poly1305@openssh.com and falls
+	// back to the AES-CTR ciphers.
+	Ciphers []string
+
+	// Dial opens the TCP connection; tests and fault-injection proxies set
+	// it. The default is a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Features lists the optional SFTP extensions the server offered when the
+// connection was made.
+type Features struct {
+	PosixRename bool // posix-rename@openssh.com: atomic replace; required
+	Fsync       bool // fsync@openssh.com: used after every upload
+	StatVFS     bool // statvfs@openssh.com: used by FreeSpace
+	Hardlink    bool // hardlink@openssh.com
+}
+
+// Target is a difusor reached over SFTP. It implements [targets.Target] and
+// [targets.SpaceReporter]; its methods are safe for concurrent use.
+type Target struct {
+	cfg     Config // defaults applied, Passphrase cleared
+	root    string // cleaned Root
+	log     *zap.Logger
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	signer  ssh.Signer    // nil: use the ssh-agent at agentSock
+	agent   string        // SSH_AUTH_SOCK when signer is nil
+	hostKey ssh.PublicKey // nil: use cfg.KnownHosts
+	ciphers []string
+
+	redialDelay time.Duration
+
+	bg     context.Context // cancelled by Close; parent of every dial
+	stopBg context.CancelFunc
+	wg     sync.WaitGroup // dials and per-connection goroutines
+
+	mu       sync.Mutex
+	closed   bool
+	cur      *conn
+	dialing  *dialAttempt
+	lastErr  error // of the last failed dial
+	lastFail time.Time
+	feats    Features
+}
+
+var (
+	_ targets.Target        = (*Target)(nil)
+	_ targets.SpaceReporter = (*Target)(nil)
+)
+
+// New checks cfg and returns a Target that connects on first use. Every
+// error it returns is [targets.Permanent]: a configuration that no retry
+// can fix. log may be nil.
+func New(cfg Config, log *zap.Logger) (*Target, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if cfg.Name == "" {
+		return nil, targets.Permanent(errors.New("sftp: target name is empty"))
+	}
+	bad := func(format string, args ...any) error {
+		return targets.Permanent(fmt.Errorf("sftp %s: %s", cfg.Name, fmt.Sprintf(format, args...)))
+	}
+
+	host, port, err := net.SplitHostPort(cfg.Address)
+	if err != nil {
+		return nil, bad("address %q is not host:port: %v", cfg.Address, err)
+	}
+	if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
+		return nil, bad("address %q needs a host and a port between 1 and 65535", cfg.Address)
+	}
+	if cfg.User == "" {
+		return nil, bad("user is empty: set the SSH user name")
+	}
+	if !path.IsAbs(cfg.Root) {
+		return nil, bad("root %q is not an absolute path: set the directory the web server serves", cfg.Root)
+	}
+
+	t := &Target{
+		cfg:         cfg,
+		root:        path.Clean(cfg.Root),
+		log:         log.With(zap.String("target", cfg.Name)),
+		dial:        cfg.Dial,
+		redialDelay: defaultRedialDelay,
+	}
+	t.cfg.Passphrase = nil
+	if t.dial == nil {
+		t.dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"dial_timeout", &t.cfg.DialTimeout, DefaultDialTimeout},
+		{"op_timeout", &t.cfg.OpTimeout, DefaultOpTimeout},
+		{"keepalive", &t.cfg.Keepalive, DefaultKeepalive},
+	} {
+		switch {
+		case *d.v == 0:
+			*d.v = d.def
+		case *d.v < 0 && d.name != "keepalive":
+			return nil, bad("%s %v is negative: use a positive duration, or 0 for the default %v", d.name, *d.v, d.def)
+		}
+	}
+
+	if err := t.setCiphers(cfg.Ciphers); err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := t.setAuth(cfg); err != nil {
+		return nil, bad("%v", err)
+	}
+	if err := t.setHostKey(cfg); err != nil {
+		return nil, bad("%v", err)
+	}
+
+	t.bg, t.stopBg = context.WithCancel(context.Background())
+	return t, nil
+}
+
+func (t *Target) setCiphers(want []string) error {
+	supported := ssh.SupportedAlgorithms().Ciphers
+	if len(want) == 0 {
+		t.ciphers = slices.Clone(preferredCiphers)
+		for _, c := range supported {
+			if !slices.Contains(t.ciphers, c) {
+				t.ciphers = append(t.ciphers, c)
+			}
+		}
+		return nil
+	}
+	for _, c := range want {
+		if !slices.Contains(supported, c) {
+			return fmt.Errorf("cipher %q is not supported: use some of %v", c, supported)
+		}
+	}
+	t.ciphers = slices.Clone(want)
+	return nil
+}
+
+func (t *Target) setAuth(cfg Config) error {
+	if cfg.IdentityFile == "" {
+		t.agent = os.Getenv("SSH_AUTH_SOCK")
+		if t.agent == "" {
+			return errors.New("no identity_file is set and SSH_AUTH_SOCK is empty: set identity_file or run an ssh-agent")
+		}
+		return nil
+	}
+	pem, err := os.ReadFile(cfg.IdentityFile)
+	if err != nil {
+		return fmt.Errorf("read identity_file: %w", err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	if errors.As(err, &missing) {
+		if len(cfg.Passphrase) == 0 {
+			return fmt.Errorf("identity_file %s is encrypted: set passphrase_env to the name of an environment variable that holds its passphrase", cfg.IdentityFile)
+		}
+		signer, err = ssh.ParsePrivateKeyWithPassphrase(pem, cfg.Passphrase)
+		if err != nil {
+			return fmt.Errorf("decrypt identity_file %s (is the passphrase in passphrase_env right?): %w", cfg.IdentityFile, err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("parse identity_file %s: %w", cfg.IdentityFile, err)
+	}
+	t.signer = signer
+	return nil
+}
+
+func (t *Target) setHostKey(cfg Config) error {
+	switch {
+	case cfg.KnownHosts == "" && cfg.HostKey == "":
+		return errors.New("no host key is pinned: set known_hosts or host_key (prepcast never trusts a host key on first use)")
+	case cfg.KnownHosts != "" && cfg.HostKey != "":
+		return errors.New("both known_hosts and host_key are set: keep only one")
+	case cfg.HostKey != "":
+		key, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(cfg.HostKey))
+		if err != nil {
+			return fmt.Errorf("parse host_key %q: want one line like \"ssh-ed25519 AAAA...\": %w", cfg.HostKey, err)
+		}
+		if len(rest) > 0 {
+			return errors.New("host_key holds more than one key: pin a single key, or use known_hosts")
+		}
+		t.hostKey = key
+		return nil
+	}
+	if _, err := knownhosts.New(cfg.KnownHosts); err != nil {
+		return fmt.Errorf("read known_hosts: %w", err)
+	}
+	return nil
+}
+
+// Name returns the configured name.
+func (t *Target) Name() string { return t.cfg.Name }
+
+// Features reports the extensions of the current connection, or of the last
+// one if it was lost; all false before the first connect.
+func (t *Target) Features() Features {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.feats
+}
+
+// Connect makes sure a connection is up, dialing if needed. Calling it is
+// optional: every method connects on demand. It returns the dial error,
+// which is [targets.Permanent] for host key, authentication, missing
+// posix-rename and missing root.
+func (t *Target) Connect(ctx context.Context) error {
+	if _, err := t.getConn(ctx); err != nil {
+		return fmt.Errorf("sftp %s: %w", t.cfg.Name, err)
+	}
+	return nil
+}
+
+// Close closes the connection, fails the operations in flight on it and
+// waits for the target's own goroutines. It is safe to call more than once.
+func (t *Target) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	c := t.cur
+	t.cur = nil
+	t.stopBg()
+	t.mu.Unlock()
+	if c != nil {
+		c.kill(targets.ErrClosed)
+	}
+	t.wg.Wait()
+	return nil
+}
+
+// abs checks a relative path and joins it to the root.
+func (t *Target) abs(rel string) (string, error) {
+	if err := safepath.CheckInternal(rel); err != nil {
+		return "", targets.Permanent(fmt.Errorf("refuse path: %w", err))
+	}
+	return path.Join(t.root, rel), nil
+}
+
+// opErr formats an error as "sftp <name>: <op> <path>: <cause>".
+func (t *Target) opErr(op, p string, err error) error {
+	if p == "" {
+		return fmt.Errorf("sftp %s: %s: %w", t.cfg.Name, op, err)
+	}
+	return fmt.Errorf("sftp %s: %s %s: %w", t.cfg.Name, op, p, err)
+}
