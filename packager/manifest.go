@@ -136,7 +136,7 @@ func (m *Manifest) Validate() error {
 	if m.Created.Nanosecond() != 0 {
 		return errors.New("manifest: created must have whole seconds")
 	}
-	if m.Prev != "" && !isHexSHA256(m.Prev) {
+	if m.Prev != "" && !IsSHA256Hex(m.Prev) {
 		return fmt.Errorf("manifest: prev %q is not a hex SHA-256", m.Prev)
 	}
 	if m.Seq == 1 && m.Prev != "" {
@@ -156,7 +156,7 @@ func (m *Manifest) Validate() error {
 		if e.Size < 0 {
 			return fmt.Errorf("manifest: %s: negative size", e.Path)
 		}
-		if !isHexSHA256(e.SHA256) {
+		if !IsSHA256Hex(e.SHA256) {
 			return fmt.Errorf("manifest: %s: sha256 %q is not 64 lower-case hex digits", e.Path, e.SHA256)
 		}
 		total += e.Size
@@ -190,7 +190,8 @@ func (m *Manifest) Lookup(path string) (Entry, bool) {
 // IsPointer reports whether path is one of the manifest's pointer files.
 func (m *Manifest) IsPointer(path string) bool { return slices.Contains(m.Pointers, path) }
 
-func isHexSHA256(s string) bool {
+// IsSHA256Hex reports whether s is a SHA-256 in 64 lower-case hex digits.
+func IsSHA256Hex(s string) bool {
 	if len(s) != 64 {
 		return false
 	}

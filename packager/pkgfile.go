@@ -270,7 +270,7 @@ func ReadPackage(r io.Reader, pub ed25519.PublicKey, meta func(*PackageContent) 
 	if d.Format != DeltaFormat || d.ToSeq != pc.Manifest.Seq || d.ToManifest != Hash(pc.ManifestBytes) {
 		return nil, bad("delta does not describe the package's manifest")
 	}
-	if d.FromSeq < 0 || d.FromSeq >= d.ToSeq || (d.FromSeq == 0) != (d.FromManifest == "") || (d.FromManifest != "" && !isHexSHA256(d.FromManifest)) {
+	if d.FromSeq < 0 || d.FromSeq >= d.ToSeq || (d.FromSeq == 0) != (d.FromManifest == "") || (d.FromManifest != "" && !IsSHA256Hex(d.FromManifest)) {
 		return nil, bad("delta has a malformed origin (from_seq %d)", d.FromSeq)
 	}
 	for _, p := range d.Deleted {

@@ -184,7 +184,7 @@ func loadIndex(p string) scanIndex {
 	}
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 6 || !isHexSHA256(f[5]) {
+		if len(f) != 6 || !IsSHA256Hex(f[5]) {
 			return scanIndex{}
 		}
 		var st fileStat

@@ -192,7 +192,7 @@ func (s *Store) Signature(seq int64) ([]byte, error) {
 
 // OpenObject opens the stored content with the given SHA-256.
 func (s *Store) OpenObject(sha string) (*os.File, error) {
-	if !isHexSHA256(sha) {
+	if !IsSHA256Hex(sha) {
 		return nil, fmt.Errorf("store: object %q: not a SHA-256", sha)
 	}
 	f, err := os.Open(s.ObjectPath(sha))

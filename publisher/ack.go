@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/packager"
 )
 
 // AckPath is where a target records the cut it fully holds.
@@ -64,7 +65,7 @@ func ParseAck(data []byte) (*Ack, error) {
 		return nil, fmt.Errorf("ack: format %q, want %q", a.Format, AckFormat)
 	case a.Seq < 1:
 		return nil, fmt.Errorf("ack: seq %d", a.Seq)
-	case !isHex64(a.Manifest):
+	case !packager.IsSHA256Hex(a.Manifest):
 		return nil, fmt.Errorf("ack: manifest_sha256 %q is not a SHA-256", a.Manifest)
 	case a.Time.IsZero():
 		return nil, errors.New("ack: no time")
@@ -81,17 +82,4 @@ func ParseAck(data []byte) (*Ack, error) {
 func (a *Ack) Encode() []byte {
 	b, _ := json.MarshalIndent(a, "", "  ")
 	return append(b, '\n')
-}
-
-func isHex64(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
