@@ -81,7 +81,7 @@ func (e *env) newTarget(name string, s *sshdtest.Server, hostKey string) *sftpta
 
 func (e *env) engine() *publisher.Engine {
 	return &publisher.Engine{Store: e.store, PublicKey: e.pub, DB: e.db, Log: zaptest.NewLogger(e.t), Publisher: "test",
-		Retry: publisher.RetryPolicy{Attempts: 2, Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}, CycleTimeout: time.Minute,
+		Retry: publisher.RetryPolicy{Attempts: 3, Base: 300 * time.Millisecond, Max: time.Second}, CycleTimeout: time.Minute,
 		RetentionWindow: time.Hour}
 }
 

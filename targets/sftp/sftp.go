@@ -49,7 +49,7 @@ const (
 	// defaultRedialDelay is how long a failed dial is reported to later
 	// callers before a new dial is tried, so that many callers retrying at
 	// once cannot hammer a failing server.
-	defaultRedialDelay = time.Second
+	defaultRedialDelay = 250 * time.Millisecond
 	// cancelGrace is how long a cancelled WriteFile waits for its in-flight
 	// requests before it closes the connection to return promptly.
 	cancelGrace = time.Second

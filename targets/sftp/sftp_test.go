@@ -16,6 +16,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -800,5 +802,70 @@ func BenchmarkWriteFile(b *testing.B) {
 		if err := tg.WriteFile(ctx, "bench.bin", bytes.NewReader(data), int64(len(data))); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestDirCacheHealsAfterExternalRemoval(t *testing.T) {
+	srv := newOSServer(t)
+	tg := newTarget(t, configFor(srv))
+	ctx := t.Context()
+	if err := tg.MkdirAll(ctx, "a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(srv.Root, "a")); err != nil {
+		t.Fatal(err)
+	}
+	// The target still believes a/b exists, so the write fails...
+	_ = tg.MkdirAll(ctx, "a/b")
+	if err := tg.WriteFile(ctx, "a/b/f", strings.NewReader("x"), 1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("WriteFile into a directory removed behind the target's back: %v, want fs.ErrNotExist", err)
+	}
+	// ...and forgets, so that MkdirAll makes it again.
+	if err := tg.MkdirAll(ctx, "a/b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.WriteFile(ctx, "a/b/f", strings.NewReader("x"), 1); err != nil {
+		t.Fatalf("WriteFile after MkdirAll again: %v", err)
+	}
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("work", func(t *testing.T) {
+		srv := newOSServer(t)
+		cfg := configFor(srv)
+		cfg.OpTimeout = 10 * time.Second
+		cfg.Keepalive = time.Second
+		tg := newTarget(t, cfg)
+		ctx := t.Context()
+		if err := tg.WriteFile(ctx, "f", strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+		srv.DropConnections()
+		if _, err := tg.ReadFile(ctx, "f"); err != nil {
+			t.Fatal(err)
+		}
+		srv.Stall(true)
+		defer srv.Stall(false)
+		// These calls give up while their requests hang; Close must end them.
+		for range 3 {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			if _, err := tg.ReadFile(cctx, "f"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("ReadFile on a stalled server: %v, want the context's error", err)
+			}
+			cancel()
+		}
+		if err := tg.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		t.Errorf("%d goroutines before, %d after the target and server closed:\n%s", before, n, buf.String())
 	}
 }
