@@ -95,9 +95,14 @@ func (c *conn) addDir(rel string) {
 }
 
 // forgetDirs drops rel and everything below it from the directory cache.
-func (c *conn) forgetDirs(rel string) {
+// With all false it only looks below rel when rel itself is cached, which
+// keeps it cheap for the files that Rename and Remove mostly see.
+func (c *conn) forgetDirs(rel string, all bool) {
 	c.dirMu.Lock()
 	defer c.dirMu.Unlock()
+	if _, ok := c.dirs[rel]; !ok && !all {
+		return
+	}
 	delete(c.dirs, rel)
 	prefix := rel + "/"
 	for d := range c.dirs {
@@ -170,7 +175,7 @@ func (t *Target) getConn(ctx context.Context) (*conn, error) {
 			d.cancel()
 		}
 		t.mu.Unlock()
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("connect %s: %w", t.cfg.Address, ctx.Err())
 	}
 }
 

@@ -135,6 +135,11 @@ func (t *Target) attempt(ctx context.Context, wait bool, fn func(c *conn, g *gua
 		return t.classify(c, g, err)
 	case <-ctx.Done():
 	}
+	select {
+	case err := <-done: // finished as ctx ended
+		return t.classify(c, g, err)
+	default:
+	}
 	if !wait {
 		return ctx.Err()
 	}
@@ -392,15 +397,18 @@ func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
 		return t.opErr("rename", desc, err)
 	}
 	return t.do(ctx, opSpec{name: "rename", path: desc}, func(c *conn, g *guard) error {
-		c.forgetDirs(oldpath)
-		c.forgetDirs(newpath)
+		c.forgetDirs(oldpath, false)
+		c.forgetDirs(newpath, false)
 		return c.sftp.PosixRename(absOld, absNew)
 	})
 }
 
 // MkdirAll creates dir and its missing parents. "" and "." name the root,
-// which exists. Directories found or made are remembered for the life of
-// the connection, so that repeated calls cost no round trip.
+// which exists; an existing link to a directory counts as a directory.
+// Directories found or made are remembered for the life of the connection,
+// so that repeated calls cost no round trip. If a directory is removed by
+// someone else, the next operation inside it fails with fs.ErrNotExist and
+// the memory is dropped, so that calling MkdirAll again recreates it.
 func (t *Target) MkdirAll(ctx context.Context, dir string) error {
 	if dir == "" || dir == "." {
 		if err := ctx.Err(); err != nil {
@@ -467,7 +475,7 @@ func (t *Target) Remove(ctx context.Context, p string) error {
 		return t.opErr("remove", p, err)
 	}
 	return t.do(ctx, opSpec{name: "remove", path: p, retry: always}, func(c *conn, g *guard) error {
-		c.forgetDirs(p)
+		c.forgetDirs(p, false)
 		if err := c.sftp.Remove(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -485,7 +493,7 @@ func (t *Target) RemoveAll(ctx context.Context, p string) error {
 	}
 	var fi fs.FileInfo
 	err = t.do(ctx, opSpec{name: "remove", path: p, retry: always}, func(c *conn, g *guard) error {
-		c.forgetDirs(p)
+		c.forgetDirs(p, true)
 		var err error
 		fi, err = c.sftp.Lstat(abs)
 		return err

@@ -32,11 +32,14 @@ import (
 	"github.com/prepcast/prepcast/targets"
 )
 
-// Default bounds applied by [New] to zero Config durations.
+// Defaults that [New] applies to zero Config durations.
 const (
+	// DefaultDialTimeout bounds establishing a TCP connection.
 	DefaultDialTimeout = 10 * time.Second
-	DefaultOpTimeout   = 30 * time.Second
-	DefaultKeepalive   = 10 * time.Second
+	// DefaultOpTimeout bounds the handshake and any operation without progress.
+	DefaultOpTimeout = 30 * time.Second
+	// DefaultKeepalive is the interval between keepalive requests.
+	DefaultKeepalive = 10 * time.Second
 )
 
 const (
