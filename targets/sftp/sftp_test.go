@@ -467,7 +467,7 @@ func eventually(op func() error) error {
 func TestKeepaliveClosesDeadConnection(t *testing.T) {
 	srv := newOSServer(t)
 	cfg := configFor(srv)
-	cfg.Keepalive = 50 * time.Millisecond
+	cfg.Keepalive = 100 * time.Millisecond
 	cfg.OpTimeout = 5 * time.Second
 	tg := newTarget(t, cfg)
 	if err := tg.Connect(t.Context()); err != nil {
@@ -477,7 +477,7 @@ func TestKeepaliveClosesDeadConnection(t *testing.T) {
 	c := tg.cur
 	tg.mu.Unlock()
 	// Keepalives are answered: the connection stays up.
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
 	if why := c.cause(); why != nil {
 		t.Fatalf("connection closed while the server answered: %v", why)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/prepcast/prepcast/targets"
 )
 
-// OpKind names a [Target] method in a [Mem]'s record of operations.
+// OpKind names a [targets.Target] method in a [Mem]'s record of operations.
 type OpKind string
 
 // The operations a Mem records.
