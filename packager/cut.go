@@ -369,6 +369,7 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 		}
 		return "", st, false, fmt.Errorf("results tree: %s: %w", rel, err)
 	}
+	startWriteback(tmp)
 	after, err := f.Stat()
 	if err != nil {
 		return "", st, false, fmt.Errorf("results tree: %s: %w", rel, err)
@@ -405,13 +406,36 @@ func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
+// startWriteback asks the kernel to start writing f's dirty pages now,
+// without waiting, so that the syncfs before the cut is committed finds
+// little left to flush.
+func startWriteback(f *os.File) {
+	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// writebackWriter starts writeback of a file every few megabytes written.
+type writebackWriter struct {
+	f       *os.File
+	pending int64
+}
+
+func (w *writebackWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.pending += int64(n)
+	if w.pending >= 8<<20 {
+		startWriteback(w.f)
+		w.pending = 0
+	}
+	return n, err
+}
+
 // writePackageFile writes the package for delta into path.
 func (s *Store) writePackageFile(path string, d *Delta, manifest, sig []byte) (PackageInfo, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return PackageInfo{}, fmt.Errorf("cut: %w", err)
 	}
-	info, err := WritePackage(f, d, manifest, sig, func(e Entry) (io.ReadCloser, error) { return s.OpenObject(e.SHA256) })
+	info, err := WritePackage(&writebackWriter{f: f}, d, manifest, sig, func(e Entry) (io.ReadCloser, error) { return s.OpenObject(e.SHA256) })
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
