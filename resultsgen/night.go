@@ -53,7 +53,7 @@ type Options struct {
 type Stats struct {
 	Files        int   // regular files in the cut
 	Written      int   // files created or replaced
-	Removed      int   // files removed because they do not belong to the cut
+	Removed      int   // files removed because they do not belong to the cut (e.g. the previous cut's zip and JSON)
 	Bytes        int64 // total size of the cut's files
 	WrittenBytes int64 // bytes written
 }
@@ -64,6 +64,9 @@ type Stats struct {
 type Night struct {
 	opts      Options
 	elections []*nightElection
+	// pointerWritten, if set, is called by WriteCut after json/main.json is
+	// written and before anything is removed; tests use it to check order.
+	pointerWritten func()
 }
 
 // nightElection is one election restricted to the sampled actas.
@@ -203,14 +206,18 @@ func (n *Night) WriteCut(dir string, k int) (Stats, error) {
 
 // WriteCutContext brings dir to the state of cut k in place, like a PREP
 // generator: it writes only files whose content differs (new acta images,
-// changed CSVs and JSON, the cut's zip), each through a temporary file in the
-// same directory renamed over its final name, so a reader never sees a
-// partial file; acta images already present with the right size are left
-// untouched. json/main.json is written after every other file, and only then
-// are files that do not belong to cut k removed (such as the previous cut's
-// zip). Files outside the generator's directories (datos/, json/, actas/)
-// are never touched. Concurrent calls on the same dir are not allowed.
-// Nothing is fsynced: the tree is atomic for readers, not durable.
+// changed CSVs, the cut's zip and its JSON directory), each through a
+// temporary file in the same directory renamed over its final name, so a
+// reader never sees a partial file; acta images already present with the
+// right size are left untouched. json/main.json is written after every other
+// file, and only then are files that do not belong to cut k removed (the
+// previous cut's zip and JSON directory, images of actas a going-back cut no
+// longer shows). Every file json/main.json lists with a hash is at a path no
+// other cut of the night writes (see the package documentation), so the
+// pointer never names a file that a later cut rewrites. Files outside the
+// generator's directories (datos/, json/, actas/) are never touched.
+// Concurrent calls on the same dir are not allowed. Nothing is fsynced: the
+// tree is atomic for readers, not durable.
 func (n *Night) WriteCutContext(ctx context.Context, dir string, k int) (Stats, error) {
 	if k < 0 || k >= n.opts.Cuts {
 		return Stats{}, fmt.Errorf("write cut %d: out of range; the night has cuts 0 to %d", k, n.opts.Cuts-1)

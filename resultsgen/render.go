@@ -212,10 +212,16 @@ type (
 		Parties []string `json:"parties"`
 		Votes   int64    `json:"votes"`
 	}
+	// mainDoc is json/main.json. Files lists only paths unique to the cut
+	// (its JSON directory and its zip), so a hash it states holds for as
+	// long as the file exists; Downloads names the stable-path files, which
+	// every cut rewrites in place, without a hash.
 	mainDoc struct {
 		Cut       cutDoc    `json:"cut"`
 		Elections []string  `json:"elections"`
+		JSONDir   string    `json:"json_dir"`
 		Files     []fileRef `json:"files"`
+		Downloads []string  `json:"downloads"`
 	}
 	cutDoc struct {
 		ID     string `json:"id"`
@@ -275,9 +281,19 @@ func (e *nightElection) resultsDoc(t *tally, a *area, final bool) resultsDoc {
 	return d
 }
 
-func (e *nightElection) totalsPath() string { return dirJSON + "/" + e.code + "/totales.json" }
-func (e *nightElection) areaPath(a *area) string {
-	return dirJSON + "/" + e.code + "/" + e.areaDir + "/" + a.id + ".json"
+// jsonDir is the directory of the site JSON of the cut with id id, e.g.
+// json/20240603_0100. No other cut writes below it.
+func jsonDir(id string) string { return dirJSON + "/" + id }
+
+// zipPath is the path of the package of the cut with id id.
+func zipPath(id string) string { return dirData + "/" + id + "_PREP_PUE.zip" }
+
+func (e *nightElection) totalsPath(id string) string {
+	return jsonDir(id) + "/" + e.code + "/totales.json"
+}
+
+func (e *nightElection) areaPath(id string, a *area) string {
+	return jsonDir(id) + "/" + e.code + "/" + e.areaDir + "/" + a.id + ".json"
 }
 
 func marshalDoc(v any) ([]byte, error) {
@@ -298,6 +314,7 @@ func (n *Night) plan(k int, replay time.Time) (*plan, error) {
 	final := !replay.Before(closing)
 
 	p := &plan{}
+	var downloads []string // stable paths, rewritten every cut
 	var jsonFiles []smallFile
 	type zipEntry struct {
 		name string
@@ -309,6 +326,7 @@ func (n *Night) plan(k int, replay time.Time) (*plan, error) {
 		p.files = append(p.files,
 			smallFile{dirData + "/" + e.csvName(), c.csv},
 			smallFile{dirData + "/" + e.candName(), e.candidatures})
+		downloads = append(downloads, dirData+"/"+e.csvName(), dirData+"/"+e.candName())
 		folder := id + "_PREP_" + e.code + "_PUE/"
 		zipEntries = append(zipEntries,
 			zipEntry{folder + e.csvName(), c.csv},
@@ -318,18 +336,18 @@ func (n *Night) plan(k int, replay time.Time) (*plan, error) {
 		totals.Areas = make([]areaRef, len(e.areas))
 		for i := range e.areas {
 			a := &e.areas[i]
-			totals.Areas[i] = areaRef{ID: a.id, Name: a.name, Path: e.areaPath(a)}
+			totals.Areas[i] = areaRef{ID: a.id, Name: a.name, Path: e.areaPath(id, a)}
 			b, err := marshalDoc(e.resultsDoc(&c.areas[i], a, final))
 			if err != nil {
-				return nil, fmt.Errorf("encode %s: %w", e.areaPath(a), err)
+				return nil, fmt.Errorf("encode %s: %w", e.areaPath(id, a), err)
 			}
-			jsonFiles = append(jsonFiles, smallFile{e.areaPath(a), b})
+			jsonFiles = append(jsonFiles, smallFile{e.areaPath(id, a), b})
 		}
 		b, err := marshalDoc(totals)
 		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", e.totalsPath(), err)
+			return nil, fmt.Errorf("encode %s: %w", e.totalsPath(id), err)
 		}
-		jsonFiles = append(jsonFiles, smallFile{e.totalsPath(), b})
+		jsonFiles = append(jsonFiles, smallFile{e.totalsPath(id), b})
 
 		for _, r := range c.imgs {
 			rel := dirActas + "/" + e.code + "/" + r.image
@@ -355,7 +373,8 @@ func (n *Night) plan(k int, replay time.Time) (*plan, error) {
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("build zip: %w", err)
 	}
-	p.files = append(p.files, smallFile{dirData + "/" + id + "_PREP_PUE.zip", zb.Bytes()})
+	zipFile := smallFile{zipPath(id), zb.Bytes()}
+	p.files = append(p.files, zipFile)
 	p.files = append(p.files, jsonFiles...)
 
 	m := mainDoc{
@@ -368,8 +387,12 @@ func (n *Night) plan(k int, replay time.Time) (*plan, error) {
 			Final:  final,
 		},
 		Elections: slices.Clone(n.opts.Elections),
+		JSONDir:   jsonDir(id),
+		Downloads: slices.Sorted(slices.Values(downloads)),
 	}
-	for _, f := range p.files {
+	// Only per-cut paths get a hash: a file at a stable path changes under
+	// a reader that still holds the previous main.json.
+	for _, f := range append([]smallFile{zipFile}, jsonFiles...) {
 		sum := sha256.Sum256(f.data)
 		m.Files = append(m.Files, fileRef{Path: f.path, Size: int64(len(f.data)), SHA256: hex.EncodeToString(sum[:])})
 	}

@@ -217,7 +217,8 @@ func (n *Night) sync(ctx context.Context, root string, p *plan) (Stats, error) {
 		return st, err
 	}
 
-	// Small files in plan order: data, zip, JSON, and json/main.json last.
+	// Small files in plan order: CSVs, zip, the cut's JSON directory, and
+	// json/main.json last.
 	for _, f := range p.files {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -237,7 +238,11 @@ func (n *Night) sync(ctx context.Context, root string, p *plan) (Stats, error) {
 		st.WrittenBytes += nb
 	}
 
-	// Only now, with the pointer switched, remove what left the tree.
+	if n.pointerWritten != nil {
+		n.pointerWritten()
+	}
+	// Only now, with the pointer switched, remove what left the tree: the
+	// previous cut's zip and JSON directory among others.
 	for _, rel := range slices.Sorted(maps.Keys(have)) {
 		if want[rel] {
 			continue

@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,18 +45,32 @@ func readMain(t testing.TB, root string) mainDoc {
 	return m
 }
 
-// checkTree verifies that root holds exactly cut k of n: every file main.json
-// lists with its size and hash, one image per registered acta with an image,
-// and nothing else in the generator's directories.
+// checkTree verifies that root holds exactly cut k of n: main.json names the
+// cut and lists with a hash only paths unique to it (the cut's JSON directory,
+// every file of it, and its zip), each present with that size and hash; the
+// stable-path CSVs are named in downloads, without a hash; one image per
+// registered acta with an image; and nothing else in the generator's
+// directories.
 func checkTree(t *testing.T, n *Night, root string, k int) map[string]fileState {
 	t.Helper()
 	snap := snapshot(t, root)
 	m := readMain(t, root)
-	if m.Cut.ID != n.CutID(k) || m.Cut.Index != k {
-		t.Errorf("main.json names cut %s (%d), want %s (%d)", m.Cut.ID, m.Cut.Index, n.CutID(k), k)
+	id := n.CutID(k)
+	if m.Cut.ID != id || m.Cut.Index != k {
+		t.Errorf("main.json names cut %s (%d), want %s (%d)", m.Cut.ID, m.Cut.Index, id, k)
+	}
+	dir, zip := "json/"+id, "datos/"+id+"_PREP_PUE.zip"
+	if m.JSONDir != dir {
+		t.Errorf("main.json json_dir %q, want %q", m.JSONDir, dir)
 	}
 	listed := map[string]bool{"json/main.json": true}
 	for _, f := range m.Files {
+		if !strings.HasPrefix(f.Path, dir+"/") && f.Path != zip {
+			t.Errorf("main.json lists %s with a hash; only paths unique to cut %s may be", f.Path, id)
+		}
+		if listed[f.Path] {
+			t.Errorf("main.json lists %s twice", f.Path)
+		}
 		listed[f.Path] = true
 		s, ok := snap[f.Path]
 		if !ok {
@@ -64,8 +81,27 @@ func checkTree(t *testing.T, n *Night, root string, k int) map[string]fileState 
 			t.Errorf("%s: size %d sha %s, main.json says %d %s", f.Path, s.size, s.sha, f.Size, f.SHA256)
 		}
 	}
-	if !listed["datos/"+n.CutID(k)+"_PREP_PUE.zip"] {
+	if !listed[zip] {
 		t.Errorf("main.json does not list the cut's zip")
+	}
+	for p := range snap {
+		if strings.HasPrefix(p, dir+"/") && !listed[p] {
+			t.Errorf("%s is in the cut's JSON directory but not in main.json", p)
+		}
+	}
+	var wantDownloads []string
+	for _, code := range n.opts.Elections {
+		wantDownloads = append(wantDownloads, "datos/PUE_"+code+"_2024.csv", "datos/PUE_"+code+"_Candidaturas_2024.csv")
+	}
+	slices.Sort(wantDownloads)
+	if !slices.Equal(m.Downloads, wantDownloads) {
+		t.Errorf("main.json downloads %q, want %q", m.Downloads, wantDownloads)
+	}
+	for _, p := range m.Downloads {
+		if _, ok := snap[p]; !ok {
+			t.Errorf("main.json names download %s, which is missing", p)
+		}
+		listed[p] = true
 	}
 	hexRe := regexp.MustCompile(`^[0-9a-f]{64}$`)
 	for _, code := range n.opts.Elections {
@@ -93,6 +129,27 @@ func checkTree(t *testing.T, n *Night, root string, k int) map[string]fileState 
 		}
 	}
 	return snap
+}
+
+// countPrefix returns how many paths of snap start with prefix.
+func countPrefix(snap map[string]fileState, prefix string) int {
+	c := 0
+	for p := range snap {
+		if strings.HasPrefix(p, prefix) {
+			c++
+		}
+	}
+	return c
+}
+
+// exists reports whether the slash path rel exists under root.
+func exists(t *testing.T, root, rel string) bool {
+	t.Helper()
+	_, err := os.Lstat(filepath.Join(root, filepath.FromSlash(rel)))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
 }
 
 func mustRead(t testing.TB, p string) []byte {
@@ -144,20 +201,38 @@ func TestWriteCutIsIncremental(t *testing.T) {
 	}
 	time.Sleep(10 * time.Millisecond) // a rewrite would show in the mtime
 
+	// main.json is written before the previous cut's zip and JSON directory
+	// are removed: when it switches, both cuts' files are in the tree.
+	id4, id5 := n.CutID(4), n.CutID(5)
+	switched := false
+	n.pointerWritten = func() {
+		switched = true
+		if m := readMain(t, root); m.Cut.ID != id5 {
+			t.Errorf("after the pointer is written main.json names %s, want %s", m.Cut.ID, id5)
+		}
+		for _, rel := range []string{"json/" + id4 + "/GUB/totales.json", "datos/" + id4 + "_PREP_PUE.zip", "json/" + id5 + "/GUB/totales.json"} {
+			if !exists(t, root, rel) {
+				t.Errorf("%s is missing when main.json switches", rel)
+			}
+		}
+	}
 	st, err = n.WriteCut(root, 5)
+	n.pointerWritten = nil
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !switched {
+		t.Error("WriteCut did not reach the pointer switch")
 	}
 	after := checkTree(t, n, root, 5)
 	t.Logf("cut 4 -> 5: %+v", st)
 	newImages := 0
-	for p, s := range after {
+	for p := range after {
 		if strings.HasPrefix(p, "actas/") {
 			if _, ok := before[p]; !ok {
 				newImages++
 			}
 		}
-		_ = s
 	}
 	for p, b := range before {
 		if strings.HasPrefix(p, "actas/") || strings.HasPrefix(p, "foreign/") || p == "LEEME.txt" {
@@ -172,16 +247,21 @@ func TestWriteCutIsIncremental(t *testing.T) {
 	if newImages == 0 {
 		t.Error("cut 5 added no image")
 	}
-	if _, ok := after["datos/"+n.CutID(4)+"_PREP_PUE.zip"]; ok {
+	if exists(t, root, "datos/"+id4+"_PREP_PUE.zip") {
 		t.Error("cut 4's zip is still there")
+	}
+	if exists(t, root, "json/"+id4) {
+		t.Error("cut 4's JSON directory is still there")
 	}
 	if bytes.Equal(mainBefore, mustRead(t, filepath.Join(root, "json", "main.json"))) {
 		t.Error("json/main.json did not change")
 	}
-	// Written: the new images, the CSVs, the zip, main.json and the JSON
-	// files whose numbers moved; never an unchanged candidaturas file.
-	if st.Written < newImages+3+1+1 || st.Removed != 1 {
-		t.Errorf("cut 4 -> 5: %+v with %d new images", st, newImages)
+	// Written: the new images, the CSVs, the zip, the new JSON directory and
+	// main.json; never an unchanged candidaturas file. Removed: the old zip
+	// and the old JSON directory.
+	oldJSON, newJSON := countPrefix(before, "json/"+id4+"/"), countPrefix(after, "json/"+id5+"/")
+	if newJSON == 0 || st.Written < newImages+3+1+newJSON+1 || st.Removed != 1+oldJSON {
+		t.Errorf("cut 4 -> 5: %+v with %d new images, %d new and %d old JSON files", st, newImages, newJSON, oldJSON)
 	}
 	for p, a := range after {
 		if strings.Contains(p, "Candidaturas") && a.mtime != before[p].mtime {
@@ -189,11 +269,34 @@ func TestWriteCutIsIncremental(t *testing.T) {
 		}
 	}
 
-	// Going back to an earlier cut removes the images of later actas.
+	// The tree reached through cut 4 is the tree cut 5 writes from scratch.
+	fresh := t.TempDir()
+	if _, err := n.WriteCut(fresh, 5); err != nil {
+		t.Fatal(err)
+	}
+	scratch := snapshot(t, fresh)
+	for p, a := range after {
+		if strings.HasPrefix(p, "foreign/") || p == "LEEME.txt" {
+			continue
+		}
+		if s, ok := scratch[p]; !ok || s.sha != a.sha {
+			t.Errorf("%s differs between the incremental and the fresh cut 5", p)
+		}
+		delete(scratch, p)
+	}
+	for p := range scratch {
+		t.Errorf("%s is only in the fresh cut 5", p)
+	}
+
+	// Going back to an earlier cut removes the images of later actas and
+	// cut 5's JSON.
 	if _, err := n.WriteCut(root, 1); err != nil {
 		t.Fatal(err)
 	}
 	checkTree(t, n, root, 1)
+	if exists(t, root, "json/"+id5) {
+		t.Error("cut 5's JSON directory is still there after going back to cut 1")
+	}
 }
 
 func TestWriteCutBeforeAnyActa(t *testing.T) {
@@ -361,9 +464,10 @@ func TestJSONIsValidAndDeterministic(t *testing.T) {
 		t.Errorf("%d JSON files, want main + 3 totals + 26 + 26 districts + 217 municipalities", jsonFiles)
 	}
 	// The totals agree with the CSV summary of the same cut.
+	id := n1.CutID(k)
 	for _, e := range n1.elections {
 		var totals resultsDoc
-		if err := json.Unmarshal(planFile(t, p1, e.totalsPath()), &totals); err != nil {
+		if err := json.Unmarshal(planFile(t, p1, e.totalsPath(id)), &totals); err != nil {
 			t.Fatal(err)
 		}
 		s := parseCSV(t, planFile(t, p1, "datos/"+e.csvName())).summary()
@@ -376,6 +480,9 @@ func TestJSONIsValidAndDeterministic(t *testing.T) {
 			sumVotes += v.Votes
 		}
 		for _, a := range totals.Areas {
+			if !strings.HasPrefix(a.Path, "json/"+id+"/"+e.code+"/") {
+				t.Errorf("%s totals name area file %s, outside the cut's JSON directory", e.code, a.Path)
+			}
 			var ad resultsDoc
 			if err := json.Unmarshal(planFile(t, p1, a.Path), &ad); err != nil {
 				t.Fatal(err)
@@ -394,10 +501,23 @@ func TestJSONIsValidAndDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range m.Files {
-		sum := sha256.Sum256(planFile(t, p1, f.Path))
-		if hex.EncodeToString(sum[:]) != f.SHA256 {
-			t.Errorf("main.json hash of %s is wrong", f.Path)
+		data := planFile(t, p1, f.Path)
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != f.SHA256 || int64(len(data)) != f.Size {
+			t.Errorf("main.json size or hash of %s is wrong", f.Path)
 		}
+		if !strings.HasPrefix(f.Path, "json/"+id+"/") && f.Path != "datos/"+id+"_PREP_PUE.zip" {
+			t.Errorf("main.json lists %s with a hash; its path is not unique to the cut", f.Path)
+		}
+	}
+	if len(m.Files) != jsonFiles {
+		t.Errorf("main.json lists %d files, want the zip and the %d JSON files of the cut", len(m.Files), jsonFiles-1)
+	}
+	for _, d := range m.Downloads {
+		planFile(t, p1, d)
+	}
+	if len(m.Downloads) != 6 {
+		t.Errorf("main.json downloads %q, want the 3 CSVs and 3 candidaturas files", m.Downloads)
 	}
 }
 
