@@ -129,7 +129,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "replaying %d cuts of the Puebla 2024 PREP night (%.0f%% of the actas) into %s\n\n", *cuts, *scale*100, dir)
 
-	eng := &publisher.Engine{Store: store, PublicKey: key.Public().(ed25519.PublicKey), DB: db, Log: log, Publisher: "demo",
+	// The night's clock: the time of the latest cut plus the real time since
+	// it, accelerated. Acks, retirement and lag all run on it.
+	var clockMu sync.Mutex
+	clockBase, clockReal := night.CutTime(0), time.Now()
+	nightNow := func() time.Time {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		return clockBase.Add(time.Duration(float64(time.Since(clockReal)) * speed))
+	}
+	setClock := func(t time.Time) {
+		clockMu.Lock()
+		clockBase, clockReal = t, time.Now()
+		clockMu.Unlock()
+	}
+
+	eng := &publisher.Engine{Now: nightNow, Store: store, PublicKey: key.Public().(ed25519.PublicKey), DB: db, Log: log, Publisher: "demo",
 		Retry: publisher.RetryPolicy{Attempts: 6, Base: 100 * time.Millisecond, Max: time.Second}, CycleTimeout: 5 * time.Minute,
 		RetentionWindow: 30 * time.Minute, FilesInFlight: 16}
 
@@ -165,6 +180,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("demo: generate cut %d: %w", k, err)
 		}
 		cutTime := night.CutTime(k)
+		setClock(cutTime)
 		res, err := store.Cut(ctx, packager.CutOptions{Source: src, Key: key, Zone: zone, Pointers: cfg.Pointer, Keep: cfg.Retention.Cuts, Log: log,
 			Protect: protectedSeqs(db), Now: func() time.Time { return cutTime }})
 		if err != nil {
@@ -218,11 +234,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errInterrupted
 	}
 	fmt.Fprintf(stdout, "\nnight replayed in %s\n\n", time.Since(start).Round(100*time.Millisecond))
-	v, err := buildStatus(context.Background(), cfg, time.Now())
+	end := nightNow()
+	v, err := buildStatus(context.Background(), cfg, end)
 	if err != nil {
 		return err
 	}
-	printStatus(stdout, cfg, v)
+	printStatus(stdout, cfg, v, end)
 
 	// Every webroot must equal the final cut, byte for byte.
 	m, _, err := store.Manifest(final)

@@ -47,7 +47,8 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	v, err := buildStatus(ctx, c, time.Now())
+	now := time.Now()
+	v, err := buildStatus(ctx, c, now)
 	if err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	} else {
-		printStatus(stdout, c, v)
+		printStatus(stdout, c, v, now)
 	}
 	for _, r := range v.Targets {
 		if r.Behind {
@@ -148,11 +149,11 @@ func buildStatus(ctx context.Context, c *config.Config, now time.Time) (*statusV
 	return v, nil
 }
 
-func printStatus(w io.Writer, c *config.Config, v *statusView) {
+func printStatus(w io.Writer, c *config.Config, v *statusView, now time.Time) {
 	if v.LatestSeq == 0 {
 		fmt.Fprintln(w, "no cuts yet")
 	} else {
-		fmt.Fprintf(w, "latest cut %d (%s), made %s ago\n", v.LatestSeq, v.LatestID, time.Since(v.LatestAt).Round(time.Second))
+		fmt.Fprintf(w, "latest cut %d (%s), made %s ago\n", v.LatestSeq, v.LatestID, now.Sub(v.LatestAt).Round(time.Second))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tLAST ACK\tERROR")
