@@ -131,7 +131,8 @@ func TestServerWithoutPosixRenameRefused(t *testing.T) {
 }
 
 // A garbled ack makes the target reconciled by listing: only what differs
-// is sent.
+// is sent, and files the cut does not have are left in place (they may be
+// the difusor's own).
 func TestGarbledAckReconciles(t *testing.T) {
 	f := newFixture(t)
 	f.cut()
@@ -154,6 +155,9 @@ func TestGarbledAckReconciles(t *testing.T) {
 	m, _, _ := f.store.Manifest(ci.Seq)
 	if r.Files >= len(m.Entries) {
 		t.Errorf("reconcile sent %d of %d files", r.Files, len(m.Entries))
+	}
+	if len(r.Ack.Retired) != 0 {
+		t.Errorf("reconcile retired files it cannot know are its own: %+v", r.Ack.Retired)
 	}
 }
 
@@ -227,6 +231,9 @@ func TestRetiredFilesDeletedAfterWindow(t *testing.T) {
 	r := push() // no new cut: only retirement
 	if _, err := os.Stat(old); err == nil {
 		t.Fatal("retired file still there after the window")
+	}
+	if _, err := os.Stat(filepath.Dir(old)); err == nil {
+		t.Error("the emptied directory of the retired cut is still there")
 	}
 	if len(r.Ack.Retired) != 0 {
 		t.Errorf("ack still lists retired files: %+v", r.Ack.Retired)

@@ -213,13 +213,10 @@ func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) ([]pack
 		}
 		delete(have, e.Path)
 	}
-	var gone []string
-	for p := range have {
-		gone = append(gone, p)
-	}
-	sort.Strings(gone)
-	r.log.Info("reconciled target by listing", zap.Int("differing", len(changed)), zap.Int("extra", len(gone)))
-	return changed, gone, nil
+	// Files the cut does not have are left alone: without an ack prepcast
+	// cannot tell its own old files from the difusor's.
+	r.log.Info("reconciled target by listing", zap.Int("differing", len(changed)), zap.Int("not_in_cut_left_in_place", len(have)))
+	return changed, nil, nil
 }
 
 // staged is one file to upload: the entry and its staging name.
@@ -417,7 +414,7 @@ func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Mani
 		}
 	}
 	var keep []Retired
-	deleted := 0
+	var due []string
 	paths := make([]string, 0, len(byPath))
 	for p := range byPath {
 		paths = append(paths, p)
@@ -432,12 +429,69 @@ func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Mani
 			keep = append(keep, x)
 			continue
 		}
-		if err := r.t.Remove(ctx, p); err != nil {
-			return nil, deleted, fmt.Errorf("delete retired %s: %w", p, err)
-		}
-		deleted++
+		due = append(due, p)
 	}
-	return keep, deleted, nil
+	if len(due) == 0 {
+		return keep, 0, nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, p := range due {
+		g.Go(func() error {
+			if err := r.t.Remove(gctx, p); err != nil {
+				return fmt.Errorf("delete retired %s: %w", p, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
+	r.removeEmptyDirs(ctx, due, m, keep)
+	return keep, len(due), nil
+}
+
+// removeEmptyDirs removes the directories that held deleted files and hold
+// nothing prepcast knows of any more (no file of m, no file still retired),
+// deepest first. It is best effort: a directory that still holds something
+// else (a difusor's own file) stays.
+func (r *targetRun) removeEmptyDirs(ctx context.Context, deleted []string, m *packager.Manifest, keep []Retired) {
+	used := map[string]bool{}
+	mark := func(p string) {
+		for d := path.Dir(p); d != "." && !used[d]; d = path.Dir(d) {
+			used[d] = true
+		}
+	}
+	for _, e := range m.Entries {
+		mark(e.Path)
+	}
+	for _, x := range keep {
+		mark(x.Path)
+	}
+	cand := map[string]bool{}
+	for _, p := range deleted {
+		for d := path.Dir(p); d != "." && !used[d]; d = path.Dir(d) {
+			cand[d] = true
+		}
+	}
+	dirs := make([]string, 0, len(cand))
+	for d := range cand {
+		dirs = append(dirs, d)
+	}
+	// Deepest first, so that a parent is empty by the time it is removed.
+	sort.Slice(dirs, func(i, j int) bool {
+		if a, b := strings.Count(dirs[i], "/"), strings.Count(dirs[j], "/"); a != b {
+			return a > b
+		}
+		return dirs[i] < dirs[j]
+	})
+	for _, d := range dirs {
+		if err := r.t.Remove(ctx, d); err != nil {
+			r.log.Debug("retired directory not removed", zap.String("dir", d), zap.Error(err))
+			continue
+		}
+		delete(r.dirs, d)
+	}
 }
 
 // writeAck writes the ack atomically: staged, then renamed over the old one.
