@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -263,4 +266,44 @@ func FuzzParseAck(f *testing.F) {
 			t.Fatalf("re-encoded ack does not parse: %v", err)
 		}
 	})
+}
+
+// lostReply is a target whose first rename onto a given path takes effect
+// but reports a lost connection, as when the server's reply is lost.
+type lostReply struct {
+	*targettest.Mem
+	path string
+	done bool
+}
+
+func (l *lostReply) Rename(ctx context.Context, oldpath, newpath string) error {
+	err := l.Mem.Rename(ctx, oldpath, newpath)
+	if err == nil && newpath == l.path && !l.done {
+		l.done = true
+		return errors.New("connection lost")
+	}
+	return err
+}
+
+// A commit whose reply was lost is retried: the staged file is gone, so it
+// is sent again, and the target ends with the right bytes.
+func TestCommitAfterLostReply(t *testing.T) {
+	f := newFixture(t)
+	ci := f.cut()
+	mem := &lostReply{Mem: targettest.NewMem("t"), path: "datos/PUE_GUB_2024.csv"}
+	r := f.engine().Push(context.Background(), []TargetSpec{{Target: mem}})[0]
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r.Attempts != 2 || r.Ack.Seq != ci.Seq || !mem.done {
+		t.Fatalf("attempts %d, ack %+v, reply lost: %v", r.Attempts, r.Ack, mem.done)
+	}
+	m, _, _ := f.store.Manifest(ci.Seq)
+	for _, e := range m.Entries {
+		data, ok := mem.File(e.Path)
+		sum := sha256.Sum256(data)
+		if !ok || hex.EncodeToString(sum[:]) != e.SHA256 {
+			t.Errorf("%s: wrong or missing on the target", e.Path)
+		}
+	}
 }

@@ -375,10 +375,16 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 }
 
 func (r *targetRun) rename(ctx context.Context, s staged) error {
-	if err := r.t.Rename(ctx, s.name, s.e.Path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			r.forget(s.name) // the staged file is gone: upload it again next attempt
+	err := r.t.Rename(ctx, s.name, s.e.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The staged file is gone: a rename whose reply was lost with the
+		// connection, or a cleaned staging directory. Send it again.
+		r.forget(s.name)
+		if err = r.upload(ctx, s); err == nil {
+			err = r.t.Rename(ctx, s.name, s.e.Path)
 		}
+	}
+	if err != nil {
 		return fmt.Errorf("commit %s: %w", s.e.Path, err)
 	}
 	r.forget(s.name) // consumed: a later attempt must upload again

@@ -132,11 +132,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// The night's clock: the time of the latest cut plus the real time since
 	// it, accelerated. Acks, retirement and lag all run on it.
 	var clockMu sync.Mutex
+	clockSpeed := speed
 	clockBase, clockReal := night.CutTime(0), time.Now()
 	nightNow := func() time.Time {
 		clockMu.Lock()
 		defer clockMu.Unlock()
-		return clockBase.Add(time.Duration(float64(time.Since(clockReal)) * speed))
+		return clockBase.Add(time.Duration(float64(time.Since(clockReal)) * clockSpeed))
 	}
 	setClock := func(t time.Time) {
 		clockMu.Lock()
@@ -213,7 +214,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return errInterrupted
 		}
 	}
-	// Let every difusor catch up with the final cut.
+	// The night is over: the clock stops at the last cut while every
+	// difusor catches up with it.
+	clockMu.Lock()
+	clockSpeed = 0
+	clockMu.Unlock()
+	setClock(night.CutTime(*cuts - 1))
 	final := latestSeq(store)
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
