@@ -301,7 +301,10 @@ func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRu
 		p.Seq, p.CutID = cur.m.Seq, cur.m.ID
 		fields = append(fields, zap.Int64("seq", cur.m.Seq), zap.String("cut", cur.m.ID))
 	}
-	if res.Err != nil {
+	if res.Err != nil && errors.Is(res.Err, context.Canceled) {
+		p.State, p.LastError = "idle", "interrupted"
+		log.Warn("push interrupted", fields...)
+	} else if res.Err != nil {
 		p.State, p.LastError = "failing", shortError(res.Err)
 		log.Error("push failed", append(fields, zap.Error(res.Err))...)
 	} else {

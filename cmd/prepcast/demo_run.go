@@ -154,7 +154,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	newCut := make([]chan struct{}, len(specs))
 	var wg sync.WaitGroup
 	pushCtx, stopPush := context.WithCancel(ctx)
-	defer stopPush()
+	defer func() { stopPush(); wg.Wait() }() // before the servers, state and log close
 	for i, spec := range specs {
 		newCut[i] = make(chan struct{}, 1)
 		wg.Add(1)
