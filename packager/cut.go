@@ -43,6 +43,9 @@ type CutResult struct {
 	Hashed      int      // files read and hashed
 	HashedBytes int64
 	Pruned      PruneStats
+	// Phases is how long each step took: scan, hash (and store), package,
+	// sync (making the cut durable) and prune.
+	Phases map[string]time.Duration
 }
 
 // ErrSourceChanging wraps the error for a file that kept changing while it
@@ -88,6 +91,13 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	}
 
 	scanStart := time.Now() // file timestamps come from the real clock
+	phases := map[string]time.Duration{}
+	mark := scanStart
+	phase := func(name string) {
+		now := time.Now()
+		phases[name] += now.Sub(mark)
+		mark = now
+	}
 	files, err := scanTree(o.Source)
 	if err != nil {
 		return nil, err
@@ -140,15 +150,17 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		return nil, err
 	}
 
-	res := &CutResult{}
+	phase("scan")
+	res := &CutResult{Phases: phases}
 	workers := o.Workers
 	if workers <= 0 {
-		workers = max(2, runtime.NumCPU())
+		workers = max(4, 2*runtime.NumCPU())
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	var hashedBytes atomic.Int64
 	var mu sync.Mutex
+	fresh := map[string]bool{} // objects hashed by this cut
 	for _, i := range todo {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
@@ -159,6 +171,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 				return err
 			}
 			mu.Lock()
+			fresh[sha] = true
 			shas[i] = sha
 			files[i].Stat = st
 			mu.Unlock()
@@ -170,6 +183,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		return nil, err
 	}
 	res.Hashed, res.HashedBytes = len(todo), hashedBytes.Load()
+	phase("hash")
 
 	entries := make([]Entry, len(files))
 	var total int64
@@ -221,10 +235,11 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		fromSeq = prev.Seq
 	}
 	pkgName := PackageName(fromSeq)
-	pinfo, err := s.writePackageFile(filepath.Join(tmp, pkgName), delta, mb, sig)
+	pinfo, err := s.writePackageFile(filepath.Join(tmp, pkgName), delta, mb, sig, fresh)
 	if err != nil {
 		return nil, err
 	}
+	phase("package")
 	ci := &CutInfo{
 		Seq: m.Seq, ID: m.ID, Created: m.Created, ManifestSHA256: Hash(mb), Files: m.Files, Bytes: m.Bytes,
 		DeltaFiles: len(delta.Changed), DeltaBytes: delta.Bytes(), DeletedFiles: len(delta.Deleted),
@@ -246,6 +261,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	if err := syncDir(s.cutsDir()); err != nil {
 		return nil, fmt.Errorf("cut: commit cut %d: %w", m.Seq, err)
 	}
+	phase("sync")
 	res.Info = ci
 	if err := saveIndex(s.indexPath(), files, shas, scanStart); err != nil {
 		log.Warn("save scan index", zap.Error(err))
@@ -256,6 +272,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 			log.Warn("prune store", zap.Error(err))
 		}
 		res.Pruned = st
+		phase("prune")
 	}
 	return res, nil
 }
@@ -430,12 +447,18 @@ func (w *writebackWriter) Write(p []byte) (int, error) {
 }
 
 // writePackageFile writes the package for delta into path.
-func (s *Store) writePackageFile(path string, d *Delta, manifest, sig []byte) (PackageInfo, error) {
+func (s *Store) writePackageFile(path string, d *Delta, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return PackageInfo{}, fmt.Errorf("cut: %w", err)
 	}
-	info, err := WritePackage(&writebackWriter{f: f}, d, manifest, sig, func(e Entry) (io.ReadCloser, error) { return s.OpenObject(e.SHA256) })
+	info, err := WritePackage(&writebackWriter{f: f}, d, manifest, sig, func(e Entry) (io.ReadCloser, error) {
+		f, err := s.OpenObject(e.SHA256)
+		if err != nil || !fresh[e.SHA256] {
+			return f, err
+		}
+		return justStored{f}, nil
+	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

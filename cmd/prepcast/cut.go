@@ -65,8 +65,9 @@ func cmdCut(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 type cutFlags struct{ rehash, allowEmpty bool }
 
-// makeCut builds the next cut of c's results tree, protecting the cuts that
-// targets have acknowledged from the prune.
+// makeCut builds the next cut of c's results tree. It does not prune the
+// store: that happens after a push (see pruneStore), off the path from a
+// new results tree to the difusores.
 func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger) (*packager.CutResult, error) {
 	key, err := packager.LoadPrivateKey(c.SigningKey)
 	if err != nil {
@@ -76,21 +77,37 @@ func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger)
 	if err != nil {
 		return nil, err
 	}
-	protect, err := ackedSeqs(c)
-	if err != nil {
-		return nil, err
-	}
 	start := time.Now()
 	res, err := store.Cut(ctx, packager.CutOptions{
 		Source: c.Source, Key: key, Zone: c.Zone, Pointers: c.Pointer, Rehash: f.rehash, AllowEmpty: f.allowEmpty,
-		Keep: c.Retention.Cuts, Protect: protect, Log: log,
+		Log: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	log.Info("cut", zap.Int64("seq", res.Info.Seq), zap.String("id", res.Info.ID), zap.Bool("no_change", res.NoChange),
-		zap.Int("hashed", res.Hashed), zap.Int64("hashed_bytes", res.HashedBytes), zap.Duration("took", time.Since(start)))
+		zap.Int("hashed", res.Hashed), zap.Int64("hashed_bytes", res.HashedBytes), zap.Duration("took", time.Since(start)),
+		zap.Duration("scan", res.Phases["scan"]), zap.Duration("hash", res.Phases["hash"]), zap.Duration("package", res.Phases["package"]),
+		zap.Duration("sync", res.Phases["sync"]))
 	return res, nil
+}
+
+// pruneStore applies the retention setting to the local store, keeping
+// every cut a target has acknowledged (its next delta starts there).
+func pruneStore(c *config.Config, store *packager.Store, log *zap.Logger) {
+	protect, err := ackedSeqs(c)
+	if err != nil {
+		log.Warn("prune store: read acks", zap.Error(err))
+		return
+	}
+	st, err := store.Prune(c.Retention.Cuts, protect)
+	if err != nil {
+		log.Warn("prune store", zap.Error(err))
+		return
+	}
+	if st.Cuts+st.Packages+st.Objects > 0 {
+		log.Info("pruned store", zap.Int("cuts", st.Cuts), zap.Int("packages", st.Packages), zap.Int("objects", st.Objects), zap.Int64("freed_bytes", st.FreedByte))
+	}
 }
 
 // ackedSeqs returns the cuts that targets acknowledge, by the local mirror.

@@ -112,6 +112,9 @@ func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, 
 		}
 		startSeq := latestSeq(store)
 		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), log)
+		if err == nil {
+			pruneStore(c, store, log) // under the lock, so no push reads what goes
+		}
 		lock.Unlock()
 		if err != nil {
 			return err
