@@ -240,12 +240,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return errInterrupted
 	}
 	fmt.Fprintf(stdout, "\nnight replayed in %s\n\n", time.Since(start).Round(100*time.Millisecond))
-	end := nightNow()
-	v, err := buildStatus(context.Background(), cfg, end)
+	v, err := statusView(context.Background(), cfg, nightNow(), false)
 	if err != nil {
 		return err
 	}
-	printStatus(stdout, cfg, v, end)
+	if err := v.WriteTable(stdout, zone); err != nil {
+		return err
+	}
 
 	// Every webroot must equal the final cut, byte for byte.
 	m, _, err := store.Manifest(final)

@@ -1,0 +1,207 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/state"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// fixture: 4 cuts made 10 minutes apart from 01:00, five targets in every
+// state, viewed at 01:32.
+func fixture(t *testing.T) (Source, time.Time) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := packager.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	src := t.TempDir()
+	base := time.Date(2024, 6, 3, 7, 0, 0, 0, time.UTC) // 01:00 in Mexico City
+	for i := 1; i <= 4; i++ {
+		os.MkdirAll(filepath.Join(src, "json"), 0o755)
+		os.WriteFile(filepath.Join(src, "json", "main.json"), []byte(fmt.Sprint(i)), 0o644)
+		at := base.Add(time.Duration(i-1) * 10 * time.Minute)
+		if _, err := st.Cut(context.Background(), packager.CutOptions{Source: src, Key: priv, Pointers: []string{"json/main.json"},
+			Now: func() time.Time { return at }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := state.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	sha := strings.Repeat("ab", 32)
+	ack := func(name string, seq int64, at time.Time) {
+		ci, _ := st.Info(seq)
+		if err := db.SetAck(ctx, state.Ack{Target: name, Seq: seq, CutID: ci.ID, ManifestSHA256: sha, AckedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := base.Add(32 * time.Minute)
+	ack("el-sol", 4, base.Add(31*time.Minute))
+	ack("la-jornada", 3, base.Add(21*time.Minute))
+	ack("buap", 1, base.Add(2*time.Minute))
+	ack("tv-azteca", 4, base.Add(30*time.Minute))
+	pid := os.Getpid()
+	progress := []state.Progress{
+		{Target: "la-jornada", PID: pid, Seq: 4, CutID: "20240603_0130", State: state.StateStaging, BytesDone: 37 << 20, BytesTotal: 100 << 20,
+			FilesDone: 40, FilesTotal: 120, RateBps: 1.5e6, Attempt: 1},
+		{Target: "buap", PID: pid, Seq: 4, State: state.StateFailing, Attempt: 5,
+			LastError: "push cut 4 (20240603_0130) to buap: read ack: sftp buap: read .prepcast/ack.json: connect 127.0.0.1:2222: dial: dial tcp 127.0.0.1:2222: connect: connection refused"},
+		{Target: "milenio", PID: pid, Seq: 4, State: state.StateRetrying, Attempt: 3, RetryAt: now.Add(20 * time.Second),
+			LastError: "upload actas/x.jpg: sftp milenio: write: connection lost"},
+		{Target: "tv-azteca", PID: pid, Seq: 4, State: state.StateOK},
+	}
+	for _, p := range progress {
+		if err := db.SetProgress(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.FlushProgress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := db.BeginAttempt(ctx, state.Attempt{Target: "el-sol", Seq: 4, CutID: "x", N: 1, Start: base, Result: state.ResultRunning})
+	db.EndAttempt(ctx, id, base.Add(2*time.Second), 82_400_000, 150, 2.0, state.ResultOK, "")
+	return Source{Store: st, DB: db, Targets: []string{"el-sol", "la-jornada", "buap", "milenio", "tv-azteca"}, MaxLag: 15 * time.Minute}, now
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		os.WriteFile(p, got, 0o644)
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test ./status -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func TestStatusTableGolden(t *testing.T) {
+	src, now := fixture(t)
+	v, err := Build(context.Background(), src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone, _ := time.LoadLocation("America/Mexico_City")
+	var b bytes.Buffer
+	if err := v.WriteTable(&b, zone); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status.txt", b.Bytes())
+	if v.AllWithinMaxLag() {
+		t.Error("buap is 30 minutes behind with max_lag 15m, yet all are within max lag")
+	}
+	if got := []string{v.Targets[0].Name, v.Targets[len(v.Targets)-1].Name}; got[0] != "buap" {
+		t.Errorf("worst first: %v", got)
+	}
+}
+
+func TestStatusJSONSchema(t *testing.T) {
+	src, now := fixture(t)
+	v, err := Build(context.Background(), src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status.json", append(data, '\n'))
+	// The documented fields are there with their types.
+	var raw map[string]any
+	json.Unmarshal(data, &raw)
+	if raw["schema"] != Schema {
+		t.Errorf("schema = %v", raw["schema"])
+	}
+	tg := raw["targets"].([]any)[0].(map[string]any)
+	for _, k := range []string{"name", "acked_seq", "lag_cuts", "lag_seconds", "behind", "state", "detail", "bytes_done", "bytes_total", "last_push_mb_per_second"} {
+		if _, ok := tg[k]; !ok {
+			t.Errorf("target field %q missing", k)
+		}
+	}
+}
+
+func TestLagAndStates(t *testing.T) {
+	src, now := fixture(t)
+	v, err := Build(context.Background(), src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]Target{}
+	for _, tg := range v.Targets {
+		by[tg.Name] = tg
+	}
+	tests := []struct {
+		name       string
+		state      string
+		lagCuts    int64
+		lagMinutes float64
+		behind     bool
+	}{
+		{"el-sol", StateOK, 0, 0, false},
+		{"tv-azteca", StateOK, 0, 0, false},
+		{"la-jornada", StatePushing, 1, 2, false}, // cut 4 made at 01:30, now 01:32
+		{"buap", StateFailing, 3, 22, true},       // lacks cut 2, made at 01:10
+		{"milenio", StateRetrying, 4, 32, true},   // never acked: lacks cut 1, made at 01:00
+	}
+	for _, tt := range tests {
+		got := by[tt.name]
+		if got.State != tt.state || got.LagCuts != tt.lagCuts || got.LagSeconds != tt.lagMinutes*60 || got.Behind != tt.behind {
+			t.Errorf("%s: state %q lag %d cuts %.0f s behind %v; want %q %d %.0f %v", tt.name, got.State, got.LagCuts, got.LagSeconds, got.Behind,
+				tt.state, tt.lagCuts, tt.lagMinutes*60, tt.behind)
+		}
+	}
+	if d := by["la-jornada"].Detail; d != "pushing 37 % ETA 0:44" {
+		t.Errorf("pushing detail %q", d)
+	}
+	if d := by["milenio"].Detail; !strings.HasPrefix(d, "retrying in 20s (attempt 3)") {
+		t.Errorf("retrying detail %q", d)
+	}
+	if d := by["buap"].Detail; d != "failing: dial: dial tcp 127.0.0.1:2222: connect: connection refused" {
+		t.Errorf("failing detail %q", d)
+	}
+	if v.Counts != (Counts{Targets: 5, Acked: 2, Pushing: 1, Retrying: 1, Failing: 1, Behind: 2}) {
+		t.Errorf("counts %+v", v.Counts)
+	}
+	// Later the lag grows with the clock.
+	v2, _ := Build(context.Background(), src, now.Add(10*time.Minute))
+	for _, tg := range v2.Targets {
+		if tg.Name == "la-jornada" && (tg.LagSeconds != 12*60 || tg.Behind) {
+			t.Errorf("la-jornada 10 minutes later: lag %.0f s behind %v", tg.LagSeconds, tg.Behind)
+		}
+	}
+}
+
+func TestShortCause(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"connection refused", "connection refused"},
+		{"push cut 4 to d: sftp d: dial tcp 127.0.0.1:22: connect: connection refused", "dial tcp 127.0.0.1:22: connect: connection refused"},
+		{strings.Repeat("x", 100), "…" + strings.Repeat("x", 50)},
+	}
+	for _, tt := range tests {
+		if got := ShortCause(tt.in, 50); got != tt.want {
+			t.Errorf("ShortCause(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
