@@ -128,4 +128,3 @@ func (v *View) Disagreements() int {
 	}
 	return n
 }
-
