@@ -205,9 +205,13 @@ func loadIndex(p string) scanIndex {
 }
 
 // racyWindow is how close to the scan a file's timestamps may be before the
-// quick check stops trusting them: a file changed again within the same
-// timestamp tick would otherwise look unchanged.
-const racyWindow = time.Second
+// quick check stops trusting them. A file rewritten again within the same
+// timestamp tick as an earlier write (same size) would otherwise look
+// unchanged. File timestamps come from the kernel's coarse clock, which
+// ticks every 1 to 10 ms; the window leaves a tenfold margin. (Sources on a
+// network filesystem whose server clock is off by more than that should be
+// cut with --rehash.)
+const racyWindow = 100 * time.Millisecond
 
 // saveIndex writes the index for entries atomically, leaving out files
 // whose timestamps are too close to scanStart to be trusted next time.
