@@ -276,3 +276,46 @@ DELETE FROM attempts WHERE result <> 'running' AND end_ns < ? AND id NOT IN (
 	}
 	return n, nil
 }
+
+// Totals sums one target's audit history.
+type Totals struct {
+	Attempts     int
+	Failures     int     // attempts that ended "failed"
+	Bytes        int64   // payload bytes sent, all attempts
+	LastDuration float64 // seconds, the most recent successful attempt
+}
+
+// TotalsByTarget sums the audit history per target.
+func (db *DB) TotalsByTarget(ctx context.Context) (map[string]Totals, error) {
+	rows, err := db.r.QueryContext(ctx, `
+SELECT target, count(*), sum(result = 'failed'), coalesce(sum(bytes), 0)
+FROM attempts GROUP BY target`)
+	if err != nil {
+		return nil, fmt.Errorf("read totals: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Totals{}
+	for rows.Next() {
+		var name string
+		var t Totals
+		if err := rows.Scan(&name, &t.Attempts, &t.Failures, &t.Bytes); err != nil {
+			return nil, fmt.Errorf("read totals: %w", err)
+		}
+		out[name] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read totals: %w", err)
+	}
+	hist, err := db.History(ctx, "", 2000)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range hist { // newest first
+		t := out[a.Target]
+		if t.LastDuration == 0 && a.Result == ResultOK && !a.End.IsZero() {
+			t.LastDuration = a.End.Sub(a.Start).Seconds()
+			out[a.Target] = t
+		}
+	}
+	return out, nil
+}

@@ -950,3 +950,28 @@ func TestCloseWritesQueuedProgress(t *testing.T) {
 		t.Errorf("after Close: Progress() = %+v, want [%+v]", ps, want)
 	}
 }
+
+func TestTotalsByTarget(t *testing.T) {
+	db, _ := openTemp(t)
+	ctx := context.Background()
+	base := time.Date(2024, 6, 3, 1, 0, 0, 0, time.UTC)
+	add := func(target string, bytes int64, result string, took time.Duration) {
+		id, err := db.BeginAttempt(ctx, Attempt{Target: target, Seq: 1, CutID: "x", N: 1, Start: base, Result: ResultRunning})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.EndAttempt(ctx, id, base.Add(took), bytes, 1, took.Seconds(), result, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("a", 100, ResultFailed, time.Second)
+	add("a", 250, ResultOK, 3*time.Second)
+	add("b", 7, ResultOK, 2*time.Second)
+	got, err := db.TotalsByTarget(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["a"] != (Totals{Attempts: 2, Failures: 1, Bytes: 350, LastDuration: 3}) || got["b"] != (Totals{Attempts: 1, Bytes: 7, LastDuration: 2}) {
+		t.Fatalf("totals %+v", got)
+	}
+}

@@ -8,11 +8,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/state"
@@ -203,5 +210,61 @@ func TestShortCause(t *testing.T) {
 		if got := ShortCause(tt.in, 50); got != tt.want {
 			t.Errorf("ShortCause(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestMetricsParse(t *testing.T) {
+	src, now := fixture(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&Collector{
+		View:   func(ctx context.Context) (*View, error) { return Build(ctx, src, now) },
+		Totals: src.DB.TotalsByTarget,
+	})
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		f, ok := fams[name]
+		if !ok {
+			t.Fatalf("metric %s missing", name)
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue next
+				}
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+		t.Fatalf("metric %s%v missing", name, labels)
+		return 0
+	}
+	if v := value("prepcast_latest_cut_seq", nil); v != 4 {
+		t.Errorf("latest seq %v", v)
+	}
+	if v := value("prepcast_target_lag_seconds", map[string]string{"target": "buap"}); v != 22*60 {
+		t.Errorf("buap lag %v", v)
+	}
+	if v := value("prepcast_target_behind", map[string]string{"target": "buap"}); v != 1 {
+		t.Errorf("buap behind %v", v)
+	}
+	if v := value("prepcast_target_state", map[string]string{"target": "la-jornada", "state": "pushing"}); v != 1 {
+		t.Errorf("la-jornada pushing %v", v)
+	}
+	if v := value("prepcast_target_sent_bytes_total", map[string]string{"target": "el-sol"}); v != 82_400_000 {
+		t.Errorf("el-sol bytes %v", v)
 	}
 }

@@ -53,7 +53,9 @@ Usage:
   prepcast cuts     [--config F]                      list cuts in the local store
   prepcast push     [--config F] [--target NAME]...   push the latest cut until each target acks it
   prepcast cycle    [--config F]                      cut + push; what cron runs; never overlaps a push
-  prepcast status   [--config F] [--json]             per-target lag; exit 1 if over max_lag
+  prepcast run      [--config F]                      daemon: the configured schedule, /metrics, /status
+  prepcast status   [--config F] [--json] [--watch] [--probe]
+                                                      per-target lag; exit 1 if over max_lag
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
 
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdPush(ctx, rest, stdout, stderr, false)
 	case "cycle":
 		err = cmdPush(ctx, rest, stdout, stderr, true)
+	case "run":
+		err = cmdRun(ctx, rest, stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, rest, stdout)
 	case "demo":

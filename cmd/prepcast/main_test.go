@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
@@ -111,5 +117,68 @@ func TestPushExitCodes(t *testing.T) {
 	}
 	if code, _ := c.run("frobnicate"); code != 2 {
 		t.Fatalf("unknown command: exit %d, want 2", code)
+	}
+}
+
+// The daemon waits for its window, runs a cycle when asked with SIGUSR1,
+// serves /status and /metrics meanwhile, and stops on cancellation.
+func TestRunDaemonTriggerAndHTTP(t *testing.T) {
+	c := newCLI(t, 2, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data, _ := os.ReadFile(c.cfg)
+	extra := fmt.Sprintf("listen: %q\nschedule: {every: 10m, start: \"2099-06-02T20:00\", end: \"2099-06-03T20:00\"}\n", addr)
+	os.WriteFile(c.cfg, append([]byte(extra), data...), 0o644)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var out bytes.Buffer
+	go func() { done <- run(ctx, []string{"run", "--config", c.cfg}, &out, io.Discard) }()
+	get := func(path string) (string, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if ok() {
+				return
+			}
+		}
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	waitFor("the HTTP server", func() bool { _, err := get("/healthz"); return err == nil })
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	waitFor("both targets to ack cut 1", func() bool {
+		body, err := get("/status")
+		if err != nil {
+			return false
+		}
+		var v struct {
+			Counts struct{ Acked int } `json:"counts"`
+		}
+		return json.Unmarshal([]byte(body), &v) == nil && v.Counts.Acked == 2
+	})
+	metrics, err := get("/metrics")
+	if err != nil || !strings.Contains(metrics, `prepcast_target_acked_seq{target="d1"} 1`) {
+		t.Fatalf("metrics: %v\n%s", err, metrics)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitInterrupted {
+			t.Fatalf("run exited %d, want %d", code, exitInterrupted)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop")
 	}
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/schedule"
+	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/status"
+)
+
+// cmdRun is the daemon: the configured schedule, /metrics and /status.
+// SIGUSR1 (or "prepcast cycle" from another shell) asks for a cycle now;
+// SIGINT/SIGTERM stop it, leaving every target on a whole cut.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run")
+	cfgPath := fs.String("config", "prepcast.yaml", "config file")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if err := c.RequireTargets(); err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	log, closeLog, err := newLogger(c, stderr, true)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+
+	trigger := make(chan struct{}, 1)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		for range usr1 {
+			select {
+			case trigger <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: listen: %w (change listen in the config)", errConfig, err)
+	}
+	srv := &http.Server{Handler: statusHandler(c), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", zap.Error(err))
+		}
+	}()
+	defer srv.Close()
+	log.Info("serving /metrics and /status", zap.String("listen", ln.Addr().String()))
+
+	targets := c.EnabledTargets()
+	r := &schedule.Runner{
+		Plan:    schedule.Plan{Every: c.Schedule.Every, Start: c.Schedule.Start, End: c.Schedule.End, HoldUntil: c.Schedule.HoldUntil, Zone: c.Zone},
+		Trigger: trigger,
+		Log:     log,
+		OnWait: func(p schedule.Phase, next time.Time) {
+			log.Info("waiting", zap.Stringer("phase", p), zap.Time("next", next))
+		},
+		Cycle: func(ctx context.Context, cut bool) error {
+			var cutErr error
+			if cut {
+				res, err := makeCut(ctx, c, cutFlags{}, log)
+				if err != nil {
+					// Still push: the targets may lack the latest good cut.
+					cutErr = err
+					log.Error("cut failed; pushing the latest good cut", zap.Error(err))
+				} else {
+					printCut(stdout, res)
+				}
+			}
+			err := pushLoop(ctx, c, targets, stdout, log)
+			if errors.Is(err, errFailed) {
+				err = nil // reported per target; the schedule goes on
+			}
+			return errors.Join(cutErr, err)
+		},
+	}
+	err = r.Run(ctx)
+	if ctx.Err() != nil {
+		return errInterrupted
+	}
+	return err
+}
+
+// statusHandler serves /status (the JSON of status --json), /metrics
+// (Prometheus) and /healthz.
+func statusHandler(c *config.Config) http.Handler {
+	view := func(ctx context.Context) (*status.View, error) { return statusView(ctx, c, time.Now(), false) }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(&status.Collector{View: view, Totals: func(ctx context.Context) (map[string]state.Totals, error) {
+		db, err := status.OpenDB(statePath(c))
+		if err != nil || db == nil {
+			return nil, err
+		}
+		defer db.Close()
+		return db.TotalsByTarget(ctx)
+	}})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		v, err := view(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	return mux
+}
