@@ -122,10 +122,11 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		d := packager.ComputeDelta(from, c.m)
 		changed, gone, st.FromSeq = d.Changed, d.Deleted, from.Seq
 	} else {
-		st.Reconciled = true
-		if changed, gone, err = r.reconcile(ctx, c.m); err != nil {
+		var listed int
+		if changed, gone, listed, err = r.reconcile(ctx, c.m); err != nil {
 			return nil, st, err
 		}
+		st.Reconciled = listed > 0 // a first push to an empty root is not worth a mention
 	}
 	var need int64
 	for _, e := range changed {
@@ -190,9 +191,9 @@ func (r *targetRun) readAck(ctx context.Context) (*Ack, error) {
 
 // reconcile lists the target and returns the entries it lacks or holds
 // with another size, and the files it has that the cut does not.
-func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) ([]packager.Entry, []string, error) {
+func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) (changed []packager.Entry, gone []string, listed int, err error) {
 	have := map[string]int64{}
-	err := r.t.Walk(ctx, "", func(fi targets.FileInfo) error {
+	err = r.t.Walk(ctx, "", func(fi targets.FileInfo) error {
 		if fi.Path == safepath.Reserved || strings.HasPrefix(fi.Path, safepath.Reserved+"/") {
 			return nil
 		}
@@ -204,9 +205,9 @@ func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) ([]pack
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("reconcile: list target: %w", err)
+		return nil, nil, 0, fmt.Errorf("reconcile: list target: %w", err)
 	}
-	var changed []packager.Entry
+	listed = len(have)
 	for _, e := range m.Entries {
 		if sz, ok := have[e.Path]; !ok || sz != e.Size || m.IsPointer(e.Path) {
 			changed = append(changed, e)
@@ -215,8 +216,8 @@ func (r *targetRun) reconcile(ctx context.Context, m *packager.Manifest) ([]pack
 	}
 	// Files the cut does not have are left alone: without an ack prepcast
 	// cannot tell its own old files from the difusor's.
-	r.log.Info("reconciled target by listing", zap.Int("differing", len(changed)), zap.Int("not_in_cut_left_in_place", len(have)))
-	return changed, nil, nil
+	r.log.Info("reconciled target by listing", zap.Int("listed", listed), zap.Int("differing", len(changed)), zap.Int("not_in_cut_left_in_place", len(have)))
+	return changed, nil, listed, nil
 }
 
 // staged is one file to upload: the entry and its staging name.

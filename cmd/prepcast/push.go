@@ -111,7 +111,7 @@ func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, 
 			return err
 		}
 		startSeq := latestSeq(store)
-		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), log)
+		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), stdout, log)
 		if err == nil {
 			pruneStore(c, store, log) // under the lock, so no push reads what goes
 		}
@@ -154,7 +154,7 @@ func anyBehind(results []publisher.Result, seq int64) bool {
 	return false
 }
 
-func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, log *zap.Logger) ([]publisher.Result, error) {
+func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, stdout io.Writer, log *zap.Logger) ([]publisher.Result, error) {
 	db, err := state.Open(statePath(c))
 	if err != nil {
 		return nil, err
@@ -179,7 +179,11 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
 		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window,
 	}
-	return eng.Push(ctx, specs), nil
+	view := newProgressView(stdout)
+	eng.OnProgress = view.update
+	results := eng.Push(ctx, specs)
+	view.close()
+	return results, nil
 }
 
 // newTarget builds the SFTP target for one configured difusor.

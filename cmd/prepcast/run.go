@@ -49,6 +49,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	trigger := make(chan struct{}, 1)
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
+	defer close(usr1) // after Stop (defers run last first)
 	defer signal.Stop(usr1)
 	go func() {
 		for range usr1 {
