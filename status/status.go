@@ -284,6 +284,10 @@ func ShortCause(s string, n int) string {
 	if best == "" {
 		return "…" + s[len(s)-n:]
 	}
+	// Drop closing parentheses whose opening one was cut away.
+	for strings.Count(best, ")") > strings.Count(best, "(") && strings.HasSuffix(best, ")") {
+		best = best[:len(best)-1]
+	}
 	return best
 }
 

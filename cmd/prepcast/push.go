@@ -18,6 +18,7 @@ import (
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/status"
 	"github.com/prepcast/prepcast/targets"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
@@ -230,7 +231,7 @@ func printResults(w io.Writer, results []publisher.Result) {
 			cut = fmt.Sprintf("%d %s", r.Ack.Seq, r.Ack.ID)
 		}
 		if r.Err != nil {
-			result = "FAILED: " + oneLine(r.Err.Error())
+			result = "FAILED: " + status.ShortCause(r.Err.Error(), 80)
 		} else if r.Reconciled {
 			result = "ok (reconciled)"
 		}
@@ -242,12 +243,4 @@ func printResults(w io.Writer, results []publisher.Result) {
 			r.Duration.Round(time.Millisecond), r.Attempts)
 	}
 	tw.Flush()
-}
-
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
