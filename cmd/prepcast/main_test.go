@@ -99,6 +99,9 @@ func TestPushExitCodes(t *testing.T) {
 	if code, out := c.run("cycle", "--config", c.cfg); code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "host_key") {
 		t.Fatalf("cycle with a refused target: exit %d, want 1\n%s", code, out)
 	}
+	if code, out := c.run("status", "--config", c.cfg, "--probe"); code != 1 || !strings.Contains(out, "failing") || !strings.Contains(out, "probe:") {
+		t.Fatalf("status with a refused target, probed: exit %d, want 1\n%s", code, out)
+	}
 	if code, out := c.run("push", "--config", c.cfg, "--target", "d1"); code != 0 {
 		t.Fatalf("push to the healthy target only: exit %d\n%s", code, out)
 	}
