@@ -243,4 +243,19 @@ func printResults(w io.Writer, results []publisher.Result) {
 			r.Duration.Round(time.Millisecond), r.Attempts)
 	}
 	tw.Flush()
+	// Bandwidth of the whole push: what left the uplink, and how fast.
+	var bytes int64
+	var longest time.Duration
+	acked := 0
+	for _, r := range results {
+		bytes += r.Bytes
+		longest = max(longest, r.Duration)
+		if r.Err == nil {
+			acked++
+		}
+	}
+	if longest > 0 {
+		fmt.Fprintf(w, "%d of %d difusores acknowledged; %s sent in %s (%.1f MB/s over the uplink)\n", acked, len(results),
+			humanBytes(bytes), longest.Round(time.Millisecond), float64(bytes)/1e6/longest.Seconds())
+	}
 }
