@@ -51,6 +51,11 @@ type Engine struct {
 	// OnProgress, if set, is called as a target's push moves on. It must be
 	// quick and safe for concurrent use.
 	OnProgress func(Progress)
+	// Drain, when closed, asks every push to stop gracefully: uploads in
+	// flight finish, no new upload, commit or retry starts, and the push
+	// returns ErrStopped. Every target keeps serving a whole cut. Cancel
+	// the context instead to stop at once.
+	Drain <-chan struct{}
 
 	initOnce sync.Once
 	uplink   *rate.Limiter
@@ -138,7 +143,17 @@ func (e *Engine) init() {
 	})
 }
 
-func (e *Engine) now() time.Time     { return e.Now() }
+func (e *Engine) now() time.Time { return e.Now() }
+
+// draining reports whether Drain was closed.
+func (e *Engine) draining() bool {
+	select {
+	case <-e.Drain:
+		return true
+	default:
+		return false
+	}
+}
 func (e *Engine) filesInFlight() int { return e.FilesInFlight }
 
 // ErrNoCut is returned when the store holds no cut to push.
@@ -239,7 +254,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 			e.recordAck(log, name, ack)
 			log.Debug("cut acknowledged", zap.Int64("seq", ack.Seq), zap.Int64("bytes", st.Bytes),
 				zap.Int("files", st.Files), zap.Duration("took", time.Since(aStart)))
-			if e.LatestSeq() > c.m.Seq && ctx.Err() == nil {
+			if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && !e.draining() {
 				continue // a newer cut appeared meanwhile: the latest cut wins
 			}
 			e.finish(log, &res, cur, run)
@@ -247,7 +262,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 		}
 		lastErr = err
 		res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: err}
-		if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && (targets.IsRetryable(err) || errors.Is(err, errSuperseded)) {
+		if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && !e.draining() && (targets.IsRetryable(err) || errors.Is(err, errSuperseded)) {
 			log.Info("newer cut while pushing; moving on to it", zap.Int64("seq", c.m.Seq), zap.Error(err))
 			continue // the latest cut wins; attempts count again for it
 		}
@@ -258,7 +273,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 			e.finish(log, &res, cur, run)
 			return res
 		}
-		if !targets.IsRetryable(err) || attempt >= e.Retry.Attempts {
+		if !targets.IsRetryable(err) || attempt >= e.Retry.Attempts || e.draining() {
 			e.finish(log, &res, cur, run)
 			return res
 		}
@@ -301,7 +316,7 @@ func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRu
 		p.Seq, p.CutID = cur.m.Seq, cur.m.ID
 		fields = append(fields, zap.Int64("seq", cur.m.Seq), zap.String("cut", cur.m.ID))
 	}
-	if res.Err != nil && errors.Is(res.Err, context.Canceled) {
+	if res.Err != nil && (errors.Is(res.Err, context.Canceled) || errors.Is(res.Err, ErrStopped)) {
 		p.State, p.LastError = "idle", "interrupted"
 		log.Warn("push interrupted", fields...)
 	} else if res.Err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,5 +306,64 @@ func TestCommitAfterLostReply(t *testing.T) {
 		if !ok || hex.EncodeToString(sum[:]) != e.SHA256 {
 			t.Errorf("%s: wrong or missing on the target", e.Path)
 		}
+	}
+}
+
+// slowMem holds every upload until released, so a test can drain mid-push.
+type slowMem struct {
+	*targettest.Mem
+	started chan string
+	release chan struct{}
+}
+
+func (s *slowMem) WriteFile(ctx context.Context, p string, r io.Reader, size int64) error {
+	if strings.HasPrefix(p, StagingDir+"/") && !strings.HasSuffix(p, "ack.json") {
+		s.started <- p
+		<-s.release
+	}
+	return s.Mem.WriteFile(ctx, p, r, size)
+}
+
+// Draining finishes the uploads in flight, starts no more, commits nothing:
+// the target keeps its previous cut.
+func TestDrainStopsAfterFilesInFlight(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	mem := &slowMem{Mem: targettest.NewMem("t"), started: make(chan string, 100), release: make(chan struct{})}
+	close(mem.release)
+	eng := f.engine()
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for len(mem.started) > 0 {
+		<-mem.started
+	}
+	before, _ := mem.File("json/main.json")
+	ci := f.cut()
+	mem.release = make(chan struct{})
+	drain := make(chan struct{})
+	eng.Drain = drain
+	eng.FilesInFlight = 1
+	done := make(chan Result)
+	go func() { done <- eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0] }()
+	first := <-mem.started // one upload in flight
+	close(drain)
+	close(mem.release)
+	r := <-done
+	if !errors.Is(r.Err, ErrStopped) {
+		t.Fatalf("drained push: %v", r.Err)
+	}
+	if r.Files != 0 && r.Attempts != 1 {
+		t.Errorf("attempts %d", r.Attempts)
+	}
+	if n := len(mem.started); n != 0 {
+		t.Errorf("%d uploads started after the drain (first was %s)", n, first)
+	}
+	after, _ := mem.File("json/main.json")
+	if string(after) != string(before) {
+		t.Error("the pointer switched during a drained push")
+	}
+	if data, _ := mem.File(AckPath); strings.Contains(string(data), fmt.Sprintf(`"seq": %d`, ci.Seq)) {
+		t.Error("the target acked the drained cut")
 	}
 }

@@ -32,6 +32,11 @@ var ErrRollback = errors.New("target holds a newer or different cut than the lat
 // being pushed; the push moves on to the newer cut.
 var errSuperseded = errors.New("superseded by a newer cut")
 
+// ErrStopped is returned for a push that stopped because the engine was
+// asked to drain: the files in flight were finished, nothing was
+// committed, the target still serves its previous cut.
+var ErrStopped = errors.New("push stopped on request after the files in flight")
+
 // ErrNoSpace is wrapped by the error for a target without room for a cut.
 var ErrNoSpace = errors.New("not enough free space on the target")
 
@@ -293,7 +298,13 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.e.filesInFlight())
 	for _, s := range todo {
+		if r.e.draining() {
+			break // let the files in flight finish, start no more
+		}
 		g.Go(func() error {
+			if r.e.draining() {
+				return nil // drained while waiting for a slot
+			}
 			if err := r.upload(gctx, s); err != nil {
 				return err
 			}
@@ -306,7 +317,13 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if r.e.draining() {
+		return ErrStopped
+	}
+	return nil
 }
 
 // upload sends one stored object to its staging name.

@@ -28,11 +28,43 @@ const (
 	exitInterrupted = 130
 )
 
+// drain is closed on the first SIGINT or SIGTERM of a command that pushes:
+// pushes finish the files in flight and stop, leaving every difusor on a
+// whole cut. A second signal (or any signal to another command) cancels at
+// once. It is nil (never closed) when run is called from tests.
+var drain chan struct{}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	pushes := len(os.Args) > 1 && (os.Args[1] == "push" || os.Args[1] == "cycle" || os.Args[1] == "run")
+	if pushes {
+		drain = make(chan struct{})
+	}
+	go func() {
+		<-sigs
+		if pushes {
+			fmt.Fprintln(os.Stderr, "prepcast: stopping after the files in flight (interrupt again to stop at once)")
+			close(drain)
+			<-sigs
+		}
+		cancel()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigs)
+	cancel()
 	os.Exit(code)
+}
+
+// draining reports whether a graceful stop was asked for.
+func draining() bool {
+	select {
+	case <-drain:
+		return true
+	default:
+		return false
+	}
 }
 
 // usageError is a mistake in the command line.
@@ -105,7 +137,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case ctx.Err() != nil && errors.Is(err, context.Canceled) || ctx.Err() != nil && errors.Is(err, errInterrupted):
+	case (ctx.Err() != nil || draining()) && (errors.Is(err, context.Canceled) || errors.Is(err, errInterrupted)):
 		fmt.Fprintln(stderr, "prepcast: interrupted")
 		return exitInterrupted
 	case errors.As(err, &ue):

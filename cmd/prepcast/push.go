@@ -121,7 +121,7 @@ func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, 
 			return err
 		}
 		printResults(stdout, results)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || draining() {
 			return errInterrupted
 		}
 		// A cut that appeared while the lock was held but after a target
@@ -178,7 +178,7 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 		Store: store, PublicKey: pub, DB: db, Log: log, Publisher: host,
 		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
-		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window,
+		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain,
 	}
 	view := newProgressView(stdout)
 	eng.OnProgress = view.update

@@ -81,7 +81,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		OnWait: func(p schedule.Phase, next time.Time) {
 			log.Info("waiting", zap.Stringer("phase", p), zap.Time("next", next))
 		},
-		Cycle: func(ctx context.Context, cut bool) error {
+		// The cycle runs on the command's context, not the schedule's: on a
+		// graceful stop the push in flight drains instead of aborting.
+		Cycle: func(_ context.Context, cut bool) error {
 			var cutErr error
 			if cut {
 				res, err := makeCut(ctx, c, cutFlags{}, log)
@@ -100,8 +102,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return errors.Join(cutErr, err)
 		},
 	}
-	err = r.Run(ctx)
-	if ctx.Err() != nil {
+	// A graceful stop ends the schedule once the cycle in flight has
+	// stopped.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go func() {
+		select {
+		case <-drain:
+			stopRun()
+		case <-runCtx.Done():
+		}
+	}()
+	err = r.Run(runCtx)
+	if runCtx.Err() != nil {
 		return errInterrupted
 	}
 	return err
