@@ -10,8 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/internal/sftpd"
@@ -175,6 +179,47 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		interval = time.Duration(float64(15*time.Minute) / speed)
 	}
 	start := time.Now()
+	// On a terminal the status view is redrawn in place as the night goes.
+	tty := false
+	if f, ok := stdout.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	var lastCut atomic.Value // string: the line about the latest cut
+	lastCut.Store("")
+	liveDone := make(chan struct{})
+	liveStopped := make(chan struct{})
+	if tty {
+		go func() {
+			defer close(liveStopped)
+			for {
+				select {
+				case <-liveDone:
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				v, err := statusView(context.Background(), cfg, nightNow(), false)
+				if err != nil {
+					continue
+				}
+				var b strings.Builder
+				b.WriteString("\x1b[H\x1b[2J")
+				fmt.Fprintf(&b, "prepcast demo: the Puebla 2024 PREP night, %d cuts, %d difusores (%s)\n%s\n\n", *cuts, len(specs), dir, lastCut.Load())
+				v.WriteTable(&b, zone)
+				fmt.Fprint(stdout, b.String())
+			}
+		}()
+	} else {
+		close(liveStopped)
+	}
+	stopLive := func() {
+		select {
+		case <-liveDone:
+		default:
+			close(liveDone)
+		}
+		<-liveStopped
+	}
+	defer stopLive()
 	for k := 0; k < *cuts; k++ {
 		tick := time.Now()
 		if _, err := night.WriteCutContext(ctx, src, k); err != nil {
@@ -199,9 +244,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if res.NoChange {
 			continue
 		}
-		if k%8 == 0 || k == *cuts-1 {
-			fmt.Fprintf(stdout, "cut %3d %s  %6d files %9s  delta %4d files %9s   acked:%s\n", res.Info.Seq, res.Info.ID, res.Info.Files,
-				humanBytes(res.Info.Bytes), res.Info.DeltaFiles, humanBytes(res.Info.DeltaBytes), ackLine(db, specs))
+		line := fmt.Sprintf("cut %3d %s  %6d files %9s  delta %4d files %9s   acked:%s", res.Info.Seq, res.Info.ID, res.Info.Files,
+			humanBytes(res.Info.Bytes), res.Info.DeltaFiles, humanBytes(res.Info.DeltaBytes), ackLine(db, specs))
+		lastCut.Store(line)
+		if !tty && (k%8 == 0 || k == *cuts-1) {
+			fmt.Fprintln(stdout, line)
 		}
 		if wait := interval - time.Since(tick); wait > 0 {
 			select {
@@ -236,6 +283,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	stopPush()
 	wg.Wait()
+	stopLive()
+	if tty {
+		fmt.Fprint(stdout, "\x1b[H\x1b[2J") // the final table replaces the live view
+	}
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
