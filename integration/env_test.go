@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,4 +267,56 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// pointerReader is a reader of a difusor's site that checks it in a loop
+// while pushes run.
+type pointerReader struct {
+	stop     atomic.Bool
+	reads    atomic.Int64
+	switches atomic.Int64 // distinct cuts seen, the first one included
+	wg       sync.WaitGroup
+	errc     chan error
+}
+
+// startReader calls check in a loop until stopped. check reads the pointer
+// and every file it names and returns a key of the cut it saw (or an
+// error, which ends the loop and fails the test at stop).
+func startReader(check func() (string, error)) *pointerReader {
+	r := &pointerReader{errc: make(chan error, 1)}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		last := ""
+		for !r.stop.Load() {
+			key, err := check()
+			if err != nil {
+				r.errc <- err
+				return
+			}
+			if key != last {
+				r.switches.Add(1)
+				last = key
+			}
+			r.reads.Add(1)
+		}
+	}()
+	return r
+}
+
+// finish stops the reader and fails the test if it saw anything wrong or
+// did not see at least minCuts cuts in 10 reads.
+func (r *pointerReader) finish(t *testing.T, minCuts int64) {
+	t.Helper()
+	r.stop.Store(true)
+	r.wg.Wait()
+	select {
+	case err := <-r.errc:
+		t.Fatal(err)
+	default:
+	}
+	if r.switches.Load() < minCuts || r.reads.Load() < 10 {
+		t.Fatalf("reader saw %d cuts in %d reads; the test did not exercise anything", r.switches.Load(), r.reads.Load())
+	}
+	t.Logf("reader checked the pointer and its files %d times across %d cuts", r.reads.Load(), r.switches.Load())
 }

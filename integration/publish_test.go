@@ -10,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,59 +208,32 @@ func TestReaderNeverSeesMissingOrWrongFile(t *testing.T) {
 	c1 := e.nextCut()
 	requireOK(t, eng.Push(context.Background(), e.specs()), c1.Seq)
 	web := e.servers[0].WebRoot()
-	var stop atomic.Bool
-	var reads, switches atomic.Int64
-	var wg sync.WaitGroup
-	errc := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		last := ""
-		for !stop.Load() {
-			data, err := os.ReadFile(filepath.Join(web, "json", "main.json"))
-			if err != nil {
-				errc <- err
-				return
-			}
-			var mj mainJSON
-			if err := json.Unmarshal(data, &mj); err != nil {
-				errc <- errors.New("main.json is not whole JSON: " + err.Error())
-				return
-			}
-			if mj.Corte != last {
-				switches.Add(1)
-				last = mj.Corte
-			}
-			for _, p := range sortedKeys(mj.Archivos) {
-				b, err := os.ReadFile(filepath.Join(web, filepath.FromSlash(p)))
-				if err != nil {
-					errc <- errors.New("main.json of " + mj.Corte + " names a missing file: " + err.Error())
-					return
-				}
-				s := sha256.Sum256(b)
-				if hex.EncodeToString(s[:]) != mj.Archivos[p] {
-					errc <- errors.New("main.json of " + mj.Corte + " names " + p + " but the target holds other bytes")
-					return
-				}
-			}
-			reads.Add(1)
+	r := startReader(func() (string, error) {
+		data, err := os.ReadFile(filepath.Join(web, "json", "main.json"))
+		if err != nil {
+			return "", err
 		}
-	}()
+		var mj mainJSON
+		if err := json.Unmarshal(data, &mj); err != nil {
+			return "", errors.New("main.json is not whole JSON: " + err.Error())
+		}
+		for _, p := range sortedKeys(mj.Archivos) {
+			b, err := os.ReadFile(filepath.Join(web, filepath.FromSlash(p)))
+			if err != nil {
+				return "", errors.New("main.json of " + mj.Corte + " names a missing file: " + err.Error())
+			}
+			s := sha256.Sum256(b)
+			if hex.EncodeToString(s[:]) != mj.Archivos[p] {
+				return "", errors.New("main.json of " + mj.Corte + " names " + p + " but the target holds other bytes")
+			}
+		}
+		return mj.Corte, nil
+	})
 	for k := 2; k <= 8; k++ {
-		c1 := e.nextCut()
-		requireOK(t, eng.Push(context.Background(), e.specs()), c1.Seq)
+		ci := e.nextCut()
+		requireOK(t, eng.Push(context.Background(), e.specs()), ci.Seq)
 	}
-	stop.Store(true)
-	wg.Wait()
-	select {
-	case err := <-errc:
-		t.Fatal(err)
-	default:
-	}
-	if switches.Load() < 2 || reads.Load() < 10 {
-		t.Fatalf("reader saw %d switches in %d reads; the test did not exercise anything", switches.Load(), reads.Load())
-	}
-	t.Logf("reader checked main.json and its files %d times across %d cut switches", reads.Load(), switches.Load())
+	r.finish(t, 3)
 }
 
 // A per-target limit of N MB/s gives a measured rate within 15 % of N.

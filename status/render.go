@@ -49,7 +49,7 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 		}
 		sent := "-"
 		if t.State == StatePushing && t.BytesTotal > 0 {
-			sent = fmt.Sprintf("%s / %s (%d)", human(t.BytesDone), human(t.BytesTotal), t.PushingSeq)
+			sent = fmt.Sprintf("%s / %s (%d)", FormatBytes(t.BytesDone), FormatBytes(t.BytesTotal), t.PushingSeq)
 		}
 		detail := t.Detail
 		if t.Probe != nil && !t.Probe.Agrees {
@@ -69,7 +69,8 @@ func secs(s float64) string {
 	return (time.Duration(s) * time.Second).String()
 }
 
-func human(n int64) string {
+// FormatBytes formats n with a binary-prefixed unit: "512 B", "40.0 MiB".
+func FormatBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -13,6 +13,7 @@ import (
 	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/status"
 )
 
 func cmdKeygen(args []string, stdout io.Writer) error {
@@ -137,7 +138,7 @@ func printCut(w io.Writer, res *packager.CutResult) {
 		return
 	}
 	fmt.Fprintf(w, "cut %d %s: %d files, %s; delta from cut %d: %d files, %s, %d deleted; package %s\n",
-		ci.Seq, ci.ID, ci.Files, humanBytes(ci.Bytes), ci.PackageFrom, ci.DeltaFiles, humanBytes(ci.DeltaBytes), ci.DeletedFiles, humanBytes(ci.PackageSize))
+		ci.Seq, ci.ID, ci.Files, status.FormatBytes(ci.Bytes), ci.PackageFrom, ci.DeltaFiles, status.FormatBytes(ci.DeltaBytes), ci.DeletedFiles, status.FormatBytes(ci.PackageSize))
 }
 
 func cmdCuts(args []string, stdout io.Writer) error {
@@ -167,24 +168,10 @@ func cmdCuts(args []string, stdout io.Writer) error {
 	for _, ci := range cuts {
 		pkg := "pruned"
 		if ci.Package != "" {
-			pkg = humanBytes(ci.PackageSize)
+			pkg = status.FormatBytes(ci.PackageSize)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%d\t%s\t\n", ci.Seq, ci.ID, ci.Created.In(c.Zone).Format("2006-01-02 15:04:05"),
-			ci.Files, humanBytes(ci.Bytes), ci.DeltaFiles, humanBytes(ci.DeltaBytes), ci.DeletedFiles, pkg)
+			ci.Files, status.FormatBytes(ci.Bytes), ci.DeltaFiles, status.FormatBytes(ci.DeltaBytes), ci.DeletedFiles, pkg)
 	}
 	return tw.Flush()
-}
-
-// humanBytes formats n with a binary-prefixed unit.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

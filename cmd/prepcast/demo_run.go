@@ -23,6 +23,7 @@ import (
 	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/resultsgen"
 	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/status"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
 
@@ -245,7 +246,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			continue
 		}
 		line := fmt.Sprintf("cut %3d %s  %6d files %9s  delta %4d files %9s   acked:%s", res.Info.Seq, res.Info.ID, res.Info.Files,
-			humanBytes(res.Info.Bytes), res.Info.DeltaFiles, humanBytes(res.Info.DeltaBytes), ackLine(db, specs))
+			status.FormatBytes(res.Info.Bytes), res.Info.DeltaFiles, status.FormatBytes(res.Info.DeltaBytes), ackLine(db, specs))
 		lastCut.Store(line)
 		if !tty && (k%8 == 0 || k == *cuts-1) {
 			fmt.Fprintln(stdout, line)
@@ -313,7 +314,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stdout, "%s: DIFFERS from cut %d: %v\n", name, final, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: webroot equals cut %d byte for byte (%d files, %s)\n", name, final, m.Files, humanBytes(m.Bytes))
+		fmt.Fprintf(stdout, "%s: webroot equals cut %d byte for byte (%d files, %s)\n", name, final, m.Files, status.FormatBytes(m.Bytes))
 	}
 	if *keep {
 		fmt.Fprintf(stdout, "\nkept: webroots in %s, store and state in %s, log in %s\n", filepath.Join(dir, "difusores"), stateDir,

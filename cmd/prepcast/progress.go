@@ -46,7 +46,7 @@ func (v *lineView) update(p publisher.Progress) {
 	v.last[p.Target] = key
 	switch p.State {
 	case "staging":
-		fmt.Fprintf(v.w, "%s: cut %d (%s): sending %d files, %s\n", p.Target, p.Seq, p.CutID, p.FilesTotal, humanBytes(p.BytesTotal))
+		fmt.Fprintf(v.w, "%s: cut %d (%s): sending %d files, %s\n", p.Target, p.Seq, p.CutID, p.FilesTotal, status.FormatBytes(p.BytesTotal))
 	case "committing":
 		fmt.Fprintf(v.w, "%s: cut %d: committing, pointers last\n", p.Target, p.Seq)
 	case "ok":

@@ -239,7 +239,7 @@ func printResults(w io.Writer, results []publisher.Result) {
 		if r.Wire > 0 && r.Bytes > 0 {
 			rate = fmt.Sprintf("%.1f MB/s", float64(r.Bytes)/1e6/r.Wire.Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, humanBytes(r.Bytes), rate,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
 			r.Duration.Round(time.Millisecond), r.Attempts)
 	}
 	tw.Flush()
@@ -256,6 +256,6 @@ func printResults(w io.Writer, results []publisher.Result) {
 	}
 	if longest > 0 {
 		fmt.Fprintf(w, "%d of %d difusores acknowledged; %s sent in %s (%.1f MB/s over the uplink)\n", acked, len(results),
-			humanBytes(bytes), longest.Round(time.Millisecond), float64(bytes)/1e6/longest.Seconds())
+			status.FormatBytes(bytes), longest.Round(time.Millisecond), float64(bytes)/1e6/longest.Seconds())
 	}
 }
