@@ -192,9 +192,11 @@ func walkWebroot(t *testing.T, root string) map[string]string {
 // under a directory per cut, a per-cut zip, and json/main.json naming the
 // cut's JSON files with their SHA-256 (so a reader can verify them).
 type treeGen struct {
-	rng    *mrand.Rand
-	cut    int
-	images int
+	rng          *mrand.Rand
+	cut          int
+	images       int
+	imagesPerCut int // default 6
+	imageMax     int // largest image in bytes, default 120 KB
 }
 
 func newTreeGen(seed uint64) *treeGen { return &treeGen{rng: mrand.New(mrand.NewPCG(seed, 3))} }
@@ -222,9 +224,16 @@ func (g *treeGen) next(t *testing.T, root string) {
 		}
 	}
 	// New acta images: incompressible, 20-120 KB.
-	for i := 0; i < 6; i++ {
+	perCut, maxImg := g.imagesPerCut, g.imageMax
+	if perCut == 0 {
+		perCut = 6
+	}
+	if maxImg == 0 {
+		maxImg = 120 << 10
+	}
+	for i := 0; i < perCut; i++ {
 		g.images++
-		img := make([]byte, 20<<10+g.rng.IntN(100<<10))
+		img := make([]byte, 20<<10+g.rng.IntN(maxImg-20<<10))
 		for j := range img {
 			img[j] = byte(g.rng.Uint32())
 		}
