@@ -487,3 +487,52 @@ func TestKeygen(t *testing.T) {
 		t.Errorf("a world-readable key was accepted: %v", err)
 	}
 }
+
+// A clock that jumps back never makes a cut older than the one before it.
+func TestCutClockJumpBack(t *testing.T) {
+	e := newCutEnv(t)
+	writeTree(t, e.src, map[string][]byte{"json/main.json": []byte("1")})
+	r1 := e.cut()
+	e.clock = e.clock.Add(-3 * time.Hour) // the clock jumps back
+	writeTree(t, e.src, map[string][]byte{"json/main.json": []byte("2")})
+	r2 := e.cut()
+	if r2.Info.Created.Before(r1.Info.Created) || r2.Info.ID < r1.Info.ID || r2.Info.Seq != 2 {
+		t.Fatalf("cut after a clock jump back: %+v after %+v", r2.Info, r1.Info)
+	}
+}
+
+// A file of more than 2 GiB (sizes past 32 bits) is cut like any other.
+func TestCutFileOver2GiB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 2 GiB")
+	}
+	e := newCutEnv(t)
+	writeTree(t, e.src, map[string][]byte{"json/main.json": []byte("{}")})
+	big := filepath.Join(e.src, "datos", "big.bin")
+	os.MkdirAll(filepath.Dir(big), 0o755)
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 2<<30 + 12345
+	if err := f.Truncate(size); err != nil { // sparse: reads as zeros
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("end"), size-3)
+	f.Close()
+	r := e.cut()
+	m, _, _ := e.store.Manifest(r.Info.Seq)
+	ent, ok := m.Lookup("datos/big.bin")
+	if !ok || ent.Size != size {
+		t.Fatalf("entry %+v", ent)
+	}
+	h := sha256.New()
+	obj, err := e.store.OpenObject(ent.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if n, _ := io.Copy(h, obj); n != size || hex.EncodeToString(h.Sum(nil)) != ent.SHA256 {
+		t.Fatalf("stored object: %d bytes", n)
+	}
+}
