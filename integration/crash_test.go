@@ -3,8 +3,8 @@ package integration
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
