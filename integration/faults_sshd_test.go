@@ -133,3 +133,39 @@ func TestFaultDiskFull(t *testing.T) {
 	requireOK(t, e.engine().Push(context.Background(), e.specs()), latest.Seq)
 	e.checkTarget(web, latest.Seq)
 }
+
+// Files a difusor altered or lost after it acked are found by a verifying
+// push and sent again; the untouched target sends nothing.
+func TestFaultTamperedFilesRepaired(t *testing.T) {
+	e := newEnv(t, 2)
+	ci := e.nextCut()
+	requireOK(t, e.engine().Push(context.Background(), e.specs()), ci.Seq)
+	web := e.servers[1].WebRoot()
+	m, _, _ := e.store.Manifest(ci.Seq)
+	var csv, img string
+	for _, ent := range m.Entries {
+		switch {
+		case strings.HasSuffix(ent.Path, ".csv") && csv == "":
+			csv = ent.Path
+		case strings.HasSuffix(ent.Path, ".jpg") && img == "":
+			img = ent.Path
+		}
+	}
+	// Same size, other votes: only reading it back tells.
+	p := filepath.Join(web, filepath.FromSlash(csv))
+	data, _ := os.ReadFile(p)
+	copy(data[len(data)-8:], []byte("99999999"))
+	os.WriteFile(p, data, 0o644)
+	os.Remove(filepath.Join(web, filepath.FromSlash(img)))
+	eng := e.engine()
+	eng.Verify = true
+	results := eng.Push(context.Background(), e.specs())
+	requireOK(t, results, ci.Seq)
+	if got := strings.Join(results[1].Repaired, ","); got != strings.Join([]string{img, csv}, ",") && got != strings.Join([]string{csv, img}, ",") {
+		t.Fatalf("repaired %v, want %s and %s", results[1].Repaired, csv, img)
+	}
+	if len(results[0].Repaired) != 0 || results[0].Bytes != 0 {
+		t.Errorf("untouched target: repaired %v, sent %d bytes", results[0].Repaired, results[0].Bytes)
+	}
+	e.checkTarget(web, ci.Seq)
+}

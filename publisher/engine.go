@@ -51,6 +51,11 @@ type Engine struct {
 	// OnProgress, if set, is called as a target's push moves on. It must be
 	// quick and safe for concurrent use.
 	OnProgress func(Progress)
+	// Verify makes every push check, once the target holds the latest cut,
+	// that its files really are the cut's (sizes, and content up to
+	// VerifyReadMax) and send again whatever differs. Result.Repaired lists
+	// what was found and fixed.
+	Verify bool
 	// Drain, when closed, asks every push to stop gracefully: uploads in
 	// flight finish, no new upload, commit or retry starts, and the push
 	// returns ErrStopped. Every target keeps serving a whole cut. Cancel
@@ -91,8 +96,9 @@ type Result struct {
 	Files      int           // files staged
 	Wire       time.Duration // time spent staging
 	Duration   time.Duration
-	Cuts       []int64 // cuts the target acknowledged during this push
-	Reconciled bool    // the target was reconciled by listing
+	Cuts       []int64  // cuts the target acknowledged during this push
+	Reconciled bool     // the target was reconciled by listing
+	Repaired   []string // files that verification found altered or missing and sent again
 }
 
 // PushError records why a target did not acknowledge a cut.
@@ -256,6 +262,15 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 				zap.Int("files", st.Files), zap.Duration("took", time.Since(aStart)))
 			if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && !e.draining() {
 				continue // a newer cut appeared meanwhile: the latest cut wins
+			}
+			if e.Verify && res.Repaired == nil {
+				repaired, err := run.verify(ctx, c)
+				if err != nil {
+					res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: err}
+					e.finish(log, &res, cur, run)
+					return res
+				}
+				res.Repaired = append([]string{}, repaired...)
 			}
 			e.finish(log, &res, cur, run)
 			return res

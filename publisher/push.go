@@ -28,6 +28,79 @@ import (
 // than the latest local one: prepcast never moves a target backwards.
 var ErrRollback = errors.New("target holds a newer or different cut than the latest local one")
 
+// VerifyReadMax is the largest file that verification reads back and
+// hashes; larger ones (acta images) are checked by size.
+const VerifyReadMax = 4 << 20
+
+// verify checks that the target holds cut c as its ack claims: every file
+// present with the manifest's size, and files up to VerifyReadMax read back
+// and hashed. Whatever differs (tampered, truncated, deleted) is sent
+// again and committed, pointers last. It returns the paths repaired.
+func (r *targetRun) verify(ctx context.Context, c *cutRef) ([]string, error) {
+	have := map[string]int64{}
+	err := r.t.Walk(ctx, "", func(fi targets.FileInfo) error {
+		if !fi.Symlink && !strings.HasPrefix(fi.Path, safepath.Reserved+"/") {
+			have[fi.Path] = fi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verify: list target: %w", err)
+	}
+	var mu sync.Mutex
+	var bad []packager.Entry
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, e := range c.m.Entries {
+		if sz, ok := have[e.Path]; !ok || sz != e.Size {
+			bad = append(bad, e)
+			continue
+		}
+		if e.Size > VerifyReadMax {
+			continue
+		}
+		g.Go(func() error {
+			data, err := r.t.ReadFile(gctx, e.Path)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("verify %s: %w", e.Path, err)
+			}
+			sum := sha256.Sum256(data)
+			if err != nil || hex.EncodeToString(sum[:]) != e.SHA256 {
+				mu.Lock()
+				bad = append(bad, e)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if len(bad) == 0 {
+		return nil, nil
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i].Path < bad[j].Path })
+	paths := make([]string, len(bad))
+	var need int64
+	for i, e := range bad {
+		paths[i] = e.Path
+		need += e.Size
+	}
+	r.log.Warn("files on the difusor differ from the cut it acknowledges; sending them again",
+		zap.Int64("seq", c.m.Seq), zap.Int("files", len(bad)), zap.Strings("paths", paths[:min(len(paths), 20)]))
+	if err := r.prepareStaging(ctx); err != nil {
+		return nil, err
+	}
+	plan := stagingPlan(bad)
+	if err := r.stage(ctx, plan, need); err != nil {
+		return nil, err
+	}
+	if err := r.commit(ctx, plan, c.m); err != nil {
+		return nil, err
+	}
+	return paths, nil
+}
+
 // errSuperseded marks a failure caused by a newer cut replacing the one
 // being pushed; the push moves on to the newer cut.
 var errSuperseded = errors.New("superseded by a newer cut")

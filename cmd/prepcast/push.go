@@ -41,6 +41,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer, withC
 	if !withCut {
 		fs.Var(&only, "target", "push only to this target (repeatable)")
 	}
+	verify := fs.Bool("verify", false, "check that every target really holds the cut (sizes; content of files up to 4 MiB) and repair what differs")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer, withC
 		}
 		printCut(stdout, res)
 	}
-	return pushLoop(ctx, c, selected, stdout, log)
+	return pushLoop(ctx, c, selected, *verify, stdout, log)
 }
 
 func selectTargets(c *config.Config, only []string) ([]*config.Target, error) {
@@ -93,7 +94,7 @@ func selectTargets(c *config.Config, only []string) ([]*config.Target, error) {
 // pushLoop takes the push lock and pushes until no newer cut is waiting. If
 // another process holds the lock, it says so and returns nil: that process
 // picks the newest cut up before it lets go of the lock.
-func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, stdout io.Writer, log *zap.Logger) error {
+func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, verify bool, stdout io.Writer, log *zap.Logger) error {
 	store, err := packager.OpenStore(c.StateDir)
 	if err != nil {
 		return err
@@ -112,7 +113,7 @@ func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, 
 			return err
 		}
 		startSeq := latestSeq(store)
-		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), stdout, log)
+		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), verify, stdout, log)
 		if err == nil {
 			pruneStore(c, store, log) // under the lock, so no push reads what goes
 		}
@@ -155,7 +156,7 @@ func anyBehind(results []publisher.Result, seq int64) bool {
 	return false
 }
 
-func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, stdout io.Writer, log *zap.Logger) ([]publisher.Result, error) {
+func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, verify bool, stdout io.Writer, log *zap.Logger) ([]publisher.Result, error) {
 	db, err := state.Open(statePath(c))
 	if err != nil {
 		return nil, err
@@ -178,7 +179,7 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 		Store: store, PublicKey: pub, DB: db, Log: log, Publisher: host,
 		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
-		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain,
+		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain, Verify: verify,
 	}
 	view := newProgressView(stdout)
 	eng.OnProgress = view.update
@@ -232,6 +233,8 @@ func printResults(w io.Writer, results []publisher.Result) {
 		}
 		if r.Err != nil {
 			result = "FAILED: " + status.ShortCause(r.Err.Error(), 80)
+		} else if len(r.Repaired) > 0 {
+			result = fmt.Sprintf("ok (repaired %d altered or missing files)", len(r.Repaired))
 		} else if r.Reconciled {
 			result = "ok (reconciled)"
 		}

@@ -95,7 +95,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 					printCut(stdout, res)
 				}
 			}
-			err := pushLoop(ctx, c, targets, stdout, log)
+			// Holding the final cut, every check also verifies and repairs.
+			err := pushLoop(ctx, c, targets, !cut, stdout, log)
 			if errors.Is(err, errFailed) {
 				err = nil // reported per target; the schedule goes on
 			}
