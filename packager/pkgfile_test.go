@@ -1,6 +1,7 @@
 package packager
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -170,4 +171,41 @@ func FuzzReadPackage(f *testing.F) {
 			return err
 		})
 	})
+}
+
+// A package whose file member tries to leave the root is refused before any
+// content reaches the caller, even with a valid signed manifest in front.
+func TestReadPackageRefusesTraversal(t *testing.T) {
+	pkg, pub, _ := buildPackage(t)
+	dec, _ := zstd.NewReader(nil)
+	raw, _ := dec.DecodeAll(pkg, nil)
+	tr := tar.NewReader(bytes.NewReader(raw))
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		body, _ := io.ReadAll(tr)
+		if h.Name == "datos/PUE_GUB_2024.csv" {
+			h.Name = "../../etc/cron.d/x"
+		}
+		tw.WriteHeader(h)
+		tw.Write(body)
+	}
+	tw.Close()
+	enc, _ := zstd.NewWriter(nil)
+	calls := 0
+	_, err := ReadPackage(bytes.NewReader(enc.EncodeAll(out.Bytes(), nil)), pub, nil, func(e Entry, r io.Reader) error {
+		if strings.Contains(e.Path, "..") {
+			t.Fatalf("traversal path %q reached the caller", e.Path)
+		}
+		calls++
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+	if !errors.Is(err, ErrBadPackage) || !strings.Contains(err.Error(), "..") {
+		t.Fatalf("traversal member: %v", err)
+	}
 }
