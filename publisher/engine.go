@@ -218,7 +218,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 	log := e.Log.With(zap.String("target", name))
 	ctx, cancel := context.WithTimeout(ctx, e.CycleTimeout)
 	defer cancel()
-	run := &targetRun{e: e, t: t, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, dirs: map[string]bool{}, start: start}
+	run := &targetRun{e: e, t: t, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{}, start: start}
 	var cur *cutRef
 	attempt := 0
 	var lastErr error

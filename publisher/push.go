@@ -136,6 +136,7 @@ type targetRun struct {
 	cleaned bool // leftovers of earlier processes were removed from staging
 	mu      sync.Mutex
 	staged  map[string]bool // staging names uploaded and verified by this run
+	synced  map[string]bool // staging names flushed to the target's disk
 	dirs    map[string]bool // directories known to exist
 	sent    atomic.Int64    // payload bytes read for upload, all attempts
 	start   time.Time
@@ -370,6 +371,8 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 	r.prog("staging", done, total, filesDone, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.e.filesInFlight())
+	// Files are flushed to the target's disk while the next ones upload.
+	flushq, flushed := r.startFlusher(ctx) // not gctx: it ends when Wait returns
 	for _, s := range todo {
 		if r.e.draining() {
 			break // let the files in flight finish, start no more
@@ -386,11 +389,21 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 			filesDone++
 			fd := filesDone
 			r.mu.Unlock()
+			if flushq != nil {
+				flushq <- s
+			}
 			r.prog("staging", doneBytes.Add(s.e.Size), total, fd, len(plan))
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	if flushq != nil {
+		close(flushq)
+		if ferr := <-flushed; err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		return err
 	}
 	if r.e.draining() {
@@ -415,15 +428,84 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	}
 	defer f.Close()
 	mf := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
-	if err := r.t.WriteFile(ctx, s.name, mf, s.e.Size); err != nil {
+	if ds, ok := r.t.(targets.DeferredSyncer); ok {
+		err = ds.WriteFileNoSync(ctx, s.name, mf, s.e.Size) // flushed by flushStaged before the commit
+	} else {
+		err = r.t.WriteFile(ctx, s.name, mf, s.e.Size)
+	}
+	if err != nil {
 		return fmt.Errorf("upload %s: %w", s.e.Path, err)
 	}
+	return nil
+}
+
+// startFlusher starts flushing staged files to the target's disk as they
+// arrive on the returned queue, in batches, for targets that defer
+// flushes; the second channel yields its error once the queue is closed
+// and drained. Both are nil for other targets.
+func (r *targetRun) startFlusher(ctx context.Context) (chan<- staged, <-chan error) {
+	if _, ok := r.t.(targets.DeferredSyncer); !ok {
+		return nil, nil
+	}
+	q := make(chan staged, 1024)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for s := range q {
+			batch := []staged{s}
+			for more := true; more && len(batch) < 64; {
+				select {
+				case s, ok := <-q:
+					if !ok {
+						more = false
+						break
+					}
+					batch = append(batch, s)
+				default:
+					more = false
+				}
+			}
+			if err == nil && ctx.Err() == nil {
+				err = r.flushStaged(ctx, batch)
+			}
+		}
+		done <- err
+	}()
+	return q, done
+}
+
+// flushStaged makes every staged file of plan durable on the target before
+// anything is renamed into place, for targets that defer flushes.
+func (r *targetRun) flushStaged(ctx context.Context, plan []staged) error {
+	ds, ok := r.t.(targets.DeferredSyncer)
+	if !ok {
+		return nil
+	}
+	var names []string
+	r.mu.Lock()
+	for _, s := range plan {
+		if !r.synced[s.name] {
+			names = append(names, s.name)
+		}
+	}
+	r.mu.Unlock()
+	if err := ds.SyncFiles(ctx, names); err != nil {
+		return fmt.Errorf("flush staged files: %w", err)
+	}
+	r.mu.Lock()
+	for _, n := range names {
+		r.synced[n] = true
+	}
+	r.mu.Unlock()
 	return nil
 }
 
 // commit renames staged files into place: all non-pointer files (several at
 // once), then the pointer files one by one in manifest order.
 func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest) error {
+	if err := r.flushStaged(ctx, plan); err != nil {
+		return err
+	}
 	var ptrs, rest []staged
 	for _, s := range plan {
 		if m.IsPointer(s.e.Path) {
@@ -472,7 +554,9 @@ func (r *targetRun) rename(ctx context.Context, s staged) error {
 		// connection, or a cleaned staging directory. Send it again.
 		r.forget(s.name)
 		if err = r.upload(ctx, s); err == nil {
-			err = r.t.Rename(ctx, s.name, s.e.Path)
+			if err = r.flushStaged(ctx, []staged{s}); err == nil {
+				err = r.t.Rename(ctx, s.name, s.e.Path)
+			}
 		}
 	}
 	if err != nil {
@@ -485,6 +569,7 @@ func (r *targetRun) rename(ctx context.Context, s staged) error {
 func (r *targetRun) forget(name string) {
 	r.mu.Lock()
 	delete(r.staged, name)
+	delete(r.synced, name)
 	r.mu.Unlock()
 }
 

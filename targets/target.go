@@ -81,6 +81,17 @@ type SpaceReporter interface {
 	FreeSpace(ctx context.Context) (free int64, ok bool, err error)
 }
 
+// DeferredSyncer is implemented by targets that can write files without
+// flushing each one to disk and flush many at once afterwards. On a server
+// that answers one request at a time (OpenSSH's sftp-server), a flush after
+// every file stalls every upload behind it.
+type DeferredSyncer interface {
+	// WriteFileNoSync is WriteFile without the flush to disk.
+	WriteFileNoSync(ctx context.Context, path string, r io.Reader, size int64) error
+	// SyncFiles flushes the given files to disk, where the server can.
+	SyncFiles(ctx context.Context, paths []string) error
+}
+
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
 

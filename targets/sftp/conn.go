@@ -57,6 +57,27 @@ type conn struct {
 
 	dirMu sync.Mutex
 	dirs  map[string]struct{} // relative directories known to exist
+
+	syncMu  sync.Mutex
+	syncers []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
+}
+
+// syncClients returns the extra SFTP sessions that flush files, opening
+// them on first use; they live as long as the connection.
+func (c *conn) syncClients() ([]*pkgsftp.Client, error) {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	for len(c.syncers) < syncSessions {
+		cl, err := pkgsftp.NewClient(c.ssh)
+		if err != nil {
+			if len(c.syncers) > 0 {
+				break // the server limits sessions: flush with those we have
+			}
+			return nil, fmt.Errorf("open a session for fsync: %w", err)
+		}
+		c.syncers = append(c.syncers, cl)
+	}
+	return c.syncers, nil
 }
 
 // kill closes the connection, which fails every request in flight on it.

@@ -332,6 +332,72 @@ func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
 // shorter than size is a permanent error wrapping io.ErrUnexpectedEOF; r is
 // never read past size bytes, nor after WriteFile returns.
 func (t *Target) WriteFile(ctx context.Context, p string, r io.Reader, size int64) error {
+	return t.writeFile(ctx, p, r, size, true)
+}
+
+// WriteFileNoSync is WriteFile without the flush to disk; see SyncFiles.
+func (t *Target) WriteFileNoSync(ctx context.Context, p string, r io.Reader, size int64) error {
+	return t.writeFile(ctx, p, r, size, false)
+}
+
+// syncSessions is how many extra SFTP sessions SyncFiles flushes through.
+// OpenSSH's sftp-server answers one request at a time, so a flush on the
+// session that carries the uploads would stall them all; separate sessions
+// (separate server processes) flush in parallel, and the kernel groups
+// their journal commits.
+const syncSessions = 8
+
+// SyncFiles flushes the given files to the server's disk with
+// fsync@openssh.com, several at once on sessions of their own. A server
+// without that extension makes it a no-op.
+func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	abs := make([]string, len(paths))
+	for i, p := range paths {
+		a, err := t.abs(p)
+		if err != nil {
+			return t.opErr("sync", p, err)
+		}
+		abs[i] = a
+	}
+	return t.do(ctx, opSpec{name: "sync", path: fmt.Sprintf("%d files", len(paths)), wait: true, retry: always}, func(c *conn, g *guard) error {
+		if !c.feats.Fsync {
+			return nil
+		}
+		clients, err := c.syncClients()
+		if err != nil {
+			return err
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(clients))
+		for i, cl := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := i; j < len(abs); j += len(clients) {
+					f, err := cl.OpenFile(abs[j], os.O_RDONLY)
+					if err == nil {
+						err = f.Sync()
+						if cerr := f.Close(); err == nil {
+							err = cerr
+						}
+					}
+					if err != nil {
+						errs[i] = fmt.Errorf("fsync %s: %w", paths[j], err)
+						return
+					}
+					g.alive()
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+}
+
+func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int64, flush bool) error {
 	abs, err := t.abs(p)
 	if err != nil {
 		return t.opErr("write", p, err)
@@ -368,7 +434,7 @@ func (t *Target) WriteFile(ctx context.Context, p string, r io.Reader, size int6
 			_ = f.Close()
 			return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
 		}
-		if c.feats.Fsync {
+		if c.feats.Fsync && flush {
 			g.alive()
 			if err := f.Sync(); err != nil {
 				_ = f.Close()
