@@ -29,7 +29,7 @@ import (
 	"github.com/prepcast/prepcast/resultsgen"
 )
 
-type sample struct{ wall, client, server, rssMB float64 }
+type sample struct{ wall, client, server float64 }
 
 type row struct {
 	scenario, tool string
@@ -135,7 +135,7 @@ func writeConfig(out, name, src string, servers []*sshdtest.Server) (string, str
 }
 
 // measure runs cmds in parallel and returns wall time, the summed client
-// CPU, the sshd CPU the run caused, and the largest client RSS.
+// CPU and the sshd CPU the run caused.
 func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
 	before := serverCPU(servers)
 	start := time.Now()
@@ -164,7 +164,6 @@ func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
 	for _, c := range cmds {
 		ru := c.ProcessState.SysUsage().(*syscall.Rusage)
 		s.client += tv(ru.Utime) + tv(ru.Stime)
-		s.rssMB = max(s.rssMB, float64(ru.Maxrss)/1024)
 	}
 	return s, nil
 }
@@ -383,8 +382,8 @@ func med(r *row, f func(sample) float64) float64 {
 
 func printTable(rows []*row, runs int) {
 	fmt.Printf("## prepcast push vs rsync (%s, real sshd on 127.0.0.1, medians of %d runs)\n\n", time.Now().UTC().Format("2006-01-02"), runs)
-	fmt.Println("| scenario | tool | wall s | MB/s | client CPU s | server CPU s | peak RSS MB | wall ratio prepcast/rsync | CPU ratio |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| scenario | tool | wall s | MB/s | client CPU s | server CPU s | wall ratio prepcast/rsync | CPU ratio |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
 	for i, r := range rows {
 		wall := med(r, func(s sample) float64 { return s.wall })
 		cpu := med(r, func(s sample) float64 { return s.client + s.server })
@@ -394,8 +393,7 @@ func printTable(rows []*row, runs int) {
 			ratio = fmt.Sprintf("%.2f", wall/med(o, func(s sample) float64 { return s.wall }))
 			cratio = fmt.Sprintf("%.2f", cpu/med(o, func(s sample) float64 { return s.client + s.server }))
 		}
-		fmt.Printf("| %s | %s | %.2f | %.0f | %.2f | %.2f | %.0f | %s | %s |\n", r.scenario, r.tool, wall, float64(r.bytes)/1e6/wall,
-			med(r, func(s sample) float64 { return s.client }), med(r, func(s sample) float64 { return s.server }),
-			med(r, func(s sample) float64 { return s.rssMB }), ratio, cratio)
+		fmt.Printf("| %s | %s | %.2f | %.0f | %.2f | %.2f | %s | %s |\n", r.scenario, r.tool, wall, float64(r.bytes)/1e6/wall,
+			med(r, func(s sample) float64 { return s.client }), med(r, func(s sample) float64 { return s.server }), ratio, cratio)
 	}
 }
