@@ -16,6 +16,7 @@ import (
 
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/status"
 	"github.com/prepcast/prepcast/targets"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
@@ -37,6 +38,19 @@ func (e *env) pushExpectOneFailure(faulty int) publisher.Result {
 			e.t.Fatalf("healthy %s: %v", r.Target, r.Err)
 		}
 		e.checkTarget(e.servers[i].WebRoot(), latest.Seq)
+	}
+	// The operator sees it: status lists the faulty target first, failing,
+	// with the cause.
+	var names []string
+	for _, tg := range e.targets {
+		names = append(names, tg.Name())
+	}
+	v, err := status.Build(context.Background(), status.Source{Store: e.store, DB: e.db, Targets: names, MaxLag: 15 * time.Minute}, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if top := v.Targets[0]; top.Name != results[faulty].Target || top.State != status.StateFailing || top.LastError == "" {
+		e.t.Fatalf("status does not show the fault first: %+v", top)
 	}
 	return results[faulty]
 }

@@ -155,6 +155,11 @@ func TestFaultBlackholeDetected(t *testing.T) {
 	c1 := e.nextCut()
 	requireOK(t, eng.Push(context.Background(), e.specs()), c1.Seq)
 
+	// A fault-free cut of the same shape gives the healthy targets' baseline.
+	cb := e.nextCut()
+	base := eng.Push(context.Background(), e.specs())
+	requireOK(t, base, cb.Seq)
+
 	// The SSH connection to difusor-3 is open and idle when it hangs.
 	proxy.Blackhole(true)
 	c2 := e.nextCut()
@@ -181,9 +186,14 @@ func TestFaultBlackholeDetected(t *testing.T) {
 		if 2*r.Duration > hung.Duration {
 			t.Errorf("healthy %s took %v, the hung one %v: held up by it", r.Target, r.Duration, hung.Duration)
 		}
+		// Within 20 % of its fault-free push (plus 100 ms for timer noise
+		// on a shared machine, the pushes being a few tens of ms).
+		if limit := base[i].Duration*12/10 + 100*time.Millisecond; r.Duration > limit {
+			t.Errorf("healthy %s took %v with a hung neighbour, %v without", r.Target, r.Duration, base[i].Duration)
+		}
 		e.checkTarget(e.servers[i].WebRoot(), c2.Seq)
 	}
-	e.checkTarget(e.servers[2].WebRoot(), c1.Seq) // nothing partial served
+	e.checkTarget(e.servers[2].WebRoot(), cb.Seq) // nothing partial served
 	t.Logf("hung target failed after %d attempts in %v (%v); healthy ones took %v and %v",
 		hung.Attempts, hung.Duration, hung.Err, results[0].Duration, results[1].Duration)
 
