@@ -84,6 +84,13 @@ func TestFaultHostKeyChanged(t *testing.T) {
 	if des, _ := os.ReadDir(s.WebRoot()); len(des) != 0 {
 		t.Error("files were written to the target whose key changed")
 	}
+	// Once the operator checks the new key with the difusor and pins it,
+	// the target catches up.
+	os.WriteFile(kh, []byte(s.KnownHostsLine()+"\n"), 0o600)
+	time.Sleep(400 * time.Millisecond) // a failed connect is not retried for 250 ms
+	latest, _ := e.store.Latest()
+	requireOK(t, e.engine().Push(context.Background(), e.specs()), latest.Seq)
+	e.checkTarget(s.WebRoot(), latest.Seq)
 }
 
 // Authentication revoked by the difusor: a permanent error for that target

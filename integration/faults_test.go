@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prepcast/prepcast/integration/faultproxy"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/status"
 	"github.com/prepcast/prepcast/targets"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
@@ -194,6 +196,14 @@ func TestFaultBlackholeDetected(t *testing.T) {
 		e.checkTarget(e.servers[i].WebRoot(), c2.Seq)
 	}
 	e.checkTarget(e.servers[2].WebRoot(), cb.Seq) // nothing partial served
+	v, err := status.Build(context.Background(), status.Source{Store: e.store, DB: e.db,
+		Targets: []string{"difusor-1", "difusor-2", "difusor-3"}, MaxLag: 15 * time.Minute}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top := v.Targets[0]; top.Name != "difusor-3" || top.State != status.StateFailing || !strings.Contains(top.Detail, "timeout") && !strings.Contains(top.Detail, "did not answer") {
+		t.Errorf("status does not show the hung target first, failing with its cause: %+v", top)
+	}
 	t.Logf("hung target failed after %d attempts in %v (%v); healthy ones took %v and %v",
 		hung.Attempts, hung.Duration, hung.Err, results[0].Duration, results[1].Duration)
 
