@@ -133,14 +133,14 @@ type targetRun struct {
 	log     *zap.Logger
 	limiter *rate.Limiter
 
-	cleaned bool // leftovers of earlier processes were removed from staging
-	mu      sync.Mutex
-	staged  map[string]bool // staging names uploaded and verified by this run
-	synced  map[string]bool // staging names flushed to the target's disk
-	dirs    map[string]bool // directories known to exist
-	sent    atomic.Int64    // payload bytes read for upload, all attempts
-	start   time.Time
-	prog    progressFunc
+	mu     sync.Mutex
+	staged map[string]bool // staging names uploaded and verified by this run
+	synced map[string]bool // staging names flushed to the target's disk
+	dirsMu sync.Mutex
+	dirs   map[string]bool // directories known to exist
+	sent   atomic.Int64    // payload bytes read for upload, all attempts
+	start  time.Time
+	prog   progressFunc
 }
 
 type progressFunc func(stage string, done, total int64, files, filesTotal int)
@@ -171,15 +171,15 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if ack != nil && ack.Seq == c.m.Seq {
 		// Already there: only retire what is due.
 		st.AlreadyHad, st.FromSeq = true, ack.Seq
-		retired, deleted, err := r.retire(ctx, ack.Retired, c.m, nil, now)
-		if err != nil {
-			return nil, st, err
-		}
-		st.Deleted = deleted
-		if deleted == 0 {
+		keep, due := r.planRetire(ack.Retired, c.m, nil, now)
+		if len(due) == 0 {
 			return ack, st, nil
 		}
-		ack.Retired = retired
+		if err := r.deleteRetired(ctx, due, keep, c.m); err != nil {
+			return nil, st, err
+		}
+		st.Deleted = len(due)
+		ack.Retired = keep
 		if err := r.writeAck(ctx, ack); err != nil {
 			return nil, st, err
 		}
@@ -222,7 +222,14 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	plan := stagingPlan(changed)
 	sentBefore := r.sent.Load()
-	if err := r.stage(ctx, plan, need); err != nil {
+	// The destination directories are made while the files upload.
+	dirsDone := make(chan error, 1)
+	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
+	err = r.stage(ctx, plan, need)
+	if derr := <-dirsDone; err == nil {
+		err = derr
+	}
+	if err != nil {
 		return nil, st, err
 	}
 	st.Files, st.Bytes, st.Wire = len(plan), r.sent.Load()-sentBefore, time.Since(start)
@@ -237,15 +244,23 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if ack != nil {
 		prev = ack.Retired
 	}
-	retired, deleted, err := r.retire(ctx, prev, c.m, gone, now)
-	if err != nil {
-		return nil, st, err
-	}
-	st.Deleted = deleted
+	// The ack still lists what is deleted right after it: if the deletion
+	// is interrupted, the next push deletes those files again.
+	keep, due := r.planRetire(prev, c.m, gone, now)
 	na := &Ack{Format: AckFormat, Seq: c.m.Seq, ID: c.m.ID, Manifest: c.manifest, Signature: c.sigB64,
-		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher, Retired: retired}
+		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher,
+		Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
 	if err := r.writeAck(ctx, na); err != nil {
 		return nil, st, err
+	}
+	// Housekeeping after the target serves the new cut.
+	if err := r.deleteRetired(ctx, due, keep, c.m); err != nil {
+		r.log.Warn("delete retired files (tried again at the next push)", zap.Error(err))
+	} else {
+		st.Deleted = len(due)
+	}
+	if len(plan) > 0 {
+		r.cleanStaging(ctx)
 	}
 	return na, st, nil
 }
@@ -323,29 +338,87 @@ func stagingPlan(changed []packager.Entry) []staged {
 	return plan
 }
 
-// prepareStaging creates the staging directory; the first time in a run it
-// also removes whatever an interrupted earlier process left there, since
-// such files may be partial.
+// prepareStaging creates the staging directory. Files an interrupted
+// earlier process left there are never trusted (only files this run
+// uploaded and verified are, see staged) and are overwritten or removed
+// with the whole directory once a cut is acknowledged (cleanStaging), off
+// the path to the new cut.
 func (r *targetRun) prepareStaging(ctx context.Context) error {
-	if !r.cleaned {
-		if err := r.t.RemoveAll(ctx, StagingDir); err != nil {
-			return fmt.Errorf("clean staging: %w", err)
-		}
-		r.cleaned = true
-		r.dirs = map[string]bool{}
-	}
-	return r.mkdir(ctx, StagingDir)
+	return r.mkdirs(ctx, []string{StagingDir})
 }
 
-func (r *targetRun) mkdir(ctx context.Context, dir string) error {
-	if dir == "." || dir == "" || r.dirs[dir] {
-		return nil
+// cleanStaging removes the staging directory and whatever it holds, after
+// the target acknowledged a cut: everything this run staged was renamed
+// into place, so what is left is other processes' leftovers.
+func (r *targetRun) cleanStaging(ctx context.Context) {
+	if err := r.t.RemoveAll(ctx, StagingDir); err != nil {
+		r.log.Warn("clean staging directory", zap.Error(err))
 	}
-	if err := r.t.MkdirAll(ctx, dir); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
+	r.dirsMu.Lock()
+	delete(r.dirs, StagingDir)
+	r.dirsMu.Unlock()
+}
+
+// mkdirs makes sure the directories exist, creating those not known to
+// exist all at once (each with its missing parents).
+func (r *targetRun) mkdirs(ctx context.Context, dirs []string) error {
+	r.dirsMu.Lock()
+	need := map[string]bool{}
+	for _, d := range dirs {
+		if d != "." && d != "" && !r.dirs[d] {
+			need[d] = true
+		}
 	}
-	r.dirs[dir] = true
+	r.dirsMu.Unlock()
+	// Only the deepest: MkdirAll creates their parents.
+	var leaves []string
+	for d := range need {
+		leaf := true
+		for o := range need {
+			if strings.HasPrefix(o, d+"/") {
+				leaf = false
+				break
+			}
+		}
+		if leaf {
+			leaves = append(leaves, d)
+		}
+	}
+	sort.Strings(leaves)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, d := range leaves {
+		g.Go(func() error {
+			if err := r.t.MkdirAll(gctx, d); err != nil {
+				return fmt.Errorf("create directory %s: %w", d, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	r.dirsMu.Lock()
+	for _, d := range leaves {
+		for p := d; p != "."; p = path.Dir(p) {
+			r.dirs[p] = true
+		}
+	}
+	r.dirsMu.Unlock()
 	return nil
+}
+
+// destDirs returns the directories the files of plan go to.
+func destDirs(plan []staged) []string {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, s := range plan {
+		if d := path.Dir(s.e.Path); d != "." && !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
 }
 
 // stage uploads every planned file not yet staged by this run, FilesInFlight
@@ -517,18 +590,9 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 	sort.Slice(ptrs, func(i, j int) bool {
 		return indexOf(m.Pointers, ptrs[i].e.Path) < indexOf(m.Pointers, ptrs[j].e.Path)
 	})
-	// Directories first (parents before children), then the renames.
-	var dirs []string
-	for _, s := range plan {
-		if d := path.Dir(s.e.Path); d != "." && !r.dirs[d] {
-			dirs = append(dirs, d)
-		}
-	}
-	sort.Strings(dirs)
-	for _, d := range dirs {
-		if err := r.mkdir(ctx, d); err != nil {
-			return err
-		}
+	// The destination directories, created while the files uploaded.
+	if err := r.mkdirs(ctx, destDirs(plan)); err != nil {
+		return err
 	}
 	r.prog("committing", 0, 0, 0, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
@@ -582,10 +646,10 @@ func indexOf(s []string, v string) int {
 	return len(s)
 }
 
-// retire merges the files that left the manifest into the retired list and
-// deletes from the target those retired for longer than the retention
-// window. A path that is a file of m again is never deleted.
-func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Manifest, gone []string, now time.Time) ([]Retired, int, error) {
+// planRetire merges the files that left the manifest into the retired
+// list and splits it: keep (still inside the retention window) and due
+// (to delete now). A path that is a file of m again is dropped.
+func (r *targetRun) planRetire(prev []Retired, m *packager.Manifest, gone []string, now time.Time) (keep, due []Retired) {
 	byPath := map[string]Retired{}
 	for _, x := range prev {
 		byPath[x.Path] = x
@@ -595,8 +659,6 @@ func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Mani
 			byPath[p] = Retired{Path: p, Since: now.UTC().Truncate(time.Second)}
 		}
 	}
-	var keep []Retired
-	var due []string
 	paths := make([]string, 0, len(byPath))
 	for p := range byPath {
 		paths = append(paths, p)
@@ -609,28 +671,41 @@ func (r *targetRun) retire(ctx context.Context, prev []Retired, m *packager.Mani
 		}
 		if now.Sub(x.Since) < r.e.RetentionWindow {
 			keep = append(keep, x)
-			continue
+		} else {
+			due = append(due, x)
 		}
-		due = append(due, p)
 	}
+	return keep, due
+}
+
+func sortedRetired(rs []Retired) []Retired {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Path < rs[j].Path })
+	return rs
+}
+
+// deleteRetired deletes the due files from the target, several at once,
+// then the directories they leave empty. A file already gone is fine.
+func (r *targetRun) deleteRetired(ctx context.Context, due, keep []Retired, m *packager.Manifest) error {
 	if len(due) == 0 {
-		return keep, 0, nil
+		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.e.filesInFlight())
-	for _, p := range due {
+	paths := make([]string, len(due))
+	for i, x := range due {
+		paths[i] = x.Path
 		g.Go(func() error {
-			if err := r.t.Remove(gctx, p); err != nil {
-				return fmt.Errorf("delete retired %s: %w", p, err)
+			if err := r.t.Remove(gctx, x.Path); err != nil {
+				return fmt.Errorf("delete retired %s: %w", x.Path, err)
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, 0, err
+		return err
 	}
-	r.removeEmptyDirs(ctx, due, m, keep)
-	return keep, len(due), nil
+	r.removeEmptyDirs(ctx, paths, m, keep)
+	return nil
 }
 
 // removeEmptyDirs removes the directories that held deleted files and hold
@@ -667,18 +742,35 @@ func (r *targetRun) removeEmptyDirs(ctx context.Context, deleted []string, m *pa
 		}
 		return dirs[i] < dirs[j]
 	})
-	for _, d := range dirs {
-		if err := r.t.Remove(ctx, d); err != nil {
-			r.log.Debug("retired directory not removed", zap.String("dir", d), zap.Error(err))
-			continue
+	// One depth at a time, the directories of a depth all at once.
+	for len(dirs) > 0 {
+		depth := strings.Count(dirs[0], "/")
+		n := 0
+		for n < len(dirs) && strings.Count(dirs[n], "/") == depth {
+			n++
 		}
-		delete(r.dirs, d)
+		var g errgroup.Group
+		g.SetLimit(r.e.filesInFlight())
+		for _, d := range dirs[:n] {
+			g.Go(func() error {
+				if err := r.t.Remove(ctx, d); err != nil {
+					r.log.Debug("retired directory not removed", zap.String("dir", d), zap.Error(err))
+					return nil
+				}
+				r.dirsMu.Lock()
+				delete(r.dirs, d)
+				r.dirsMu.Unlock()
+				return nil
+			})
+		}
+		_ = g.Wait()
+		dirs = dirs[n:]
 	}
 }
 
 // writeAck writes the ack atomically: staged, then renamed over the old one.
 func (r *targetRun) writeAck(ctx context.Context, a *Ack) error {
-	if err := r.mkdir(ctx, StagingDir); err != nil {
+	if err := r.mkdirs(ctx, []string{StagingDir}); err != nil {
 		return err
 	}
 	data := a.Encode()
