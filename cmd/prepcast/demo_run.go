@@ -160,6 +160,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var wg sync.WaitGroup
 	pushCtx, stopPush := context.WithCancel(ctx)
 	defer func() { stopPush(); wg.Wait() }() // before the servers, state and log close
+	quit := make(chan struct{})              // closed when the night is over: pushers finish and leave
 	for i, spec := range specs {
 		newCut[i] = make(chan struct{}, 1)
 		wg.Add(1)
@@ -168,6 +169,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			for {
 				select {
 				case <-pushCtx.Done():
+					return
+				case <-quit:
 					return
 				case <-newCut[i]:
 				}
@@ -282,7 +285,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	stopPush()
+	close(quit) // pushes in flight finish; nothing is cut short
 	wg.Wait()
 	stopLive()
 	if tty {
