@@ -189,32 +189,6 @@ func (c *hashCache) of(p string) (string, error) {
 	return sha, nil
 }
 
-// servedFiles is walkWebroot with the hash cache.
-func servedFiles(t *testing.T, root string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			if rel == ".prepcast" {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		sha, err := hashes.of(p)
-		out[rel] = sha
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // checkServed asserts the guarantees a reader of web relies on:
 //   - json/main.json is the pointer of some cut, and every file it names
 //     (with its SHA-256) is there with those bytes;
@@ -242,7 +216,7 @@ func checkServed(t *testing.T, store *packager.Store, web, where string) {
 			known[e.Path+" "+e.SHA256] = m.Seq
 		}
 	}
-	files := servedFiles(t, web)
+	files := walkWebroot(t, web)
 	if len(files) == 0 {
 		return // nothing published yet
 	}

@@ -157,7 +157,8 @@ func mustSig(t *testing.T, s *packager.Store, seq int64) []byte {
 	return sig
 }
 
-// walkWebroot returns path -> sha256 of every file below root outside .prepcast.
+// walkWebroot returns path -> sha256 of every file below root outside
+// .prepcast (hashes are cached by inode, size and mtime across calls).
 func walkWebroot(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -173,13 +174,9 @@ func walkWebroot(t *testing.T, root string) map[string]string {
 			}
 			return nil
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		s := sha256.Sum256(data)
-		out[rel] = hex.EncodeToString(s[:])
-		return nil
+		sha, err := hashes.of(p)
+		out[rel] = sha
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
