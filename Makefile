@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 FUZZTIME ?= 3s
 
-.PHONY: help build demo test test-short fuzz vet lint bench bench-cut clean
+.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n",$$1,$$2}'
@@ -33,9 +33,18 @@ vet: ## gofmt check and go vet
 	$(GO) vet ./...
 
 bench-cut: build ## Cut benchmark: prepcast cut vs sha256sum + tar|zstd on the same tree
-	./bench/cut.sh
+	@mkdir -p bench/out
+	./bench/cut.sh | tee bench/out/cut.md
 
-bench: bench-cut ## All benchmarks
+bench-push: build ## Push benchmark: prepcast push vs rsync on real sshd targets (full, incremental to 10)
+	@mkdir -p bench/out
+	$(GO) run ./bench/pushbench -prepcast bin/prepcast | tee bench/out/push.md
+
+bench-scale: build ## Scale benchmark: an incremental cut of a 50k-file tree to 1, 10, 30, 100 targets
+	@mkdir -p bench/out
+	$(GO) run ./bench/scale -prepcast bin/prepcast | tee bench/out/scale.md
+
+bench: bench-cut bench-push bench-scale ## All benchmarks (tables in bench/out/)
 
 clean: ## Remove build output
 	rm -rf bin bench/out
