@@ -68,6 +68,10 @@ type Engine struct {
 	verified map[string]*verifyOnce
 	progMu   sync.Mutex
 	progLast map[string]time.Time
+
+	cacheMu   sync.Mutex
+	latestRef *cutRef
+	manifests map[string]*packager.Manifest // "seq sha" -> manifest, nil if not in the store
 }
 
 // Progress is a snapshot of one target's push.
@@ -146,6 +150,7 @@ func (e *Engine) init() {
 		e.uplink = NewLimiter(e.Uplink)
 		e.verified = map[string]*verifyOnce{}
 		e.progLast = map[string]time.Time{}
+		e.manifests = map[string]*packager.Manifest{}
 	})
 }
 
@@ -166,6 +171,9 @@ func (e *Engine) filesInFlight() int { return e.FilesInFlight }
 var ErrNoCut = errors.New("no cut in the store yet (run prepcast cut first)")
 
 // latest loads and verifies the newest cut of the store.
+//
+// Every target of a push shares one parsed manifest per cut (a 50,000-file
+// manifest is tens of MB parsed), loaded and verified once.
 func (e *Engine) latest() (*cutRef, error) {
 	ci, err := e.Store.Latest()
 	if err != nil {
@@ -174,11 +182,36 @@ func (e *Engine) latest() (*cutRef, error) {
 	if ci == nil {
 		return nil, ErrNoCut
 	}
+	e.cacheMu.Lock()
+	defer e.cacheMu.Unlock()
+	if c := e.latestRef; c != nil && c.info.Seq == ci.Seq && c.manifest == ci.ManifestSHA256 {
+		return c, nil
+	}
 	m, mb, sig, err := e.Store.VerifiedManifest(ci.Seq, e.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	return &cutRef{info: ci, m: m, mbytes: mb, sig: sig, sigB64: packager.SignatureBase64(sig), manifest: packager.Hash(mb)}, nil
+	c := &cutRef{info: ci, m: m, mbytes: mb, sig: sig, sigB64: packager.SignatureBase64(sig), manifest: packager.Hash(mb)}
+	e.latestRef = c
+	return c, nil
+}
+
+// manifest returns the parsed manifest of cut seq if its hash is sha,
+// shared by every target that acknowledges that cut.
+func (e *Engine) manifest(seq int64, sha string) (*packager.Manifest, bool) {
+	e.cacheMu.Lock()
+	defer e.cacheMu.Unlock()
+	key := fmt.Sprintf("%d %s", seq, sha)
+	if m, ok := e.manifests[key]; ok {
+		return m, m != nil
+	}
+	m, mb, err := e.Store.Manifest(seq)
+	if err != nil || packager.Hash(mb) != sha {
+		e.manifests[key] = nil
+		return nil, false
+	}
+	e.manifests[key] = m
+	return m, true
 }
 
 // LatestSeq returns the sequence number of the store's newest cut (0 if none).

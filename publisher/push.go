@@ -191,7 +191,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	var gone []string
 	var from *packager.Manifest
 	if ack != nil {
-		if m, mb, err := r.e.Store.Manifest(ack.Seq); err == nil && packager.Hash(mb) == ack.Manifest {
+		if m, ok := r.e.manifest(ack.Seq, ack.Manifest); ok {
 			from = m
 		} else {
 			r.log.Info("target's acknowledged cut is not in the local store; reconciling", zap.Int64("acked_seq", ack.Seq))
