@@ -3,7 +3,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 FUZZTIME ?= 3s
 
-.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale clean
+.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale bench-wan clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n",$$1,$$2}'
@@ -44,7 +44,11 @@ bench-scale: build ## Scale benchmark: an incremental cut of a 50k-file tree to 
 	@mkdir -p bench/out
 	$(GO) run ./bench/scale -prepcast bin/prepcast | tee bench/out/scale.md
 
-bench: bench-cut bench-push bench-scale ## All benchmarks (tables in bench/out/)
+bench-wan: build ## WAN benchmark: 2,000 JSON files through a 50 ms RTT, 12.5 MB/s link, vs rclone
+	@mkdir -p bench/out
+	$(GO) run ./bench/wan -prepcast bin/prepcast | tee bench/out/wan.md
+
+bench: bench-cut bench-push bench-scale bench-wan ## All benchmarks (tables in bench/out/)
 
 clean: ## Remove build output
 	rm -rf bin bench/out

@@ -596,7 +596,7 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 	}
 	r.prog("committing", 0, 0, 0, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.e.filesInFlight())
+	g.SetLimit(4 * r.e.filesInFlight()) // renames carry no data: many at once hide the round trips
 	for _, s := range rest {
 		g.Go(func() error { return r.rename(gctx, s) })
 	}

@@ -347,6 +347,9 @@ func (t *Target) WriteFileNoSync(ctx context.Context, p string, r io.Reader, siz
 // their journal commits.
 const syncSessions = 8
 
+// syncPerSession is how many flushes each of those sessions has in flight.
+const syncPerSession = 8
+
 // SyncFiles flushes the given files to the server's disk with
 // fsync@openssh.com, several at once on sessions of their own. A server
 // without that extension makes it a no-op.
@@ -370,13 +373,18 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		if err != nil {
 			return err
 		}
+		// Several requests in flight per session hide the round trips
+		// (open, fsync, close) on a distant difusor; the sessions flush in
+		// parallel on the server.
+		workers := len(clients) * syncPerSession
 		var wg sync.WaitGroup
-		errs := make([]error, len(clients))
-		for i, cl := range clients {
+		errs := make([]error, workers)
+		for w := 0; w < workers; w++ {
+			cl := clients[w%len(clients)]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for j := i; j < len(abs); j += len(clients) {
+				for j := w; j < len(abs); j += workers {
 					f, err := cl.OpenFile(abs[j], os.O_RDONLY)
 					if err == nil {
 						err = f.Sync()
@@ -385,7 +393,7 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 						}
 					}
 					if err != nil {
-						errs[i] = fmt.Errorf("fsync %s: %w", paths[j], err)
+						errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
 						return
 					}
 					g.alive()
