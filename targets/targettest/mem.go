@@ -297,9 +297,9 @@ func (m *Mem) Rename(ctx context.Context, oldpath, newpath string) error {
 	return m.finishLocked(op, err)
 }
 
-// MkdirAll creates dir and its missing parents; "" and "." are the root.
-func (m *Mem) MkdirAll(ctx context.Context, dir string) error {
-	op := Op{Kind: OpMkdir, Path: dir}
+// beginDir starts an operation on a directory: "" and "." are the root
+// (returned as ""), any other name is checked; then the fault hook runs.
+func (m *Mem) beginDir(ctx context.Context, op Op, dir string, fail func(string) error) (string, error) {
 	if dir == "." {
 		dir = ""
 	}
@@ -310,8 +310,15 @@ func (m *Mem) MkdirAll(ctx context.Context, dir string) error {
 		err = m.begin(ctx, op, dir)
 	}
 	if err == nil {
-		err = call1(m.FailMkdir, op.Path)
+		err = call1(fail, op.Path)
 	}
+	return dir, err
+}
+
+// MkdirAll creates dir and its missing parents; "" and "." are the root.
+func (m *Mem) MkdirAll(ctx context.Context, dir string) error {
+	op := Op{Kind: OpMkdir, Path: dir}
+	dir, err := m.beginDir(ctx, op, dir, m.FailMkdir)
 	if err != nil {
 		return m.finish(op, err)
 	}
@@ -383,18 +390,7 @@ func (m *Mem) RemoveAll(ctx context.Context, p string) error {
 // is.
 func (m *Mem) Walk(ctx context.Context, dir string, fn func(targets.FileInfo) error) error {
 	op := Op{Kind: OpWalk, Path: dir}
-	if dir == "." {
-		dir = ""
-	}
-	var err error
-	if dir == "" {
-		err = m.begin(ctx, op)
-	} else {
-		err = m.begin(ctx, op, dir)
-	}
-	if err == nil {
-		err = call1(m.FailWalk, op.Path)
-	}
+	dir, err := m.beginDir(ctx, op, dir, m.FailWalk)
 	if err != nil {
 		return m.finish(op, err)
 	}
