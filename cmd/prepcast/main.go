@@ -185,6 +185,19 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// loadTargetsConfig is loadConfig for commands that push: the config must
+// name at least one enabled target.
+func loadTargetsConfig(path string) (*config.Config, error) {
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.RequireTargets(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	return c, nil
+}
+
 // loadConfig loads the config file named by --config.
 func loadConfig(path string) (*config.Config, error) {
 	c, err := config.Load(path)

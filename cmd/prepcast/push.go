@@ -45,12 +45,9 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer, withC
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath)
+	c, err := loadTargetsConfig(*cfgPath)
 	if err != nil {
 		return err
-	}
-	if err := c.RequireTargets(); err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	selected, err := selectTargets(c, only)
 	if err != nil {

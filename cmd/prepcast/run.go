@@ -33,12 +33,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath)
+	c, err := loadTargetsConfig(*cfgPath)
 	if err != nil {
 		return err
-	}
-	if err := c.RequireTargets(); err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	log, closeLog, err := newLogger(c, stderr, true)
 	if err != nil {

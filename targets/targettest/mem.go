@@ -343,14 +343,19 @@ func (m *Mem) mkdirAllLocked(dir string) error {
 	return nil
 }
 
+// beginPath starts an operation on path p, then runs its fault hook.
+func (m *Mem) beginPath(ctx context.Context, op Op, p string, fail func(string) error) error {
+	if err := m.begin(ctx, op, p); err != nil {
+		return err
+	}
+	return call1(fail, p)
+}
+
 // Remove deletes a file, link or empty directory; a missing path is not an
 // error.
 func (m *Mem) Remove(ctx context.Context, p string) error {
 	op := Op{Kind: OpRemove, Path: p}
-	if err := m.begin(ctx, op, p); err != nil {
-		return m.finish(op, err)
-	}
-	if err := call1(m.FailRemove, p); err != nil {
+	if err := m.beginPath(ctx, op, p, m.FailRemove); err != nil {
 		return m.finish(op, err)
 	}
 	m.mu.Lock()
@@ -367,10 +372,7 @@ func (m *Mem) Remove(ctx context.Context, p string) error {
 // missing path is not an error.
 func (m *Mem) RemoveAll(ctx context.Context, p string) error {
 	op := Op{Kind: OpRemoveAll, Path: p}
-	if err := m.begin(ctx, op, p); err != nil {
-		return m.finish(op, err)
-	}
-	if err := call1(m.FailRemove, p); err != nil {
+	if err := m.beginPath(ctx, op, p, m.FailRemove); err != nil {
 		return m.finish(op, err)
 	}
 	m.mu.Lock()
