@@ -132,7 +132,31 @@ type Target struct {
 	Root          string // absolute remote directory served by the difusor's web server
 	Limit         int64  // bytes per second for this target, 0 = unlimited; defaults to Limits.PerTarget
 	Mode          string // ModeSFTP or ModeExec
-	Disabled      bool   // configured but skipped
+	// ApplyCommand is the command line that runs "prepcast apply" on the
+	// difusor in mode exec; it defaults to DefaultApplyCommand(Root).
+	ApplyCommand string
+	Disabled     bool // configured but skipped
+}
+
+// DefaultApplyCommand is the apply command of a mode exec target that sets
+// none: "prepcast apply --root ROOT", with ROOT quoted for the shell.
+func DefaultApplyCommand(root string) string {
+	return "prepcast apply --root " + shellQuote(root)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+=:,@", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // Load reads the config file at path, checks it with [Parse] and then checks
@@ -311,9 +335,13 @@ func (cv *converter) config(r *rawConfig) *Config {
 			Root:          rt.Root.value,
 			Limit:         cv.rate(f("limit"), rt.Limit, c.Limits.PerTarget),
 			Mode:          cv.str(rt.Mode, ModeSFTP),
+			ApplyCommand:  strings.TrimSpace(rt.ApplyCommand.value),
 			Disabled:      cv.bool(f("disabled"), rt.Disabled),
 		}
 		t.Agent = t.IdentityFile == ""
+		if t.Mode == ModeExec && t.ApplyCommand == "" {
+			t.ApplyCommand = DefaultApplyCommand(t.Root)
+		}
 		if rt.Address.set() {
 			if a, err := normalizeAddress(t.Address); err != nil {
 				cv.e.add(f("address"), "%v", err)

@@ -176,7 +176,7 @@ func TestEveryFieldSet(t *testing.T) {
 		"listen":    `"[::1]:9000"`,
 		"log":       "{file: /var/log/prepcast.log, level: debug}",
 	})
-	t1 := with(baseTarget, kv{"identity_file": "/etc/prepcast/id", "passphrase_env": "PREP_PASS", "limit": "100Mbit", "mode": "exec", "disabled": "true"})
+	t1 := with(baseTarget, kv{"identity_file": "/etc/prepcast/id", "passphrase_env": "PREP_PASS", "limit": "100Mbit", "mode": "exec", "apply_command": "/usr/local/bin/prepcast apply --root /var/www/prep", "disabled": "true"})
 	t2 := with(baseTarget, kv{"name": "tv", "address": `"[2001:db8::1]:2222"`, "known_hosts": del, "host_key": `"` + hk + `"`})
 	c, err := config.Parse(render(top, t1, t2), "/etc/prepcast")
 	if err != nil {
@@ -209,7 +209,7 @@ func TestEveryFieldSet(t *testing.T) {
 		{"target 0", c.Targets[0], config.Target{
 			Name: "diario", Address: "sftp.diario.example:22", User: "prep",
 			IdentityFile: "/etc/prepcast/id", PassphraseEnv: "PREP_PASS", KnownHosts: "/etc/prepcast/known_hosts",
-			Root: "/var/www/prep", Limit: 12_500_000, Mode: "exec", Disabled: true,
+			Root: "/var/www/prep", Limit: 12_500_000, Mode: "exec", ApplyCommand: "/usr/local/bin/prepcast apply --root /var/www/prep", Disabled: true,
 		}},
 		{"target 1", c.Targets[1], config.Target{
 			Name: "tv", Address: "[2001:db8::1]:2222", User: "prep", Agent: true, HostKey: hk,
@@ -474,6 +474,7 @@ func TestFieldErrors(t *testing.T) {
 		{name: "root control char", target: kv{"root": `"/var/www\tx"`}, want: []string{"targets[0].root"}, wantMsg: "control"},
 		{name: "limit garbage", target: kv{"limit": "lots"}, want: []string{"targets[0].limit"}, wantMsg: "rate"},
 		{name: "mode", target: kv{"mode": "ftp"}, want: []string{"targets[0].mode"}, wantMsg: `"exec"`},
+		{name: "apply_command without exec", target: kv{"apply_command": "prepcast apply --root /r"}, want: []string{"targets[0].apply_command"}, wantMsg: "mode: exec"},
 		{name: "disabled yes", target: kv{"disabled": "yes"}, want: []string{"targets[0].disabled"}, wantMsg: "true or false"},
 		{name: "same server and root", extra: []kv{with(baseTarget, kv{"name": "otro", "address": "SFTP.diario.example:22"})}, want: []string{"targets[1].root"}, wantMsg: "fight over one ack"},
 		{name: "nested roots", extra: []kv{with(baseTarget, kv{"name": "otro", "root": "/var/www/prep/espejo"})}, want: []string{"targets[1].root"}, wantMsg: "nested"},

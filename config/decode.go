@@ -84,6 +84,7 @@ type rawTarget struct {
 	Root          scalar `yaml:"root"`
 	Limit         scalar `yaml:"limit"`
 	Mode          scalar `yaml:"mode"`
+	ApplyCommand  scalar `yaml:"apply_command"`
 	Disabled      scalar `yaml:"disabled"`
 }
 

@@ -229,6 +229,12 @@ func (c *Config) validateTargets(e *collector) {
 		default:
 			e.add(f("mode"), "%q is not a mode; use %q (upload files over SFTP, the default) or %q (stream packages to \"prepcast apply\" on the difusor)", t.Mode, ModeSFTP, ModeExec)
 		}
+		if t.Mode != ModeExec && t.ApplyCommand != "" {
+			e.add(f("apply_command"), "is only used with mode: %s; remove it or set mode: %s", ModeExec, ModeExec)
+		}
+		if strings.ContainsAny(t.ApplyCommand, "\n\r\x00") {
+			e.add(f("apply_command"), "must be one line")
+		}
 
 		if t.Disabled || t.Address == "" || e.has(f("address")) || e.has(f("root")) {
 			continue

@@ -30,6 +30,12 @@ type RetryPolicy struct {
 type TargetSpec struct {
 	Target targets.Target
 	Limit  int64 // bytes per second; 0 = unlimited
+	// Apply, when set, is the command that runs "prepcast apply" on the
+	// difusor (package mode): deltas from an acknowledged cut, and the
+	// first push to an empty root, are streamed to it as one package
+	// instead of file by file. The Target must implement
+	// targets.Commander.
+	Apply string
 }
 
 // Engine pushes the latest cut of a store to many targets at once.
@@ -72,6 +78,9 @@ type Engine struct {
 	cacheMu   sync.Mutex
 	latestRef *cutRef
 	manifests map[string]*packager.Manifest // "seq sha" -> manifest, nil if not in the store
+
+	pkgMu sync.Mutex
+	pkgs  map[[2]int64]*pkgBuild // packages by origin and cut
 }
 
 // Progress is a snapshot of one target's push.
@@ -151,6 +160,7 @@ func (e *Engine) init() {
 		e.verified = map[string]*verifyOnce{}
 		e.progLast = map[string]time.Time{}
 		e.manifests = map[string]*packager.Manifest{}
+		e.pkgs = map[[2]int64]*pkgBuild{}
 	})
 }
 
@@ -251,7 +261,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 	log := e.Log.With(zap.String("target", name))
 	ctx, cancel := context.WithTimeout(ctx, e.CycleTimeout)
 	defer cancel()
-	run := &targetRun{e: e, t: t, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{}, start: start}
+	run := &targetRun{e: e, t: t, apply: spec.Apply, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{}, start: start}
 	var cur *cutRef
 	attempt := 0
 	var lastErr error

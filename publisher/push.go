@@ -130,6 +130,7 @@ type attemptStats struct {
 type targetRun struct {
 	e       *Engine
 	t       targets.Target
+	apply   string // package mode: the difusor's apply command
 	log     *zap.Logger
 	limiter *rate.Limiter
 
@@ -213,6 +214,21 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	if err := r.checkSpace(ctx, need); err != nil {
 		return nil, st, err
+	}
+	// Package mode, for a delta from the acknowledged cut or a first push
+	// to an empty root; a root holding unknown files is brought up file
+	// by file, so that only what differs is sent.
+	if r.apply != "" && (from != nil || !st.Reconciled) {
+		if r.e.draining() {
+			return nil, st, ErrStopped
+		}
+		var fromSeq int64
+		var fromManifest string
+		if from != nil {
+			fromSeq, fromManifest = from.Seq, ack.Manifest
+		}
+		na, err := r.pushPackage(ctx, c, fromSeq, fromManifest, &st)
+		return na, st, err
 	}
 
 	// Stage.

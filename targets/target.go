@@ -92,6 +92,30 @@ type DeferredSyncer interface {
 	SyncFiles(ctx context.Context, paths []string) error
 }
 
+// Commander is implemented by targets that can run a command on the
+// difusor's server over their connection: package mode streams a cut's
+// package to "prepcast apply" this way.
+type Commander interface {
+	// Command starts cmd (a shell command line) on the server. The process
+	// ends when its command exits, when ctx is done, or when Close is
+	// called.
+	Command(ctx context.Context, cmd string) (Process, error)
+}
+
+// Process is a command running on a target's server.
+type Process interface {
+	// Stdin is the command's standard input; closing it sends EOF.
+	Stdin() io.WriteCloser
+	// Stdout is the command's standard output.
+	Stdout() io.Reader
+	// Wait waits for the command to exit. A non-zero exit status is an
+	// error that carries the status and the end of the command's standard
+	// error; a command the server cannot find (status 127) is Permanent.
+	Wait() error
+	// Close stops the command if it is still running and releases it.
+	Close() error
+}
+
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
 

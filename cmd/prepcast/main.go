@@ -88,6 +88,8 @@ Usage:
   prepcast run      [--config F]                      daemon: the configured schedule, /metrics, /status
   prepcast status   [--config F] [--json] [--watch] [--probe]
                                                       per-target lag; exit 1 if over max_lag
+  prepcast apply    --root DIR [--public-key F]       on a difusor: apply the package on stdin
+                                                      (what mode: exec targets run over SSH)
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
 
@@ -117,6 +119,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, rest, stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, rest, stdout)
+	case "apply":
+		err = cmdApply(ctx, rest, os.Stdin, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "version", "--version":

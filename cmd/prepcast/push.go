@@ -169,7 +169,11 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 			return nil, err
 		}
 		defer t.Close()
-		specs = append(specs, publisher.TargetSpec{Target: t, Limit: tc.Limit})
+		spec := publisher.TargetSpec{Target: t, Limit: tc.Limit}
+		if tc.Mode == config.ModeExec {
+			spec.Apply = tc.ApplyCommand
+		}
+		specs = append(specs, spec)
 	}
 	host, _ := os.Hostname()
 	eng := &publisher.Engine{
@@ -185,11 +189,9 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 	return results, nil
 }
 
-// newTarget builds the SFTP target for one configured difusor.
+// newTarget builds the SFTP target for one configured difusor (mode exec
+// runs its apply command over the same connection).
 func newTarget(c *config.Config, tc *config.Target, log *zap.Logger) (targets.Target, error) {
-	if tc.Mode != "" && tc.Mode != config.ModeSFTP {
-		return nil, fmt.Errorf("%w: targets %s: mode %q is not available in this version; use mode: sftp", errConfig, tc.Name, tc.Mode)
-	}
 	var pass []byte
 	if tc.PassphraseEnv != "" {
 		v, ok := os.LookupEnv(tc.PassphraseEnv)

@@ -1,0 +1,84 @@
+package packager
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Package returns the path and size of the package that brings a holder of
+// cut from (0 = nothing) to cut to. The package [Cut] built (from the
+// previous cut) is returned as is; any other origin is built from the
+// stored objects on first use and kept in cut to's directory, so it is
+// built once however many targets need it, and pruned with the cut.
+//
+// A package is written to a temporary name, flushed and renamed into
+// place, so a reader never sees a partial one; every file it carries was
+// checked against its SHA-256 while it was written. Package is safe to
+// call from several goroutines and processes at once (at worst two build
+// the same package and one rename wins).
+func (s *Store) Package(from, to int64) (string, int64, error) {
+	ci, err := s.Info(to)
+	if err != nil {
+		return "", 0, err
+	}
+	if from < 0 || from >= to {
+		return "", 0, fmt.Errorf("store: package from cut %d to cut %d: the origin must be older than the cut", from, to)
+	}
+	if ci.Package != "" && ci.PackageFrom == from {
+		p := s.PackagePath(ci)
+		if fi, err := os.Stat(p); err == nil && fi.Size() == ci.PackageSize {
+			return p, fi.Size(), nil
+		}
+	}
+	p := filepath.Join(s.CutDir(to), PackageName(from))
+	if fi, err := os.Stat(p); err == nil {
+		return p, fi.Size(), nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", 0, fmt.Errorf("store: package: %w", err)
+	}
+
+	var fromM *Manifest
+	if from > 0 {
+		if fromM, _, err = s.Manifest(from); err != nil {
+			return "", 0, fmt.Errorf("store: package from cut %d: %w", from, err)
+		}
+	}
+	toM, mb, err := s.Manifest(to)
+	if err != nil {
+		return "", 0, err
+	}
+	sig, err := s.Signature(to)
+	if err != nil {
+		return "", 0, err
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := p + ".tmp-" + hex.EncodeToString(rnd[:])
+	info, err := s.writePackageFile(tmp, ComputeDelta(fromM, toM), mb, sig, nil)
+	if err == nil {
+		err = syncFile(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return "", 0, fmt.Errorf("store: package from cut %d to cut %d: %w", from, to, err)
+	}
+	_ = syncDir(s.CutDir(to))
+	return p, info.Size, nil
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -1,0 +1,219 @@
+package publisher
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/prepcast/prepcast/targets"
+)
+
+// greetingTimeout bounds the wait for "prepcast apply" to greet.
+const greetingTimeout = 30 * time.Second
+
+// pkgBuild makes sure one package is built once per engine.
+type pkgBuild struct {
+	mu   sync.Mutex
+	path string
+	size int64
+}
+
+// packageFile returns the package from cut from to cut to, building it on
+// first use; targets that need the same package wait for one build.
+func (e *Engine) packageFile(from, to int64) (string, int64, error) {
+	key := [2]int64{from, to}
+	e.pkgMu.Lock()
+	b := e.pkgs[key]
+	if b == nil {
+		b = &pkgBuild{}
+		e.pkgs[key] = b
+	}
+	e.pkgMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.path == "" {
+		t0 := time.Now()
+		p, size, err := e.Store.Package(from, to)
+		if err != nil {
+			return "", 0, targets.Permanent(err)
+		}
+		b.path, b.size = p, size
+		e.Log.Debug("package ready", zap.Int64("from", from), zap.Int64("to", to), zap.Int64("bytes", size), zap.Duration("took", time.Since(t0)))
+	}
+	return b.path, b.size, nil
+}
+
+// pushPackage brings the target to cut c by streaming the package from
+// cut fromSeq (0 = nothing) to the apply command on the difusor, which
+// checks, stages, commits and acknowledges it (see [Apply]).
+func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, st *attemptStats) (*Ack, error) {
+	cmdr, ok := r.t.(targets.Commander)
+	if !ok {
+		return nil, targets.Permanent(fmt.Errorf("target cannot run commands, so package mode is not available: use mode: sftp"))
+	}
+	pkgPath, size, err := r.e.packageFile(fromSeq, c.m.Seq)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(pkgPath)
+	if err != nil {
+		return nil, targets.Permanent(fmt.Errorf("open package: %w", err))
+	}
+	defer f.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	proc, err := cmdr.Command(ctx, r.apply)
+	if err != nil {
+		return nil, err
+	}
+	defer proc.Close()
+	// failed explains a broken exchange by how the command ended.
+	failed := func(what string, err error) error {
+		_ = proc.Stdin().Close()
+		done := make(chan error, 1)
+		go func() { done <- proc.Wait() }()
+		select {
+		case werr := <-done:
+			if werr != nil {
+				return fmt.Errorf("%s: %w", what, werr)
+			}
+		case <-time.After(2 * time.Second):
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+
+	lines := make(chan lineOrErr, 2)
+	go func() {
+		out := bufio.NewReaderSize(proc.Stdout(), 64<<10)
+		for range 2 {
+			b, err := readLine(out)
+			lines <- lineOrErr{b, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var hello applyHello
+	select {
+	case l := <-lines:
+		if l.err != nil {
+			return nil, failed("apply command ended before greeting", l.err)
+		}
+		if err := decodeLine(l.b, &hello); err != nil || hello.Format != ApplyFormat {
+			if err == nil {
+				err = fmt.Errorf("greeting format %q", hello.Format)
+			}
+			return nil, targets.Permanent(fmt.Errorf("the difusor's apply command (%q) does not speak %s: %w; install the same prepcast version on the difusor", r.apply, ApplyFormat, err))
+		}
+	case <-time.After(greetingTimeout):
+		return nil, failed("apply command did not greet", fmt.Errorf("no answer within %v", greetingTimeout))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if fromSeq != 0 && (hello.AckSeq != fromSeq || hello.AckManifest != fromManifest) {
+		return nil, fmt.Errorf("%w: the difusor now acknowledges cut %d, not cut %d; trying again", errBaseChanged, hello.AckSeq, fromSeq)
+	}
+	r.log.Debug("streaming package", zap.Int64("from", fromSeq), zap.Int64("to", c.m.Seq), zap.Int64("bytes", size), zap.String("difusor_version", hello.Version))
+
+	req := applyRequest{Format: ApplyFormat, Publisher: r.e.Publisher, Now: r.e.now().UTC(), RetentionWindow: int64(r.e.RetentionWindow),
+		PublicKey: base64.StdEncoding.EncodeToString(r.e.PublicKey), PackageSize: size, FromSeq: fromSeq, ToSeq: c.m.Seq,
+		ToManifest: c.manifest, FilesInFlight: r.e.filesInFlight()}
+	if err := writeLine(proc.Stdin(), req); err != nil {
+		return nil, failed("send request", err)
+	}
+	sentBefore := r.sent.Load()
+	mf := &meteredFile{ctx: ctx, f: f, size: size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
+	pw := &progressWriter{w: proc.Stdin(), total: size, report: func(done int64) {
+		r.prog("staging", done, size, 0, 0)
+	}}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.CopyBuffer(pw, mf, make([]byte, 1<<20))
+		if err == nil {
+			err = proc.Stdin().Close()
+		}
+		copied <- err
+	}()
+	var res applyResult
+	var resLine lineOrErr
+	select {
+	case err := <-copied:
+		if err != nil {
+			// The command may have failed first and said why.
+			select {
+			case resLine = <-lines:
+			case <-time.After(2 * time.Second):
+				return nil, failed("stream package", err)
+			}
+		} else {
+			resLine = <-lines
+		}
+	case resLine = <-lines:
+		// An outcome before the whole package went: a refusal.
+		cancel()
+	}
+	st.Bytes, st.Wire = r.sent.Load()-sentBefore, time.Since(start)
+	if resLine.err != nil {
+		return nil, failed("apply command ended without an outcome", resLine.err)
+	}
+	if err := decodeLine(resLine.b, &res); err != nil {
+		return nil, failed("read outcome", err)
+	}
+	_ = proc.Wait()
+	if res.Code != applyOK {
+		err := fmt.Errorf("the difusor did not apply the package (%s): %s", res.Code, res.Error)
+		switch res.Code {
+		case applyRollback:
+			err = fmt.Errorf("%w (%s)", ErrRollback, res.Error)
+		case applyBaseChanged:
+			err = fmt.Errorf("%w: %s", errBaseChanged, res.Error)
+		}
+		if res.Permanent || res.Code == applyRollback || res.Code == applyKeyMismatch {
+			err = targets.Permanent(err)
+		}
+		return nil, err
+	}
+	ack, err := ParseAck(res.Ack)
+	if err != nil {
+		return nil, fmt.Errorf("the difusor reported an unreadable ack: %w", err)
+	}
+	if ack.Seq != c.m.Seq || ack.Manifest != c.manifest {
+		return nil, fmt.Errorf("the difusor acknowledged cut %d (manifest %.12s) instead of cut %d", ack.Seq, ack.Manifest, c.m.Seq)
+	}
+	st.Files, st.Deleted = res.Files, res.Deleted
+	return ack, nil
+}
+
+type lineOrErr struct {
+	b   []byte
+	err error
+}
+
+// progressWriter reports how much was written, at most every 4 MiB.
+type progressWriter struct {
+	w      io.Writer
+	total  int64
+	done   int64
+	last   int64
+	report func(done int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	if p.done-p.last >= 4<<20 || p.done == p.total {
+		p.last = p.done
+		p.report(p.done)
+	}
+	return n, err
+}
