@@ -37,7 +37,7 @@ func buildPrepcast(t *testing.T) string {
 }
 
 // TestCrashConsistency kills "prepcast cycle" with SIGKILL at random moments
-// while it pushes to three real sshd targets, and after every kill checks
+// while it pushes to three real sshd targets (one in package mode), and after every kill checks
 // what a difusor serves and what the acks say; then one more cycle must
 // bring every target to the latest cut.
 func TestCrashConsistency(t *testing.T) {
@@ -58,8 +58,12 @@ func TestCrashConsistency(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		s := sshdtest.Start(t, sshdtest.Options{Chroot: i == 2})
 		servers = append(servers, s)
-		fmt.Fprintf(&b, "  - {name: d%d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s}\n",
-			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root())
+		mode := ""
+		if i == 1 { // package mode: prepcast apply runs on the server
+			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root())
+		}
+		fmt.Fprintf(&b, "  - {name: d%d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s%s}\n",
+			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), mode)
 	}
 	cfg := filepath.Join(dir, "prepcast.yaml")
 	os.WriteFile(cfg, []byte(b.String()), 0o644)
@@ -98,7 +102,11 @@ func TestCrashConsistency(t *testing.T) {
 			kills++ // killed before it finished
 		}
 		for i, s := range servers {
+			// An apply that had the whole package when its publisher died
+			// finishes on its own; the check waits for it.
+			unlock := holdApplyLock(t, s.WebRoot())
 			checkServed(t, store, s.WebRoot(), fmt.Sprintf("trial %d, d%d", trial, i+1))
+			unlock()
 		}
 		checkLocalState(t, filepath.Join(stateDir, "state.db"), servers, fmt.Sprintf("trial %d", trial))
 	}
@@ -274,6 +282,20 @@ func checkServed(t *testing.T, store *packager.Store, web, where string) {
 			}
 		}
 	}
+}
+
+// holdApplyLock takes the lock "prepcast apply" holds on a webroot (if one
+// ever ran there), waiting for a running apply to end.
+func holdApplyLock(t *testing.T, web string) func() {
+	t.Helper()
+	f, err := os.Open(filepath.Join(web, ".prepcast", "apply.lock"))
+	if err != nil {
+		return func() {}
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	return func() { f.Close() }
 }
 
 // olderCutFile reports whether p is a per-cut path (a cut's JSON directory
