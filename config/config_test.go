@@ -669,3 +669,16 @@ func TestNestedMergesAreBounded(t *testing.T) {
 		t.Errorf("Parse took %v", d)
 	}
 }
+
+func TestDefaultApplyCommandQuotesRoot(t *testing.T) {
+	for _, tt := range []struct{ root, want string }{
+		{"/var/www/prep", "prepcast apply --root /var/www/prep"},
+		{"/srv/www/elecciones 2024", "prepcast apply --root '/srv/www/elecciones 2024'"},
+		{"/srv/it's", `prepcast apply --root '/srv/it'\''s'`},
+		{"/srv/$(reboot)", "prepcast apply --root '/srv/$(reboot)'"},
+	} {
+		if got := config.DefaultApplyCommand(tt.root); got != tt.want {
+			t.Errorf("DefaultApplyCommand(%q) = %s, want %s", tt.root, got, tt.want)
+		}
+	}
+}
