@@ -234,16 +234,9 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	if prev != nil {
 		fromSeq = prev.Seq
 	}
-	pkgName := PackageName(fromSeq)
-	pinfo, err := s.writePackageFile(filepath.Join(tmp, pkgName), delta, mb, sig, fresh)
-	if err != nil {
-		return nil, err
-	}
-	phase("package")
 	ci := &CutInfo{
 		Seq: m.Seq, ID: m.ID, Created: m.Created, ManifestSHA256: Hash(mb), Files: m.Files, Bytes: m.Bytes,
 		DeltaFiles: len(delta.Changed), DeltaBytes: delta.Bytes(), DeletedFiles: len(delta.Deleted),
-		Package: pkgName, PackageFrom: fromSeq, PackageSize: pinfo.Size, PackageSHA256: pinfo.SHA256,
 	}
 	if err := writeJSONAtomic(filepath.Join(tmp, CutInfoFile), ci); err != nil {
 		return nil, fmt.Errorf("cut: %w", err)
@@ -263,6 +256,14 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	}
 	phase("sync")
 	res.Info = ci
+	// The package is derived from the objects and the manifest, which are
+	// durable now: it is built after the commit, outside the flush the cut
+	// waits for. A package lost to a crash or a power cut (or rejected by a
+	// difusor) is built again from the objects when it is needed.
+	if err := s.addPackage(ci, delta, mb, sig, fromSeq, fresh); err != nil {
+		log.Warn("package not built now; it is built when a package-mode target needs it", zap.Int64("seq", ci.Seq), zap.Error(err))
+	}
+	phase("package")
 	if err := saveIndex(s.indexPath(), files, shas, scanStart); err != nil {
 		log.Warn("save scan index", zap.Error(err))
 	}

@@ -16,9 +16,12 @@ import (
 // stored objects on first use and kept in cut to's directory, so it is
 // built once however many targets need it, and pruned with the cut.
 //
-// A package is written to a temporary name, flushed and renamed into
-// place, so a reader never sees a partial one; every file it carries was
-// checked against its SHA-256 while it was written. Package is safe to
+// A package is written to a temporary name and renamed into place, so a
+// reader never sees a partial one; every file it carries was checked
+// against its SHA-256 while it was written. Packages are a cache of the
+// objects and are not flushed: one lost or damaged by a power cut is
+// refused by the difusor (which checks every file) and, after
+// [Store.DiscardPackage], built again. Package is safe to
 // call from several goroutines and processes at once (at worst two build
 // the same package and one rename wins).
 func (s *Store) Package(from, to int64) (string, int64, error) {
@@ -61,24 +64,48 @@ func (s *Store) Package(from, to int64) (string, int64, error) {
 	tmp := p + ".tmp-" + hex.EncodeToString(rnd[:])
 	info, err := s.writePackageFile(tmp, ComputeDelta(fromM, toM), mb, sig, nil)
 	if err == nil {
-		err = syncFile(tmp)
-	}
-	if err == nil {
 		err = os.Rename(tmp, p)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return "", 0, fmt.Errorf("store: package from cut %d to cut %d: %w", from, to, err)
 	}
-	_ = syncDir(s.CutDir(to))
 	return p, info.Size, nil
 }
 
-func syncFile(path string) error {
-	f, err := os.Open(path)
+// addPackage writes the package of a committed cut from cut fromSeq and
+// records it in the cut's summary. The package is not flushed: it is a
+// cache of the objects, checked by its SHA-256 and by every difusor.
+func (s *Store) addPackage(ci *CutInfo, d *Delta, manifest, sig []byte, fromSeq int64, fresh map[string]bool) error {
+	dir := s.CutDir(ci.Seq)
+	name := PackageName(fromSeq)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, name+".tmp-"+hex.EncodeToString(rnd[:]))
+	info, err := s.writePackageFile(tmp, d, manifest, sig, fresh)
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
 	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
-	defer f.Close()
-	return f.Sync()
+	withPkg := *ci
+	withPkg.Package, withPkg.PackageFrom, withPkg.PackageSize, withPkg.PackageSHA256 = name, fromSeq, info.Size, info.SHA256
+	if err := writeJSONAtomic(filepath.Join(dir, CutInfoFile), &withPkg); err != nil {
+		return err
+	}
+	*ci = withPkg
+	return nil
+}
+
+// DiscardPackage removes the package from cut from to cut to, so that the
+// next [Store.Package] builds it again from the objects: for a package a
+// difusor found corrupt. A missing package is not an error.
+func (s *Store) DiscardPackage(from, to int64) error {
+	err := os.Remove(filepath.Join(s.CutDir(to), PackageName(from)))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: discard package: %w", err)
+	}
+	return nil
 }

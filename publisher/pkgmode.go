@@ -51,6 +51,28 @@ func (e *Engine) packageFile(from, to int64) (string, int64, error) {
 	return b.path, b.size, nil
 }
 
+// discardPackage drops a package a difusor refused, so that the next
+// attempt builds it again from the objects.
+func (e *Engine) discardPackage(from, to int64) {
+	e.pkgMu.Lock()
+	b := e.pkgs[[2]int64{from, to}]
+	e.pkgMu.Unlock()
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.path == "" {
+		return
+	}
+	if err := e.Store.DiscardPackage(from, to); err != nil {
+		e.Log.Warn("discard refused package", zap.Error(err))
+		return
+	}
+	b.path, b.size = "", 0
+	e.Log.Info("package refused by a difusor; building it again", zap.Int64("from", from), zap.Int64("to", to))
+}
+
 // pushPackage brings the target to cut c by streaming the package from
 // cut fromSeq (0 = nothing) to the apply command on the difusor, which
 // checks, stages, commits and acknowledges it (see [Apply]).
@@ -170,6 +192,11 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 		return nil, failed("read outcome", err)
 	}
 	_ = proc.Wait()
+	if res.Code == applyBadPackage {
+		// Damaged on the way or on the local disk: the next attempt sends
+		// a package built again from the objects.
+		r.e.discardPackage(fromSeq, c.m.Seq)
+	}
 	if res.Code != applyOK {
 		err := fmt.Errorf("the difusor did not apply the package (%s): %s", res.Code, res.Error)
 		switch res.Code {

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -303,4 +304,36 @@ func TestApplyRefusesGarbage(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
+	f := newFixture(t)
+	x := &execMem{Mem: targettest.NewMem("pkg"), t: t}
+	eng := f.engine()
+	f.cut()
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	ci := f.cut()
+	// A byte of the stored package rots.
+	p := f.store.PackagePath(ci)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]
+	if r.Err != nil {
+		t.Fatalf("push with a damaged package: %v", r.Err)
+	}
+	if r.Attempts != 2 {
+		t.Fatalf("%d attempts; want the refused package and its rebuild", r.Attempts)
+	}
+	checkServes(t, f, x.Mem, ci.Seq)
 }

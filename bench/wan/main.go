@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"math"
@@ -67,8 +68,16 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 		return fmt.Errorf("keygen: %v %s", err, out)
 	}
 	cfg := filepath.Join(out, "prepcast.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nstate_dir: %s\nsigning_key: %s\nlimits: {files_in_flight: %d}\ntargets:\n  - {name: wan, address: %q, user: root, identity_file: %s, host_key: %q, root: %s}\n",
-		src, filepath.Join(out, "state"), filepath.Join(out, "keys", "manifest.key"), inflight, proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), s.Root())), 0o644)
+	pkgRoot := filepath.Join(out, "www-package-mode")
+	if err := os.MkdirAll(pkgRoot, 0o755); err != nil {
+		return err
+	}
+	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nstate_dir: %s\nsigning_key: %s\nlimits: {files_in_flight: %d}\ntargets:\n"+
+		"  - {name: wan, address: %q, user: root, identity_file: %s, host_key: %q, root: %s}\n"+
+		"  - {name: wan-pkg, address: %q, user: root, identity_file: %s, host_key: %q, root: %s, mode: exec, apply_command: %q}\n",
+		src, filepath.Join(out, "state"), filepath.Join(out, "keys", "manifest.key"), inflight,
+		proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(),
+		proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), pkgRoot, bin+" apply --root "+pkgRoot)), 0o644)
 	if out, err := exec.Command(bin, "cut", "--config", cfg).CombinedOutput(); err != nil {
 		return fmt.Errorf("cut: %v %s", err, out)
 	}
@@ -78,11 +87,22 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 	fmt.Println("|---|---:|---:|")
 	fmt.Printf("| ideal (bytes / link rate) | %.2f | 1.00 |\n", ideal)
 	start := time.Now()
-	if out, err := exec.Command(bin, "push", "--config", cfg).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "push", "--config", cfg, "--target", "wan").CombinedOutput(); err != nil {
 		return fmt.Errorf("push: %v %s", err, out)
 	}
 	pw := time.Since(start).Seconds()
-	fmt.Printf("| prepcast push (files_in_flight %d) | %.2f | %.2f |\n", inflight, pw, pw/ideal)
+	fmt.Printf("| prepcast push, SFTP file mode (files_in_flight %d) | %.2f | %.2f |\n", inflight, pw, pw/ideal)
+	start = time.Now()
+	if out, err := exec.Command(bin, "push", "--config", cfg, "--target", "wan-pkg").CombinedOutput(); err != nil {
+		return fmt.Errorf("push in package mode: %v %s", err, out)
+	}
+	pkw := time.Since(start).Seconds()
+	fmt.Printf("| prepcast push, package mode (mode: exec) | %.2f | %.2f |\n", pkw, pkw/ideal)
+	for _, root := range []string{s.WebRoot(), pkgRoot} {
+		if err := sameTree(src, root); err != nil {
+			return err
+		}
+	}
 	if _, err := exec.LookPath("rclone"); err == nil {
 		dst := filepath.Join(out, "rclone-www")
 		os.MkdirAll(dst, 0o755)
@@ -97,9 +117,28 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 		}
 		rw := time.Since(start).Seconds()
 		fmt.Printf("| rclone copy --transfers 8 --sftp-disable-hashcheck | %.2f | %.2f |\n", rw, rw/ideal)
-		fmt.Printf("\nprepcast / rclone wall time: %.2f\n", pw/rw)
+		fmt.Printf("\nprepcast / rclone wall time: %.2f (file mode), %.2f (package mode)\n", pw/rw, pkw/rw)
 	}
 	return nil
+}
+
+// sameTree checks that dst holds every file of src with the same bytes.
+func sameTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		a, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(dst, rel))
+		if err != nil || !bytes.Equal(a, b) {
+			return fmt.Errorf("%s: %s differs from the source (%v)", dst, rel, err)
+		}
+		return nil
+	})
 }
 
 func writeKnownHosts(dir, addr, key string) string {

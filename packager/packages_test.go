@@ -1,0 +1,101 @@
+package packager
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readPackageFiles reads a package file with full checks and returns its
+// delta and files.
+func readPackageFiles(t *testing.T, e *cutEnv, p string) (DeltaInfo, map[string][]byte) {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := map[string][]byte{}
+	pc, err := ReadPackage(f, e.pub, nil, func(ent Entry, r io.Reader) error {
+		b, err := io.ReadAll(r)
+		got[ent.Path] = b
+		return err
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return pc.Delta, got
+}
+
+func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
+	e := newCutEnv(t)
+	trees := []map[string][]byte{
+		{"json/main.json": []byte(`{"c":1}`), "actas/1.jpg": bytes.Repeat([]byte{1}, 5000), "datos/a.csv": []byte("a,1\n")},
+		{"json/main.json": []byte(`{"c":2}`), "actas/1.jpg": bytes.Repeat([]byte{1}, 5000), "actas/2.jpg": bytes.Repeat([]byte{2}, 7000), "datos/a.csv": []byte("a,2\n")},
+		{"json/main.json": []byte(`{"c":3}`), "actas/1.jpg": bytes.Repeat([]byte{1}, 5000), "actas/2.jpg": bytes.Repeat([]byte{2}, 7000), "actas/3.jpg": bytes.Repeat([]byte{3}, 9000), "datos/a.csv": []byte("a,3\n")},
+	}
+	for _, tree := range trees {
+		os.RemoveAll(e.src)
+		writeTree(t, e.src, tree)
+		e.cut()
+	}
+	// The cut's own package (from cut 2) is the one returned for origin 2.
+	ci, _ := e.store.Info(3)
+	if ci.Package != PackageName(2) || ci.PackageSize == 0 {
+		t.Fatalf("cut 3 lists package %q (%d bytes)", ci.Package, ci.PackageSize)
+	}
+	p, size, err := e.store.Package(2, 3)
+	if err != nil || p != e.store.PackagePath(ci) || size != ci.PackageSize {
+		t.Fatalf("Package(2, 3) = %s, %d, %v", p, size, err)
+	}
+	// From cut 1 and from nothing: built on demand, with the right files.
+	for _, tt := range []struct {
+		from  int64
+		files []string
+	}{
+		{1, []string{"actas/2.jpg", "actas/3.jpg", "datos/a.csv", "json/main.json"}},
+		{0, []string{"actas/1.jpg", "actas/2.jpg", "actas/3.jpg", "datos/a.csv", "json/main.json"}},
+	} {
+		p, _, err := e.store.Package(tt.from, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(p) != PackageName(tt.from) {
+			t.Fatalf("package from %d at %s", tt.from, p)
+		}
+		d, got := readPackageFiles(t, e, p)
+		if d.FromSeq != tt.from || d.ToSeq != 3 || len(got) != len(tt.files) {
+			t.Fatalf("package from %d: delta %+v, %d files", tt.from, d, len(got))
+		}
+		for _, f := range tt.files {
+			if !bytes.Equal(got[f], trees[2][f]) {
+				t.Fatalf("package from %d: %s differs", tt.from, f)
+			}
+		}
+		st1, _ := os.Stat(p)
+		if p2, _, _ := e.store.Package(tt.from, 3); p2 != p {
+			t.Fatal("second call built another package")
+		} else if st2, _ := os.Stat(p2); !os.SameFile(st1, st2) {
+			t.Fatal("second call rebuilt the package")
+		}
+	}
+	// Discarded (as after a difusor refused it), the cut's own package is
+	// built again with the same content.
+	want, _ := os.ReadFile(e.store.PackagePath(ci))
+	if err := e.store.DiscardPackage(2, 3); err != nil {
+		t.Fatal(err)
+	}
+	p, _, err = e.store.Package(2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, want) {
+		t.Fatal("rebuilt package differs from the original")
+	}
+	if _, _, err := e.store.Package(3, 3); err == nil || !strings.Contains(err.Error(), "older") {
+		t.Fatalf("Package(3, 3) err = %v", err)
+	}
+}
