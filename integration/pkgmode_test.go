@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/packager"
@@ -28,6 +29,8 @@ func TestPackageModeOverSSH(t *testing.T) {
 	apply := bin + " apply --root " + s.Root() + " --public-key " + pubFile
 	spec := func(tg *publisher.TargetSpec) []publisher.TargetSpec { return []publisher.TargetSpec{*tg} }
 	eng := e.engine()
+	clock := time.Now()
+	eng.Now = func() time.Time { return clock }
 	var delta, sent int64
 	for k := 1; k <= 3; k++ {
 		ci := e.nextCut()
@@ -40,6 +43,15 @@ func TestPackageModeOverSSH(t *testing.T) {
 			t.Errorf("cut %d: sent %d bytes, the package has %d", k, r.Bytes, ci.PackageSize)
 		}
 		delta, sent = delta+ci.DeltaBytes, sent+r.Bytes
+		// Past the retention window, the same target (and connection)
+		// deletes retired files over SFTP, after apply reshaped the tree.
+		clock = clock.Add(2 * eng.RetentionWindow)
+		if r := eng.Push(context.Background(), spec(&publisher.TargetSpec{Target: e.targets[0], Apply: apply}))[0]; r.Err != nil {
+			t.Fatalf("cut %d, deleting retired files: %v", k, r.Err)
+		}
+		if a := readAck(t, s.WebRoot()); k > 1 && len(a.Retired) != 0 {
+			t.Fatalf("cut %d: retired files not deleted after the window: %v", k, a.Retired)
+		}
 	}
 	t.Logf("3 cuts: %d bytes of files sent as %d bytes of packages", delta, sent)
 

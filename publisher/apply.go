@@ -115,11 +115,13 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 	if req.FilesInFlight > 0 {
 		r.e.FilesInFlight = min(req.FilesInFlight, 256)
 	}
+	// The publisher's clock governs acks and retention, as in an SFTP push.
 	now := req.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	r.e.Now = func() time.Time { return now }
+	received := time.Now()
+	r.e.Now = func() time.Time { return now.Add(time.Since(received)) }
 
 	if req.PackageSize <= 0 {
 		return fail(applyBadPackage, true, errors.New("the request carries no package"))
@@ -210,7 +212,7 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 	}
 	keep, due := r.planRetire(prev, pc.Manifest, pc.Delta.Deleted, now)
 	na := &Ack{Format: AckFormat, Seq: pc.Manifest.Seq, ID: pc.Manifest.ID, Manifest: pc.Delta.ToManifest,
-		Signature: packager.SignatureBase64(pc.Signature), Time: time.Now().UTC().Truncate(time.Millisecond),
+		Signature: packager.SignatureBase64(pc.Signature), Time: r.e.now().UTC().Truncate(time.Millisecond),
 		Publisher: req.Publisher, Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
 	if err := r.writeAck(ctx, na); err != nil {
 		return fail(applyFailed, targets.IsPermanent(err), err)

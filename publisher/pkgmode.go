@@ -93,6 +93,13 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The difusor's apply makes and removes directories (staging, retired
+	// files' directories) behind this run's back.
+	defer func() {
+		r.dirsMu.Lock()
+		clear(r.dirs)
+		r.dirsMu.Unlock()
+	}()
 	start := time.Now()
 	proc, err := cmdr.Command(ctx, r.apply)
 	if err != nil {

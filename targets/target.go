@@ -94,7 +94,9 @@ type DeferredSyncer interface {
 
 // Commander is implemented by targets that can run a command on the
 // difusor's server over their connection: package mode streams a cut's
-// package to "prepcast apply" this way.
+// package to "prepcast apply" this way. A command may change the files
+// below the root: whatever the target remembers about them (directories
+// known to exist) is forgotten once the command ends.
 type Commander interface {
 	// Command starts cmd (a shell command line) on the server. The process
 	// ends when its command exits, when ctx is done, or when Close is

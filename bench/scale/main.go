@@ -95,7 +95,7 @@ func run(out, bin string, nFiles int, stepsFlag string, change float64) error {
 		if err := os.MkdirAll(www, 0o755); err != nil {
 			return err
 		}
-		s, err := sftpd.Start(www, filepath.Join(out, "t", fmt.Sprint(i), "key"))
+		s, err := sftpd.Start(www, filepath.Join(out, "t", fmt.Sprint(i), "key"), nil)
 		if err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/prepcast/prepcast/resultsgen"
 	"github.com/prepcast/prepcast/state"
 	"github.com/prepcast/prepcast/status"
+	"github.com/prepcast/prepcast/targets/localfs"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
 
@@ -107,7 +108,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := os.MkdirAll(www, 0o755); err != nil {
 			return err
 		}
-		srv, err := sftpd.Start(www, filepath.Join(dir, "difusores", name, "id_ed25519"))
+		var exec sftpd.ExecFunc
+		if i == 4 {
+			// Package mode: the difusor runs prepcast apply (in-process here,
+			// as a command forced in authorized_keys would run it).
+			exec = demoApply(ctx, name, www, key.Public().(ed25519.PublicKey))
+		}
+		srv, err := sftpd.Start(www, filepath.Join(dir, "difusores", name, "id_ed25519"), exec)
 		if err != nil {
 			return err
 		}
@@ -127,9 +134,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		case 3:
 			spec.Limit = 6 << 20
 			role = " (thin uplink: 6 MiB/s)"
+		case 4:
+			spec.Apply = config.DefaultApplyCommand(www)
+			role = " (package mode: each cut as one package to prepcast apply)"
 		}
 		specs = append(specs, spec)
-		cfg.Targets = append(cfg.Targets, config.Target{Name: name, Address: srv.Addr, Root: www})
+		mode := config.ModeSFTP
+		if spec.Apply != "" {
+			mode = config.ModeExec
+		}
+		cfg.Targets = append(cfg.Targets, config.Target{Name: name, Address: srv.Addr, Root: www, Mode: mode, ApplyCommand: spec.Apply})
 		fmt.Fprintf(stdout, "%s  sftp://%s@%s%s%s\n", name, srv.User, srv.Addr, www, role)
 	}
 	fmt.Fprintf(stdout, "replaying %d cuts of the Puebla 2024 PREP night (%.0f%% of the actas) into %s\n\n", *cuts, *scale*100, dir)
@@ -383,4 +397,28 @@ func verifyWebroot(root string, m *packager.Manifest) error {
 		}
 	}
 	return nil
+}
+
+// demoApply is the demo's package-mode difusor: "prepcast apply" on its
+// webroot, trusting the demo's signing key.
+func demoApply(ctx context.Context, name, www string, pub ed25519.PublicKey) sftpd.ExecFunc {
+	return func(_ string, stdin io.Reader, stdout, stderr io.Writer) int {
+		t, err := localfs.New(name, www)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer t.Close()
+		unlock, err := lockRoot(ctx, www)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer unlock()
+		if err := publisher.Apply(ctx, publisher.ApplyOptions{Target: t, PublicKey: pub, In: stdin, Out: stdout, Version: version}); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
 }

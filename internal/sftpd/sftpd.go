@@ -1,7 +1,8 @@
 // Package sftpd is a small SSH server that serves a directory over SFTP on
 // 127.0.0.1, for prepcast's demo: generated host key (for the client to
-// pin), public key authentication, posix-rename, and a way to drop every
-// connection to play a flaky difusor.
+// pin), public key authentication, posix-rename, optional commands (exec
+// sessions handled in-process), and a way to drop every connection to play
+// a flaky difusor.
 package sftpd
 
 import (
@@ -11,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -27,6 +29,9 @@ type Server struct {
 	Root          string
 	HostKeyLine   string // authorized_keys form, for the client to pin
 	ClientKeyPath string
+	// Exec runs the command of an exec session with the session's streams
+	// and returns its exit status; nil refuses exec sessions.
+	Exec ExecFunc
 
 	ln     net.Listener
 	config *ssh.ServerConfig
@@ -36,9 +41,13 @@ type Server struct {
 	closed bool
 }
 
+// ExecFunc runs one command of an exec session.
+type ExecFunc func(cmd string, stdin io.Reader, stdout, stderr io.Writer) int
+
 // Start serves root on a free port of 127.0.0.1. A client key is generated
-// and written to clientKeyPath (mode 0600).
-func Start(root, clientKeyPath string) (*Server, error) {
+// and written to clientKeyPath (mode 0600). exec, if not nil, handles exec
+// sessions (see Server.Exec).
+func Start(root, clientKeyPath string, exec ExecFunc) (*Server, error) {
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -62,7 +71,7 @@ func Start(root, clientKeyPath string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{User: "prep", Root: root, ClientKeyPath: clientKeyPath, conns: map[net.Conn]struct{}{},
+	s := &Server{User: "prep", Root: root, ClientKeyPath: clientKeyPath, Exec: exec, conns: map[net.Conn]struct{}{},
 		HostKeyLine: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostSigner.PublicKey())))}
 	s.config = &ssh.ServerConfig{
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -128,6 +137,14 @@ func (s *Server) serve(nc net.Conn) {
 		go func() {
 			defer ch.Close()
 			for req := range creqs {
+				if req.Type == "exec" && s.Exec != nil && len(req.Payload) >= 4 {
+					_ = req.Reply(true, nil)
+					go ssh.DiscardRequests(creqs)
+					code := s.Exec(string(req.Payload[4:]), ch, ch, ch.Stderr())
+					_ = ch.CloseWrite()
+					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(code)}))
+					return
+				}
 				ok := req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == "sftp"
 				_ = req.Reply(ok, nil)
 				if !ok {

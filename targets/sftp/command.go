@@ -53,7 +53,7 @@ func (t *Target) Command(ctx context.Context, cmd string) (targets.Process, erro
 	case <-c.dead:
 		return nil, t.opErr("start command", "", c.cause())
 	}
-	p := &process{t: t, s: sess, cmd: cmd, done: make(chan struct{})}
+	p := &process{t: t, c: c, s: sess, cmd: cmd, done: make(chan struct{})}
 	if p.stdin, err = sess.StdinPipe(); err == nil {
 		p.stdout, err = sess.StdoutPipe()
 	}
@@ -81,6 +81,7 @@ func (t *Target) Command(ctx context.Context, cmd string) (targets.Process, erro
 // process is a command running in an SSH session.
 type process struct {
 	t      *Target
+	c      *conn
 	s      *ssh.Session
 	cmd    string
 	stdin  io.WriteCloser
@@ -98,6 +99,8 @@ func (p *process) Stdout() io.Reader     { return p.stdout }
 func (p *process) Wait() error {
 	p.waitOnce.Do(func() {
 		err := p.s.Wait()
+		// The command may have made or removed directories.
+		p.c.forgetAllDirs()
 		close(p.done)
 		p.waitErr = p.exitError(err)
 	})
@@ -106,6 +109,7 @@ func (p *process) Wait() error {
 
 func (p *process) Close() error {
 	err := p.s.Close()
+	p.c.forgetAllDirs()
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
