@@ -2,8 +2,9 @@
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 FUZZTIME ?= 3s
+UPLINK_SCALE ?= 1
 
-.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale bench-wan clean
+.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale bench-wan bench-uplink clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n",$$1,$$2}'
@@ -48,7 +49,11 @@ bench-wan: build ## WAN benchmark: 2,000 JSON files through a 50 ms RTT, 12.5 MB
 	@mkdir -p bench/out
 	$(GO) run ./bench/wan -prepcast bin/prepcast | tee bench/out/wan.md
 
-bench: bench-cut bench-push bench-scale bench-wan ## All benchmarks (tables in bench/out/)
+bench-uplink: ## Uplink bytes over the replayed Puebla night: SFTP file mode vs package mode
+	@mkdir -p bench/out
+	$(GO) run ./bench/uplink -scale $(UPLINK_SCALE) | tee bench/out/uplink.md
+
+bench: bench-cut bench-push bench-scale bench-wan bench-uplink ## All benchmarks (tables in bench/out/)
 
 clean: ## Remove build output
 	rm -rf bin bench/out
