@@ -76,7 +76,7 @@ func (e *Engine) discardPackage(from, to int64) {
 // pushPackage brings the target to cut c by streaming the package from
 // cut fromSeq (0 = nothing) to the apply command on the difusor, which
 // checks, stages, commits and acknowledges it (see [Apply]).
-func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, st *attemptStats) (*Ack, error) {
+func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, files int, st *attemptStats) (*Ack, error) {
 	cmdr, ok := r.t.(targets.Commander)
 	if !ok {
 		return nil, targets.Permanent(fmt.Errorf("target cannot run commands, so package mode is not available: use mode: sftp"))
@@ -162,8 +162,9 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	}
 	sentBefore := r.sent.Load()
 	mf := &meteredFile{ctx: ctx, f: f, size: size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
+	r.prog("staging", 0, size, 0, files)
 	pw := &progressWriter{w: proc.Stdin(), total: size, report: func(done int64) {
-		r.prog("staging", done, size, 0, 0)
+		r.prog("staging", done, size, 0, files)
 	}}
 	copied := make(chan error, 1)
 	go func() {

@@ -227,7 +227,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		if from != nil {
 			fromSeq, fromManifest = from.Seq, ack.Manifest
 		}
-		na, err := r.pushPackage(ctx, c, fromSeq, fromManifest, &st)
+		na, err := r.pushPackage(ctx, c, fromSeq, fromManifest, len(changed), &st)
 		return na, st, err
 	}
 

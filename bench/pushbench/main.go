@@ -1,24 +1,38 @@
-// Command pushbench measures prepcast push against rsync on the same
+// Command pushbench measures prepcast push against its peers on the same
 // Puebla-shaped trees and the same real OpenSSH sshd targets on 127.0.0.1,
-// interleaved, and prints medians and ratios as a markdown table.
+// interleaved round-robin (prepcast, then each peer, then again), and prints
+// medians, ratios and the push goals as one markdown table and a few notes.
 //
 // Scenarios:
 //
 //	full         an empty webroot on one target receives a whole cut (~1 GB by default)
 //	incremental  N targets holding cut A receive cut B at once (prepcast: one push;
-//	             rsync: N rsync -a processes in parallel)
+//	             a peer: N processes in parallel, one per target)
 //
-// Client CPU is user+sys of the measured process and everything it waited
-// for (rsync's ssh, for example); server CPU is that of the sshd listeners
-// and all they forked.
+// Peers (-peers, default all): rsync -a and rsync -a -W over ssh, rclone copy
+// over sftp, lftp mirror -R over sftp and the raw ssh channel, a tar of the
+// tree into "cat > /dev/null" (full scenario only). A peer whose tool is not
+// installed is skipped with a note.
+//
+// Every peer uses the cipher prepcast negotiates by default: a probe push to
+// a debug-logging sshd finds it, and the measured servers offer only that one.
+//
+// Client CPU is user+sys of the measured processes and everything they
+// waited for (rsync's ssh, for example); server CPU is that of the sshd
+// listeners and all they forked. Client peak RSS is the largest resident set
+// of any process in a measured process's tree (the rusage of the waited
+// child, started by a small wrapper so that the benchmark's own memory does
+// not count; see wrapArg), summed over the processes run in parallel.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -29,12 +43,35 @@ import (
 	"github.com/prepcast/prepcast/resultsgen"
 )
 
-type sample struct{ wall, client, server float64 }
+// sample is one run of one tool.
+type sample struct{ wall, client, server, rssMB float64 }
 
+// row is one tool in one scenario.
 type row struct {
-	scenario, tool string
-	bytes          int64
-	runs           []sample
+	scenario string
+	tool     string
+	peer     string // the peer's -peers name, "" for prepcast
+	pkg      bool   // prepcast in package mode (mode: exec)
+	bytes    int64
+	runs     []sample
+}
+
+// options are the command-line settings.
+type options struct {
+	out, bin   string
+	nTargets   int
+	runs       int
+	scale      float64
+	cutA       int
+	rewriteAll bool
+	scenarios  []string
+	peers      []*peer
+	skipped    []string // notes on peers left out
+	reproduce  string
+	started    time.Time
+	partTimes  []string
+	cipher     string
+	rcloneConf string
 }
 
 func main() {
@@ -45,130 +82,304 @@ func main() {
 	scale := flag.Float64("scale", 0.12, "fraction of the night's actas (0.12 is about 1 GB)")
 	cutA := flag.Int("cut-a", 24, "cut index of the incremental scenario's starting cut (15-minute cuts from 20:00)")
 	scenarios := flag.String("scenarios", "full,incremental", "scenarios to run")
+	rewriteAll := flag.Bool("rewrite-all", false, "give every file of the incremental scenario's cut B a new modification time, as a generator that rewrites its whole tree each cut would")
+	peers := flag.String("peers", "all", "peers to compare with, comma-separated: "+strings.Join(peerNames(), ",")+" or all")
+	if len(os.Args) > 1 && os.Args[1] == wrapArg {
+		wrapMain(os.Args[2:])
+	}
 	flag.Parse()
-	if err := run(*out, *bin, *nTargets, *runs, *scale, *cutA, *scenarios); err != nil {
+
+	o := &options{out: *out, bin: *bin, nTargets: *nTargets, runs: *runs, scale: *scale, cutA: *cutA, rewriteAll: *rewriteAll, started: time.Now()}
+	err := o.parse(*scenarios, *peers)
+	if err == nil {
+		err = run(o)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pushbench:", err)
 		os.Exit(1)
 	}
 }
 
+// parse checks the flags and resolves the scenarios and peers.
+func (o *options) parse(scenarios, peers string) error {
+	if o.runs < 1 || o.nTargets < 1 {
+		return errors.New("parse flags: -runs and -targets must be at least 1")
+	}
+	if strings.ContainsAny(o.out, " \t\n'\"\\") {
+		return fmt.Errorf("parse flags: work directory %q must not hold spaces, quotes or backslashes: ssh command lines carry it unquoted", o.out)
+	}
+	for _, sc := range strings.Split(scenarios, ",") {
+		if sc != "full" && sc != "incremental" {
+			return fmt.Errorf("parse flags: unknown scenario %q: use full, incremental or both", sc)
+		}
+		o.scenarios = append(o.scenarios, sc)
+	}
+	want := map[string]bool{}
+	for _, name := range strings.Split(peers, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "all":
+			for _, p := range allPeers {
+				want[p.name] = true
+			}
+		case name == "" || name == "none":
+		case findPeer(name) == nil:
+			return fmt.Errorf("parse flags: unknown peer %q: use some of %s, all or none", name, strings.Join(peerNames(), ","))
+		default:
+			want[name] = true
+		}
+	}
+	for _, p := range allPeers {
+		if !want[p.name] {
+			continue
+		}
+		if missing := p.missing(); missing != "" {
+			o.skipped = append(o.skipped, fmt.Sprintf("%s skipped: %s is not installed", p.label, missing))
+			say("%s skipped: %s is not installed", p.label, missing)
+			continue
+		}
+		o.peers = append(o.peers, p)
+	}
+	args := []string{"go run ./bench/pushbench"}
+	flag.Visit(func(f *flag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+			return
+		}
+		args = append(args, "-"+f.Name, f.Value.String())
+	})
+	o.reproduce = strings.Join(args, " ")
+	return nil
+}
+
 func say(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 
-func run(out, bin string, nTargets, runs int, scale float64, cutA int, scenarios string) error {
-	bin, _ = filepath.Abs(bin)
-	if err := os.MkdirAll(out, 0o755); err != nil {
+// part records how long a part of the benchmark took since *start and
+// restarts the clock.
+func (o *options) part(name string, start *time.Time) {
+	d := time.Since(*start).Round(time.Second)
+	o.partTimes = append(o.partTimes, fmt.Sprintf("%s %s", name, d))
+	say("%s took %s", name, d)
+	*start = time.Now()
+}
+
+// trees describes the generated trees for the notes.
+type trees struct {
+	fullFiles, incFiles, incChanged int
+	fullBytes, incDelta             int64
+	fullCut, cutA, cutB             string
+}
+
+func run(o *options) error {
+	o.bin, _ = filepath.Abs(o.bin)
+	o.out, _ = filepath.Abs(o.out)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	night, err := resultsgen.New(resultsgen.Options{Seed: 7, Scale: scale})
+	clock := time.Now()
+	night, err := resultsgen.New(resultsgen.Options{Seed: 7, Scale: o.scale})
 	if err != nil {
 		return err
 	}
-	treeA, treeB, treeFull := filepath.Join(out, "treeA"), filepath.Join(out, "treeB"), filepath.Join(out, "treeFull")
-	say("generating trees (scale %.2f)", scale)
+	if o.cutA < 0 || o.cutA+1 >= night.Cuts() {
+		return fmt.Errorf("parse flags: -cut-a %d out of range: the night has cuts 0 to %d", o.cutA, night.Cuts()-1)
+	}
+	treeA, treeB, treeFull := filepath.Join(o.out, "treeA"), filepath.Join(o.out, "treeB"), filepath.Join(o.out, "treeFull")
+	say("generating trees (scale %.2f)", o.scale)
 	if _, err := night.WriteCut(treeFull, night.Cuts()-1); err != nil {
 		return err
 	}
-	if _, err := night.WriteCut(treeA, cutA); err != nil {
+	if _, err := night.WriteCut(treeA, o.cutA); err != nil {
 		return err
 	}
-	if _, err := night.WriteCut(treeB, cutA+1); err != nil {
+	// Cut B is written over a copy of cut A the way a PREP generator writes
+	// each cut: only changed files are rewritten. Every file carries the
+	// time of the cut that last wrote it, so that tools deciding by size and
+	// modification time (rsync, rclone, lftp) see the changed files as newer
+	// even when cut A and cut B are generated within the same second.
+	if err := stamp(treeA, night.ReplayTime(o.cutA), nil); err != nil {
 		return err
 	}
-	keyPath := filepath.Join(out, "client_key")
+	if err := mirror(treeA, treeB, true); err != nil {
+		return err
+	}
+	if _, err := night.WriteCut(treeB, o.cutA+1); err != nil {
+		return err
+	}
+	changedB, delta := changed(treeA, treeB)
+	only := changedB
+	if o.rewriteAll {
+		only = nil
+	}
+	if err := stamp(treeB, night.ReplayTime(o.cutA+1), only); err != nil {
+		return err
+	}
+	tr := trees{fullCut: night.CutID(night.Cuts() - 1), cutA: night.CutID(o.cutA), cutB: night.CutID(o.cutA + 1)}
+	tr.fullFiles, tr.fullBytes = treeSize(treeFull)
+	tr.incFiles, _ = treeSize(treeB)
+	tr.incChanged, tr.incDelta = len(changedB), delta
+	keyPath := filepath.Join(o.out, "client_key")
 	if _, err := os.Stat(keyPath); err != nil {
 		if _, err := sshdtest.GenerateKey(keyPath); err != nil {
 			return err
 		}
 	}
-	n := max(nTargets, 1)
-	servers := make([]*sshdtest.Server, n)
+	if err := exec.Command(o.bin, "keygen", "--out", filepath.Join(o.out, "keys")).Run(); err != nil {
+		if _, serr := os.Stat(filepath.Join(o.out, "keys", "manifest.key")); serr != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+	}
+	o.rcloneConf = filepath.Join(o.out, "rclone.conf")
+	if err := os.WriteFile(o.rcloneConf, nil, 0o600); err != nil {
+		return err
+	}
+	o.part("generating trees", &clock)
+
+	o.cipher, err = probeCipher(o, night, keyPath)
+	if err != nil {
+		return err
+	}
+	say("prepcast negotiates %s by default; every server offers only that cipher", o.cipher)
+	o.part("cipher probe", &clock)
+
+	servers := make([]*sshdtest.Server, o.nTargets)
 	for i := range servers {
-		dir := filepath.Join(out, fmt.Sprintf("t%02d", i+1))
+		dir := filepath.Join(o.out, fmt.Sprintf("t%02d", i+1))
 		os.RemoveAll(dir)
-		os.MkdirAll(dir, 0o755)
-		s, err := sshdtest.StartServer(dir, sshdtest.Options{ClientKey: keyPath})
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		s, err := sshdtest.StartServer(dir, sshdtest.Options{ClientKey: keyPath, ExtraConfig: []string{"Ciphers " + o.cipher}})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
 		servers[i] = s
 	}
-	if err := exec.Command(bin, "keygen", "--out", filepath.Join(out, "keys")).Run(); err != nil {
-		if _, serr := os.Stat(filepath.Join(out, "keys", "manifest.key")); serr != nil {
-			return fmt.Errorf("keygen: %w", err)
-		}
-	}
 	var rows []*row
-	for _, sc := range strings.Split(scenarios, ",") {
+	for _, sc := range o.scenarios {
+		var r []*row
 		switch sc {
 		case "full":
-			r, err := full(out, bin, servers[0], treeFull, runs)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, r...)
+			r, err = full(o, servers[0], treeFull)
 		case "incremental":
-			r, err := incremental(out, bin, servers[:nTargets], treeA, treeB, runs)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, r...)
-		default:
-			return fmt.Errorf("unknown scenario %q", sc)
+			r, err = incremental(o, servers, treeA, treeB)
 		}
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r...)
+		o.part(sc+" scenario", &clock)
 	}
-	printTable(rows, runs)
+	printTable(o, rows, tr)
+	say("total %s (%s)", time.Since(o.started).Round(time.Second), strings.Join(o.partTimes, ", "))
 	return nil
+}
+
+// probeCipher pushes a small cut to an sshd that logs key exchanges and
+// returns the client-to-server cipher that prepcast negotiated.
+func probeCipher(o *options, night *resultsgen.Night, keyPath string) (string, error) {
+	dir := filepath.Join(o.out, "probe")
+	tree := filepath.Join(o.out, "treeProbe")
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if _, err := night.WriteCut(tree, 0); err != nil {
+		return "", err
+	}
+	s, err := sshdtest.StartServer(dir, sshdtest.Options{ClientKey: keyPath, ExtraConfig: []string{"LogLevel DEBUG1"}})
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	cfg, state, err := writeConfig(o.out, "probe", tree, []*sshdtest.Server{s})
+	if err != nil {
+		return "", err
+	}
+	os.RemoveAll(state)
+	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+		return "", err
+	}
+	if err := sh(o.bin, "push", "--config", cfg); err != nil {
+		return "", err
+	}
+	log, err := os.ReadFile(s.LogPath())
+	if err != nil {
+		return "", err
+	}
+	m := regexp.MustCompile(`kex: client->server cipher: (\S+)`).FindSubmatch(log)
+	if m == nil {
+		return "", fmt.Errorf("probe cipher: no key exchange in %s", s.LogPath())
+	}
+	return string(m[1]), nil
 }
 
 // writeConfig writes a prepcast config for src and the servers.
 func writeConfig(out, name, src string, servers []*sshdtest.Server) (string, string, error) {
-	state := filepath.Join(out, "state-"+name)
+	return writeModeConfig(out, name, name, src, servers, "")
+}
+
+// writeModeConfig writes a prepcast config named name whose store is
+// state-stateName (configs may share one); with bin set, every target is in
+// package mode and runs bin's apply.
+func writeModeConfig(out, name, stateName, src string, servers []*sshdtest.Server, bin string) (string, string, error) {
+	state := filepath.Join(out, "state-"+stateName)
 	var b strings.Builder
 	fmt.Fprintf(&b, "source: %s\nstate_dir: %s\nsigning_key: %s\nretention: {cuts: 3}\ntargets:\n", src, state, filepath.Join(out, "keys", "manifest.key"))
 	for i, s := range servers {
-		fmt.Fprintf(&b, "  - {name: t%02d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s}\n",
-			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root())
+		mode := ""
+		if bin != "" {
+			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root())
+		}
+		fmt.Fprintf(&b, "  - {name: t%02d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s%s}\n",
+			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), mode)
 	}
 	p := filepath.Join(out, name+".yaml")
 	return p, state, os.WriteFile(p, []byte(b.String()), 0o644)
 }
 
-// measure runs cmds in parallel and returns wall time, the summed client
-// CPU and the sshd CPU the run caused.
+// measure runs cmds in parallel, each through the wrapper, and returns wall
+// time, their summed CPU and peak RSS, and the sshd CPU the run caused.
 func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
+	ws := make([]*wrapped, len(cmds))
+	for i, c := range cmds {
+		w, err := wrap(c)
+		if err != nil {
+			return sample{}, err
+		}
+		ws[i] = w
+	}
 	before := serverCPU(servers)
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make([]error, len(cmds))
-	for i, c := range cmds {
+	use := make([]usage, len(ws))
+	errs := make([]error, len(ws))
+	for i, w := range ws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := c.CombinedOutput()
+			u, err := w.run()
 			if err != nil {
-				errs[i] = fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+				errs[i] = fmt.Errorf("%s: %w", strings.Join(cmds[i].Args, " "), err)
 			}
+			use[i] = u
 		}()
 	}
 	wg.Wait()
 	wall := time.Since(start).Seconds()
-	for _, err := range errs {
-		if err != nil {
-			return sample{}, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return sample{}, err
 	}
 	// sshd reaps its per-connection children shortly after the client leaves.
 	time.Sleep(300 * time.Millisecond)
 	s := sample{wall: wall, server: serverCPU(servers) - before}
-	for _, c := range cmds {
-		ru := c.ProcessState.SysUsage().(*syscall.Rusage)
-		s.client += tv(ru.Utime) + tv(ru.Stime)
+	for _, u := range use {
+		s.client += u.cpu
+		s.rssMB += float64(u.rssKB) / 1024
 	}
 	return s, nil
 }
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 func serverCPU(servers []*sshdtest.Server) float64 {
 	var sum float64
@@ -179,15 +390,6 @@ func serverCPU(servers []*sshdtest.Server) float64 {
 	return sum
 }
 
-func rsyncCmd(s *sshdtest.Server, src string, wholeFile bool) *exec.Cmd {
-	args := []string{"-a", "-e", strings.Join(s.SSHArgs(), " ")}
-	if wholeFile {
-		args = append(args, "-W")
-	}
-	args = append(args, src+"/", "root@127.0.0.1:"+s.Root()+"/")
-	return exec.Command("rsync", args...)
-}
-
 func sh(name string, args ...string) error {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -196,15 +398,18 @@ func sh(name string, args ...string) error {
 	return nil
 }
 
-func treeBytes(dir string) int64 {
+// treeSize returns the number and total size of the regular files under dir.
+func treeSize(dir string) (int, int64) {
+	var files int
 	var n int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() {
+			files++
 			n += fi.Size()
 		}
 		return nil
 	})
-	return n
+	return files, n
 }
 
 func emptyDir(d string) error {
@@ -214,54 +419,100 @@ func emptyDir(d string) error {
 	return os.MkdirAll(d, 0o755)
 }
 
-func full(out, bin string, s *sshdtest.Server, tree string, runs int) ([]*row, error) {
-	cfg, _, err := writeConfig(out, "full", tree, []*sshdtest.Server{s})
-	if err != nil {
-		return nil, err
-	}
-	if err := sh(bin, "cut", "--config", cfg); err != nil {
-		return nil, err
-	}
-	size := treeBytes(tree)
-	pc := &row{scenario: "full push, 1 target", tool: "prepcast push", bytes: size}
-	rs := &row{scenario: "full push, 1 target", tool: "rsync -a", bytes: size}
-	for r := 1; r <= runs; r++ {
-		say("full: run %d/%d", r, runs)
-		for _, t := range []struct {
-			row *row
-			cmd func() *exec.Cmd
-		}{
-			{pc, func() *exec.Cmd { return exec.Command(bin, "push", "--config", cfg) }},
-			{rs, func() *exec.Cmd { return rsyncCmd(s, tree, false) }},
-		} {
-			if err := emptyDir(s.WebRoot()); err != nil {
-				return nil, err
-			}
-			syscall.Sync()
-			smp, err := measure([]*sshdtest.Server{s}, t.cmd())
-			if err != nil {
-				return nil, err
-			}
-			if err := sameTree(tree, s.WebRoot()); err != nil {
-				return nil, fmt.Errorf("%s: %w", t.row.tool, err)
-			}
-			t.row.runs = append(t.row.runs, smp)
-		}
-	}
-	return []*row{pc, rs}, nil
+// contender is one tool of a scenario: its row and the commands of one run.
+type contender struct {
+	row  *row
+	cmds func() []*exec.Cmd
 }
 
-func incremental(out, bin string, servers []*sshdtest.Server, treeA, treeB string, runs int) ([]*row, error) {
-	src := filepath.Join(out, "treeInc")
-	if err := sh("rsync", "-a", "--delete", treeA+"/", src+"/"); err != nil {
-		return nil, err
+// rounds runs every contender runs times, round-robin; before each run,
+// reset prepares the targets, and after it every target's webroot is
+// checked against want (unless the contender is a peer that writes nothing).
+func rounds(o *options, name string, servers []*sshdtest.Server, want string, cs []contender, reset func() error) error {
+	for r := 1; r <= o.runs; r++ {
+		for _, c := range cs {
+			say("%s: run %d/%d: %s", name, r, o.runs, c.row.tool)
+			if err := reset(); err != nil {
+				return err
+			}
+			syscall.Sync()
+			smp, err := measure(servers, c.cmds()...)
+			if err != nil {
+				return err
+			}
+			if p := findPeer(c.row.peer); p == nil || p.writes {
+				if err := checkTargets(want, servers); err != nil {
+					return fmt.Errorf("%s: %w", c.row.tool, err)
+				}
+			}
+			c.row.runs = append(c.row.runs, smp)
+		}
 	}
-	cfg, _, err := writeConfig(out, "incremental", src, servers)
+	return nil
+}
+
+// checkTargets checks every server's webroot against want, in parallel.
+func checkTargets(want string, servers []*sshdtest.Server) error {
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sameTree(want, s.WebRoot()); err != nil {
+				errs[i] = fmt.Errorf("target %s: %w", s.Addr(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
+	cfg, _, err := writeConfig(o.out, "full", tree, []*sshdtest.Server{s})
 	if err != nil {
 		return nil, err
 	}
-	os.RemoveAll(filepath.Join(out, "state-incremental"))
-	if err := sh(bin, "cut", "--config", cfg); err != nil {
+	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+		return nil, err
+	}
+	_, size := treeSize(tree)
+	pkgCfg, _, err := writeModeConfig(o.out, "full-package", "full", tree, []*sshdtest.Server{s}, o.bin)
+	if err != nil {
+		return nil, err
+	}
+	const name = "full push, 1 target"
+	cs := []contender{{
+		row:  &row{scenario: name, tool: "prepcast push", bytes: size},
+		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", cfg)} },
+	}, {
+		row:  &row{scenario: name, tool: "prepcast push, package mode", bytes: size, pkg: true},
+		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", pkgCfg)} },
+	}}
+	for _, p := range o.peers {
+		cs = append(cs, contender{
+			row:  &row{scenario: name, tool: p.label, peer: p.name, bytes: size},
+			cmds: func() []*exec.Cmd { return []*exec.Cmd{p.cmd(o, s, tree)} },
+		})
+	}
+	reset := func() error { return emptyDir(s.WebRoot()) }
+	if err := rounds(o, "full", []*sshdtest.Server{s}, tree, cs, reset); err != nil {
+		return nil, err
+	}
+	return rowsOf(cs), nil
+}
+
+func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([]*row, error) {
+	src := filepath.Join(o.out, "treeInc")
+	if err := mirror(treeA, src, true); err != nil {
+		return nil, err
+	}
+	cfg, state, err := writeConfig(o.out, "incremental", src, servers)
+	if err != nil {
+		return nil, err
+	}
+	os.RemoveAll(state)
+	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
 	for _, s := range servers {
@@ -269,62 +520,89 @@ func incremental(out, bin string, servers []*sshdtest.Server, treeA, treeB strin
 			return nil, err
 		}
 	}
-	if err := sh(bin, "push", "--config", cfg); err != nil {
+	if err := sh(o.bin, "push", "--config", cfg); err != nil {
 		return nil, err
 	}
-	snap := filepath.Join(out, "snapA")
-	if err := sh("rsync", "-a", "--delete", servers[0].WebRoot()+"/", snap+"/"); err != nil {
+	// The starting state of every run: what prepcast left on a target after
+	// pushing cut A, with cut A's modification times, which a peer that
+	// preserves them (rsync -a, rclone, lftp) would have left after pushing
+	// cut A itself.
+	snap := filepath.Join(o.out, "snapA")
+	if err := mirror(servers[0].WebRoot(), snap, true); err != nil {
 		return nil, err
 	}
-	if err := sh("rsync", "-a", "--delete", treeB+"/", src+"/"); err != nil {
+	if err := mirror(treeA, snap, false); err != nil {
 		return nil, err
 	}
-	if err := sh(bin, "cut", "--config", cfg); err != nil {
+	if err := mirror(treeB, src, true); err != nil {
 		return nil, err
 	}
-	delta := changedBytes(treeA, treeB)
+	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+		return nil, err
+	}
+	_, delta := changed(treeA, treeB)
+	if delta == 0 {
+		return nil, fmt.Errorf("incremental: cut %d and cut %d hold the same files: choose another -cut-a", o.cutA, o.cutA+1)
+	}
+	pkgCfg, _, err := writeModeConfig(o.out, "incremental-package", "incremental", src, servers, o.bin)
+	if err != nil {
+		return nil, err
+	}
 	name := fmt.Sprintf("incremental cut, %d targets", len(servers))
 	total := delta * int64(len(servers))
-	pc := &row{scenario: name, tool: "prepcast push", bytes: total}
-	rs := &row{scenario: name, tool: fmt.Sprintf("%d × rsync -a", len(servers)), bytes: total}
-	for r := 1; r <= runs; r++ {
-		say("incremental: run %d/%d", r, runs)
-		for _, t := range []struct {
-			row  *row
-			cmds func() []*exec.Cmd
-		}{
-			{pc, func() []*exec.Cmd { return []*exec.Cmd{exec.Command(bin, "push", "--config", cfg)} }},
-			{rs, func() []*exec.Cmd {
-				var cs []*exec.Cmd
-				for _, s := range servers {
-					cs = append(cs, rsyncCmd(s, treeB, false))
-				}
-				return cs
-			}},
-		} {
-			for _, s := range servers {
-				if err := sh("rsync", "-a", "--delete", snap+"/", s.WebRoot()+"/"); err != nil {
-					return nil, err
-				}
-			}
-			syscall.Sync()
-			smp, err := measure(servers, t.cmds()...)
-			if err != nil {
-				return nil, err
-			}
-			for _, s := range servers {
-				if err := sameTree(treeB, s.WebRoot()); err != nil {
-					return nil, fmt.Errorf("%s: %w", t.row.tool, err)
-				}
-			}
-			t.row.runs = append(t.row.runs, smp)
+	cs := []contender{{
+		row:  &row{scenario: name, tool: "prepcast push", bytes: total},
+		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", cfg)} },
+	}, {
+		row:  &row{scenario: name, tool: "prepcast push, package mode", bytes: total, pkg: true},
+		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", pkgCfg)} },
+	}}
+	for _, p := range o.peers {
+		if !p.incremental {
+			continue
 		}
+		cs = append(cs, contender{
+			row: &row{scenario: name, tool: fmt.Sprintf("%d × %s", len(servers), p.label), peer: p.name, bytes: total},
+			cmds: func() []*exec.Cmd {
+				var cmds []*exec.Cmd
+				for _, s := range servers {
+					cmds = append(cmds, p.cmd(o, s, treeB))
+				}
+				return cmds
+			},
+		})
 	}
-	return []*row{pc, rs}, nil
+	reset := func() error {
+		errs := make([]error, len(servers))
+		var wg sync.WaitGroup
+		for i, s := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = mirror(snap, s.WebRoot(), true)
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	if err := rounds(o, "incremental", servers, treeB, cs, reset); err != nil {
+		return nil, err
+	}
+	return rowsOf(cs), nil
 }
 
-// changedBytes is the size of the files of b that are new or differ from a.
-func changedBytes(a, b string) int64 {
+func rowsOf(cs []contender) []*row {
+	var rows []*row
+	for _, c := range cs {
+		rows = append(rows, c.row)
+	}
+	return rows
+}
+
+// changed returns the files of b that are new or differ from a, as paths
+// relative to b, and their total size.
+func changed(a, b string) (map[string]bool, int64) {
+	files := map[string]bool{}
 	var n int64
 	filepath.Walk(b, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || !fi.Mode().IsRegular() {
@@ -332,11 +610,27 @@ func changedBytes(a, b string) int64 {
 		}
 		rel, _ := filepath.Rel(b, p)
 		if !sameFile(p, filepath.Join(a, rel)) {
+			files[rel] = true
 			n += fi.Size()
 		}
 		return nil
 	})
-	return n
+	return files, n
+}
+
+// stamp sets the modification time of the regular files under dir to t:
+// all of them if only is nil, else those whose path relative to dir it holds.
+func stamp(dir string, t time.Time, only map[string]bool) error {
+	return filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if only != nil && !only[rel] {
+			return nil
+		}
+		return os.Chtimes(p, t, t)
+	})
 }
 
 func sameFile(x, y string) bool {
@@ -380,20 +674,6 @@ func med(r *row, f func(sample) float64) float64 {
 	return median(xs)
 }
 
-func printTable(rows []*row, runs int) {
-	fmt.Printf("## prepcast push vs rsync (%s, real sshd on 127.0.0.1, medians of %d runs)\n\n", time.Now().UTC().Format("2006-01-02"), runs)
-	fmt.Println("| scenario | tool | wall s | MB/s | client CPU s | server CPU s | wall ratio prepcast/rsync | CPU ratio |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|")
-	for i, r := range rows {
-		wall := med(r, func(s sample) float64 { return s.wall })
-		cpu := med(r, func(s sample) float64 { return s.client + s.server })
-		ratio, cratio := "", ""
-		if i%2 == 0 && i+1 < len(rows) {
-			o := rows[i+1]
-			ratio = fmt.Sprintf("%.2f", wall/med(o, func(s sample) float64 { return s.wall }))
-			cratio = fmt.Sprintf("%.2f", cpu/med(o, func(s sample) float64 { return s.client + s.server }))
-		}
-		fmt.Printf("| %s | %s | %.2f | %.0f | %.2f | %.2f | %s | %s |\n", r.scenario, r.tool, wall, float64(r.bytes)/1e6/wall,
-			med(r, func(s sample) float64 { return s.client }), med(r, func(s sample) float64 { return s.server }), ratio, cratio)
-	}
-}
+func wallOf(s sample) float64 { return s.wall }
+func cpuOf(s sample) float64  { return s.client + s.server }
+func mbps(r *row) float64     { return float64(r.bytes) / 1e6 / med(r, wallOf) }

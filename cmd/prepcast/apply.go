@@ -75,8 +75,12 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return err
 	}
 	defer unlock()
+	if f, ok := stdin.(*os.File); ok {
+		growPipe(f)
+	}
+	in := newReadAhead(stdin, 1<<20, 8)
 	return publisher.Apply(ctx, publisher.ApplyOptions{
-		Target: t, PublicKey: pub, In: stdin, Out: stdout, Version: version, Log: log,
+		Target: t, PublicKey: pub, In: in, Out: stdout, Version: version, Log: log,
 	})
 }
 
