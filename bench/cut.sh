@@ -5,7 +5,8 @@
 #
 #   first cut   prepcast cut of a fresh store   vs  sha256sum of every file, then tar -c | zstd -3 -T0
 #   unchanged   prepcast cut, nothing changed (50k-file tree)
-#   10% change  prepcast cut after 10% of the files were rewritten  vs  sha256sum of those files alone
+#   10% change  prepcast cut after 10% of the files were rewritten  vs  sha256sum of those files alone,
+#               with the package built (a target in package mode) and without (SFTP targets only)
 #
 # Knobs (env): FILES (20000), MB (2048), BIG_FILES (50000), RUNS (3), OUT (/tmp/prepcast-bench-cut).
 set -euo pipefail
@@ -26,7 +27,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 col() { awk -v l="$1" -v c="$2" '$1==l {print $c}' "$OUT/times" | median; }
 cpu() { awk -v l="$1" '$1==l {print $3+$4}' "$OUT/times" | median; }
 
-setup_cfg() { # setup_cfg DIR TREE
+setup_cfg() { # setup_cfg DIR TREE [package]: with "package", a target in package mode makes every cut build its package
   mkdir -p "$1"
   [ -f "$1/manifest.key" ] || "$BIN" keygen --out "$1" >/dev/null
   cat > "$1/prepcast.yaml" <<YAML
@@ -35,6 +36,13 @@ state_dir: $1/state
 signing_key: $1/manifest.key
 retention: {cuts: 2}
 YAML
+  if [ "${3:-}" = package ]; then
+    [ -f "$1/id" ] || ssh-keygen -q -t ed25519 -N '' -f "$1/id"
+    cat >> "$1/prepcast.yaml" <<YAML
+targets:
+  - {name: pkg, address: "127.0.0.1:22", user: prep, identity_file: $1/id, host_key: "$(cut -d' ' -f1,2 "$1/id.pub")", root: /srv/prep, mode: exec}
+YAML
+  fi
 }
 
 rm -f "$OUT/times"
@@ -42,7 +50,8 @@ mkdir -p "$OUT"
 say "generating $FILES files (~$MB MB) in $OUT/tree"
 "$OUT/mktree" -out "$OUT/tree" -files "$FILES" -mb "$MB" >&2
 mkdir -p "$OUT/tree/json" && echo '{"corte":1}' > "$OUT/tree/json/main.json"
-setup_cfg "$OUT/c1" "$OUT/tree"
+setup_cfg "$OUT/c1" "$OUT/tree" package
+setup_cfg "$OUT/c3" "$OUT/tree"
 sync
 
 for r in $(seq "$RUNS"); do
@@ -66,20 +75,31 @@ for r in $(seq "$RUNS"); do
   timed prepcast_unchanged "$BIN" cut --config "$OUT/c2/prepcast.yaml"
 done
 
+# The same tree cut by a store whose config has no target in package mode
+# (no package built): its first cut is not timed.
+rm -rf "$OUT/c3/state"
+"$BIN" cut --config "$OUT/c3/prepcast.yaml" >/dev/null
 for r in $(seq "$RUNS"); do
   say "run $r/$RUNS: 10% change"
   "$OUT/mktree" -out "$OUT/tree" -files "$FILES" -mb "$MB" -seed $((100 + r)) -change 0.10 >&2
   echo "{\"corte\":$((r + 1))}" > "$OUT/tree/json/main.json"
   find "$OUT/tree" -type f -newer "$OUT/c1/state/store/scan.idx" -print0 > "$OUT/changed.list"
   sync
-  timed prepcast_10pct "$BIN" cut --config "$OUT/c1/prepcast.yaml"
+  # Interleaved, the order alternating from run to run.
+  if [ $((r % 2)) = 1 ]; then
+    timed prepcast_10pct "$BIN" cut --config "$OUT/c1/prepcast.yaml"; sync
+    timed prepcast_10pct_nopkg "$BIN" cut --config "$OUT/c3/prepcast.yaml"; sync
+  else
+    timed prepcast_10pct_nopkg "$BIN" cut --config "$OUT/c3/prepcast.yaml"; sync
+    timed prepcast_10pct "$BIN" cut --config "$OUT/c1/prepcast.yaml"; sync
+  fi
   timed sha256sum_changed sh -c "xargs -0 sha256sum < '$OUT/changed.list'"
 done
 
 tree_bytes=$(du -sb "$OUT/tree" | cut -f1)
 changed_bytes=$(xargs -0 du -cb < "$OUT/changed.list" | tail -1 | cut -f1)
 pf=$(col prepcast_first 2) sa=$(col sha256sum_all 2) tz=$(col tar_zstd 2)
-pu=$(col prepcast_unchanged 2) p10=$(col prepcast_10pct 2) s10=$(col sha256sum_changed 2)
+pu=$(col prepcast_unchanged 2) p10=$(col prepcast_10pct 2) s10=$(col sha256sum_changed 2) n10=$(col prepcast_10pct_nopkg 2)
 cat <<TABLE
 ## prepcast cut benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, medians of $RUNS runs)
 
@@ -90,5 +110,10 @@ Tree: $FILES files, $((tree_bytes / 1000000)) MB (90 % incompressible images, 10
 |---|---:|---:|---:|---|---:|---:|
 | first cut | $pf | $(cpu prepcast_first) | $(( $(col prepcast_first 5) / 1024 )) | sha256sum all + tar\|zstd -3 -T0 | $(echo "$sa + $tz" | bc) | $(echo "scale=2; $pf / ($sa + $tz)" | bc) (≤ 1.0) |
 | unchanged re-cut, $BIG_FILES files | $pu | $(cpu prepcast_unchanged) | $(( $(col prepcast_unchanged 5) / 1024 )) | — | — | $pu s (< 1 s) |
-| 10 % change | $p10 | $(cpu prepcast_10pct) | $(( $(col prepcast_10pct 5) / 1024 )) | sha256sum of the changed files | $s10 | $(echo "scale=2; $p10 / $s10" | bc) (≤ 1.3) |
+| 10 % change, package built (a target in package mode) | $p10 | $(cpu prepcast_10pct) | $(( $(col prepcast_10pct 5) / 1024 )) | sha256sum of the changed files | $s10 | $(echo "scale=2; $p10 / $s10" | bc) (≤ 1.3) |
+| 10 % change, no package (SFTP targets only) | $n10 | $(cpu prepcast_10pct_nopkg) | $(( $(col prepcast_10pct_nopkg 5) / 1024 )) | sha256sum of the changed files | $s10 | $(echo "scale=2; $n10 / $s10" | bc) (≤ 1.3) |
 TABLE
+printf '\nRaw runs (wall s), in order: first cut %s against sha256sum %s and tar|zstd %s;\n10 %% change with package %s, without %s, against sha256sum %s.\n' \
+  "$(awk '$1=="prepcast_first"{printf "%s ", $2}' "$OUT/times")" "$(awk '$1=="sha256sum_all"{printf "%s ", $2}' "$OUT/times")" \
+  "$(awk '$1=="tar_zstd"{printf "%s ", $2}' "$OUT/times")" "$(awk '$1=="prepcast_10pct"{printf "%s ", $2}' "$OUT/times")" \
+  "$(awk '$1=="prepcast_10pct_nopkg"{printf "%s ", $2}' "$OUT/times")" "$(awk '$1=="sha256sum_changed"{printf "%s ", $2}' "$OUT/times")"

@@ -104,7 +104,7 @@ func (e *env) specs(ts ...targets.Target) []publisher.TargetSpec {
 func (e *env) nextCut() *packager.CutInfo {
 	e.t.Helper()
 	e.gen.next(e.t, e.src)
-	res, err := e.store.Cut(context.Background(), packager.CutOptions{Source: e.src, Key: e.priv, Pointers: []string{"json/main.json"}, Keep: 10})
+	res, err := e.store.Cut(context.Background(), packager.CutOptions{Source: e.src, Key: e.priv, Pointers: []string{"json/main.json"}, Keep: 10, Package: true})
 	if err != nil {
 		e.t.Fatalf("cut: %v", err)
 	}

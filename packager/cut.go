@@ -32,6 +32,10 @@ type CutOptions struct {
 	Keep       int                // cuts kept whole by the prune after the cut (0 = no prune)
 	Protect    map[int64]bool     // cuts whose manifests must survive the prune
 	Workers    int                // files hashed at once; 0 = number of CPUs
+	// Package builds the package from the previous cut as part of the cut,
+	// for targets in package mode. Without it no package is written now;
+	// [Store.Package] builds one from the objects if a target ever needs it.
+	Package bool
 	Now        func() time.Time   // clock; nil = time.Now
 	Log        *zap.Logger
 }
@@ -260,10 +264,12 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	// durable now: it is built after the commit, outside the flush the cut
 	// waits for. A package lost to a crash or a power cut (or rejected by a
 	// difusor) is built again from the objects when it is needed.
-	if err := s.addPackage(ci, delta, mb, sig, fromSeq, fresh); err != nil {
-		log.Warn("package not built now; it is built when a package-mode target needs it", zap.Int64("seq", ci.Seq), zap.Error(err))
+	if o.Package {
+		if err := s.addPackage(ci, delta, mb, sig, fromSeq, fresh); err != nil {
+			log.Warn("package not built now; it is built when a package-mode target needs it", zap.Int64("seq", ci.Seq), zap.Error(err))
+		}
+		phase("package")
 	}
-	phase("package")
 	if err := saveIndex(s.indexPath(), files, shas, scanStart); err != nil {
 		log.Warn("save scan index", zap.Error(err))
 	}

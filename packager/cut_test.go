@@ -71,7 +71,7 @@ func newCutEnv(t testing.TB) *cutEnv {
 }
 
 func (e *cutEnv) opts() CutOptions {
-	return CutOptions{Source: e.src, Key: e.priv, Pointers: []string{"json/main.json"}, Keep: 100,
+	return CutOptions{Source: e.src, Key: e.priv, Pointers: []string{"json/main.json"}, Keep: 100, Package: true,
 		Now: func() time.Time { e.clock = e.clock.Add(time.Minute); return e.clock }}
 }
 
@@ -424,9 +424,26 @@ func TestCutKilledMidway(t *testing.T) {
 			if _, _, _, err := e.store.VerifiedManifest(seq, pub); err != nil {
 				t.Fatalf("kill %d after %v: cut %d is broken: %v", i, delay, seq, err)
 			}
+			// The package comes after the commit: a listed one is whole, and
+			// one the kill prevented is built when asked for.
 			ci, _ := e.store.Info(seq)
-			if fi, err := os.Stat(e.store.PackagePath(ci)); err != nil || fi.Size() != ci.PackageSize {
-				t.Fatalf("kill %d: cut %d package missing or short", i, seq)
+			if ci.Package != "" {
+				if fi, err := os.Stat(e.store.PackagePath(ci)); err != nil || fi.Size() != ci.PackageSize {
+					t.Fatalf("kill %d: cut %d lists a package that is missing or short", i, seq)
+				}
+			}
+			p, _, err := e.store.Package(seq-1, seq)
+			if err != nil {
+				t.Fatalf("kill %d: cut %d: %v", i, seq, err)
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ReadPackage(f, pub, nil, nil)
+			f.Close()
+			if err != nil {
+				t.Fatalf("kill %d: cut %d: package: %v", i, seq, err)
 			}
 		}
 		writeTree(t, e.src, map[string][]byte{"json/main.json": []byte(fmt.Sprintf(`{"n":%d}`, i))})
@@ -455,7 +472,7 @@ func TestCutChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = st.Cut(context.Background(), CutOptions{Source: os.Getenv("CUT_SRC"), Key: key, Pointers: []string{"json/main.json"}, Rehash: true})
+	_, err = st.Cut(context.Background(), CutOptions{Source: os.Getenv("CUT_SRC"), Key: key, Pointers: []string{"json/main.json"}, Rehash: true, Package: true})
 	if err != nil {
 		t.Fatal(err)
 	}

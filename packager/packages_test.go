@@ -2,6 +2,7 @@ package packager
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -97,5 +98,30 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 	}
 	if _, _, err := e.store.Package(3, 3); err == nil || !strings.Contains(err.Error(), "older") {
 		t.Fatalf("Package(3, 3) err = %v", err)
+	}
+}
+
+func TestCutWithoutPackageBuildsNone(t *testing.T) {
+	e := newCutEnv(t)
+	writeTree(t, e.src, map[string][]byte{"json/main.json": []byte(`{"c":1}`), "actas/1.jpg": bytes.Repeat([]byte{1}, 5000)})
+	o := e.opts()
+	o.Package = false
+	res, err := e.store.Cut(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Info.Package != "" {
+		t.Fatalf("cut without Package lists package %q", res.Info.Package)
+	}
+	if m, _ := filepath.Glob(filepath.Join(e.store.CutDir(res.Info.Seq), "*.tar.zst")); len(m) != 0 {
+		t.Fatalf("package files written: %v", m)
+	}
+	// Asked for later, it is built from the objects.
+	p, _, err := e.store.Package(0, res.Info.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got := readPackageFiles(t, e, p); len(got) != 2 {
+		t.Fatalf("package holds %d files", len(got))
 	}
 }

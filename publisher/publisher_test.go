@@ -62,7 +62,7 @@ func (f *fixture) cut() *packager.CutInfo {
 			f.t.Fatal(err)
 		}
 	}
-	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}})
+	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func run(out string, scale float64, cuts int) error {
 		if _, err := night.WriteCut(src, k); err != nil {
 			return err
 		}
-		res, err := store.Cut(context.Background(), packager.CutOptions{Source: src, Key: priv, Pointers: []string{"json/main.json"}, Keep: 3})
+		res, err := store.Cut(context.Background(), packager.CutOptions{Source: src, Key: priv, Pointers: []string{"json/main.json"}, Keep: 3, Package: true})
 		if err != nil {
 			return fmt.Errorf("cut %d: %w", k, err)
 		}

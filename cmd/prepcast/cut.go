@@ -81,7 +81,7 @@ func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger)
 	start := time.Now()
 	res, err := store.Cut(ctx, packager.CutOptions{
 		Source: c.Source, Key: key, Zone: c.Zone, Pointers: c.Pointer, Rehash: f.rehash, AllowEmpty: f.allowEmpty,
-		Log: log,
+		Package: wantsPackages(c), Log: log,
 	})
 	if err != nil {
 		return nil, err
@@ -91,6 +91,18 @@ func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger)
 		zap.Duration("scan", res.Phases["scan"]), zap.Duration("hash", res.Phases["hash"]), zap.Duration("package", res.Phases["package"]),
 		zap.Duration("sync", res.Phases["sync"]))
 	return res, nil
+}
+
+// wantsPackages reports whether a cut should build its package: when some
+// enabled target receives packages (mode exec). Otherwise packages are
+// built only if a target ever asks for one.
+func wantsPackages(c *config.Config) bool {
+	for _, t := range c.Targets {
+		if !t.Disabled && t.Mode == config.ModeExec {
+			return true
+		}
+	}
+	return false
 }
 
 // pruneStore applies the retention setting to the local store, keeping
@@ -137,8 +149,12 @@ func printCut(w io.Writer, res *packager.CutResult) {
 		fmt.Fprintf(w, "no change since cut %d (%s); no new cut (use --allow-empty to force one)\n", ci.Seq, ci.ID)
 		return
 	}
-	fmt.Fprintf(w, "cut %d %s: %d files, %s; delta from cut %d: %d files, %s, %d deleted; package %s\n",
-		ci.Seq, ci.ID, ci.Files, status.FormatBytes(ci.Bytes), ci.PackageFrom, ci.DeltaFiles, status.FormatBytes(ci.DeltaBytes), ci.DeletedFiles, status.FormatBytes(ci.PackageSize))
+	pkg := "; no package (no target in package mode)"
+	if ci.Package != "" {
+		pkg = "; package " + status.FormatBytes(ci.PackageSize)
+	}
+	fmt.Fprintf(w, "cut %d %s: %d files, %s; delta from cut %d: %d files, %s, %d deleted%s\n",
+		ci.Seq, ci.ID, ci.Files, status.FormatBytes(ci.Bytes), ci.Seq-1, ci.DeltaFiles, status.FormatBytes(ci.DeltaBytes), ci.DeletedFiles, pkg)
 }
 
 func cmdCuts(args []string, stdout io.Writer) error {
@@ -166,7 +182,7 @@ func cmdCuts(args []string, stdout io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SEQ\tID\tCREATED\tFILES\tBYTES\tDELTA FILES\tDELTA BYTES\tDELETED\tPACKAGE\t")
 	for _, ci := range cuts {
-		pkg := "pruned"
+		pkg := "-" // none built (no target in package mode) or pruned
 		if ci.Package != "" {
 			pkg = status.FormatBytes(ci.PackageSize)
 		}

@@ -245,7 +245,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		cutTime := night.CutTime(k)
 		setClock(cutTime)
-		res, err := store.Cut(ctx, packager.CutOptions{Source: src, Key: key, Zone: zone, Pointers: cfg.Pointer, Keep: cfg.Retention.Cuts, Log: log,
+		res, err := store.Cut(ctx, packager.CutOptions{Source: src, Key: key, Zone: zone, Pointers: cfg.Pointer, Keep: cfg.Retention.Cuts, Log: log, Package: wantsPackages(cfg),
 			Protect: protectedSeqs(db), Now: func() time.Time { return cutTime }})
 		if err != nil {
 			return fmt.Errorf("demo: cut: %w", err)
