@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
@@ -51,10 +52,32 @@ func main() {
 		}
 		cancel()
 	}()
+	stopProfile := startProfile(os.Getenv("PREPCAST_CPUPROFILE"))
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
 	signal.Stop(sigs)
 	cancel()
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of the whole command to path (for
+// "go tool pprof"), when path is set; the returned function ends it.
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "prepcast: PREPCAST_CPUPROFILE: %v (running without a profile)\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // draining reports whether a graceful stop was asked for.
