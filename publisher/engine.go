@@ -71,7 +71,7 @@ type Engine struct {
 	initOnce sync.Once
 	uplink   *rate.Limiter
 	verifyMu sync.Mutex
-	verified map[string]*verifyOnce
+	verified map[string]*objectCheck // stored objects checked (or being checked) in this process
 	progMu   sync.Mutex
 	progLast map[string]time.Time
 
@@ -157,7 +157,7 @@ func (e *Engine) init() {
 			e.RetentionWindow = 30 * time.Minute
 		}
 		e.uplink = NewLimiter(e.Uplink)
-		e.verified = map[string]*verifyOnce{}
+		e.verified = map[string]*objectCheck{}
 		e.progLast = map[string]time.Time{}
 		e.manifests = map[string]*packager.Manifest{}
 		e.pkgs = map[[2]int64]*pkgBuild{}

@@ -1,6 +1,7 @@
 package publisher
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -194,16 +195,53 @@ func TestCorruptObjectNeverPushed(t *testing.T) {
 	data, _ := os.ReadFile(p)
 	data[0] ^= 0xff
 	os.WriteFile(p, data, 0o644)
-	srv := targettest.NewSFTPServer(t, "")
-	r := f.engine().Push(context.Background(), []TargetSpec{{Target: sftpTarget(t, "t", srv)}})[0]
-	if r.Err == nil || !strings.Contains(r.Err.Error(), "corrupt") {
-		t.Fatalf("corrupt object: %v", r.Err)
+	// Several targets at once: one upload checks the object as it reads
+	// it, the others wait for its verdict; none may commit the file.
+	var srvs []*targettest.Server
+	var specs []TargetSpec
+	for i := range 4 {
+		srv := targettest.NewSFTPServer(t, "")
+		srvs = append(srvs, srv)
+		specs = append(specs, TargetSpec{Target: sftpTarget(t, fmt.Sprint("t", i), srv)})
 	}
-	if _, err := os.Stat(filepath.Join(srv.Root, "datos", "PUE_GUB_2024.csv")); err == nil {
-		t.Error("corrupt object reached the target")
+	mem := &backwardsMem{targettest.NewMem("mem")} // reads out of order
+	specs = append(specs, TargetSpec{Target: mem})
+	for _, r := range f.engine().Push(context.Background(), specs) {
+		if r.Err == nil || !strings.Contains(r.Err.Error(), "corrupt") || !targets.IsPermanent(r.Err) {
+			t.Fatalf("%s: corrupt object: %v", r.Target, r.Err)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(srv.Root, ".prepcast", "ack.json")); err == nil {
-		t.Error("target acked a cut with a corrupt object")
+	for _, srv := range srvs {
+		if _, err := os.Stat(filepath.Join(srv.Root, "datos", "PUE_GUB_2024.csv")); err == nil {
+			t.Error("corrupt object reached the target")
+		}
+		if _, err := os.Stat(filepath.Join(srv.Root, ".prepcast", "ack.json")); err == nil {
+			t.Error("target acked a cut with a corrupt object")
+		}
+	}
+	if _, ok := mem.File("datos/PUE_GUB_2024.csv"); ok {
+		t.Error("corrupt object reached the in-memory target")
+	}
+}
+
+// An intact object is read once for its check, however many targets get it.
+func TestObjectCheckedOncePerProcess(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	eng := f.engine()
+	var specs []TargetSpec
+	for i := range 3 {
+		specs = append(specs, TargetSpec{Target: sftpTarget(t, fmt.Sprint("t", i), targettest.NewSFTPServer(t, ""))})
+	}
+	for _, r := range eng.Push(context.Background(), specs) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	for sha, v := range eng.verified {
+		if ok, err := v.result(); !ok || err != nil {
+			t.Errorf("object %.12s: checked=%v err=%v after the push", sha, ok, err)
+		}
 	}
 }
 
@@ -365,5 +403,39 @@ func TestDrainStopsAfterFilesInFlight(t *testing.T) {
 	}
 	if data, _ := mem.File(AckPath); strings.Contains(string(data), fmt.Sprintf(`"seq": %d`, ci.Seq)) {
 		t.Error("the target acked the drained cut")
+	}
+}
+
+// backwardsMem reads what it writes with ReadAt, last chunk first, as a
+// target writing parts of a file concurrently may.
+type backwardsMem struct{ *targettest.Mem }
+
+func (b *backwardsMem) WriteFile(ctx context.Context, p string, r io.Reader, size int64) error {
+	ra, ok := r.(io.ReaderAt)
+	if !ok {
+		return b.Mem.WriteFile(ctx, p, r, size)
+	}
+	buf := make([]byte, size)
+	const chunk = 1000
+	for off := (size - 1) / chunk * chunk; off >= 0 && size > 0; off -= chunk {
+		if _, err := ra.ReadAt(buf[off:min(off+chunk, size)], off); err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return b.Mem.WriteFile(ctx, p, bytes.NewReader(buf), size)
+}
+
+func TestObjectReadOutOfOrderIsCheckedWhole(t *testing.T) {
+	f := newFixture(t)
+	f.cut()
+	eng := f.engine()
+	b := &backwardsMem{targettest.NewMem("b")}
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: b}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for sha, v := range eng.verified {
+		if ok, err := v.result(); !ok || err != nil {
+			t.Errorf("object %.12s: checked=%v err=%v", sha, ok, err)
+		}
 	}
 }

@@ -501,29 +501,78 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 	return nil
 }
 
-// upload sends one stored object to its staging name.
+// upload sends one stored object to its staging name. The object's
+// content is checked against its SHA-256 once per process, while it is
+// read for its first upload (or, if that upload fails, the next one): a
+// corrupt object is never renamed into place on any target, and content
+// already checked is not read twice.
 func (r *targetRun) upload(ctx context.Context, s staged) error {
-	if err := r.e.verifyObject(s.e); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%s: object pruned from the store: %w", s.e.Path, errSuperseded)
-		}
+	v, hashHere, wait, err := r.e.beginCheck(s.e)
+	if err != nil {
 		return targets.Permanent(err)
 	}
 	f, err := r.e.Store.OpenObject(s.e.SHA256)
 	if err != nil {
-		// Pruned under a push that a newer cut has overtaken: the retry
-		// moves on to the latest cut.
+		if hashHere {
+			v.end(nil, nil)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			// Pruned under a push that a newer cut has overtaken: the retry
+			// moves on to the latest cut.
+			return fmt.Errorf("%s: object pruned from the store: %w", s.e.Path, errSuperseded)
+		}
 		return fmt.Errorf("%s: %w", s.e.Path, err)
 	}
 	defer f.Close()
 	mf := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
+	if hashHere {
+		mf.hash = sha256.New()
+	}
 	if ds, ok := r.t.(targets.DeferredSyncer); ok {
 		err = ds.WriteFileNoSync(ctx, s.name, mf, s.e.Size) // flushed by flushStaged before the commit
 	} else {
 		err = r.t.WriteFile(ctx, s.name, mf, s.e.Size)
 	}
+	if hashHere {
+		var verdict error
+		sum, whole := mf.sum()
+		switch {
+		case err != nil:
+			sum = nil // not checked: the next upload of this object checks it
+		case !whole:
+			// Read out of order: check it the slow way.
+			sum, verdict = nil, r.e.hashObject(s.e)
+			if verdict == nil {
+				sum = []byte(s.e.SHA256)
+			}
+		case hex.EncodeToString(sum) != s.e.SHA256:
+			verdict = r.e.corrupt(s.e)
+		default:
+			sum = []byte(s.e.SHA256)
+		}
+		v.end(sum, verdict)
+		if verdict != nil {
+			return targets.Permanent(verdict)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", s.e.Path, err)
+	}
+	if wait != nil {
+		// Another upload is checking this object: its verdict counts for
+		// this copy too, before anything is renamed into place.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if ok, verr := v.result(); verr != nil {
+			return targets.Permanent(verr)
+		} else if !ok {
+			if verr := r.e.hashObject(s.e); verr != nil {
+				return targets.Permanent(verr)
+			}
+		}
 	}
 	return nil
 }
@@ -817,45 +866,88 @@ func (r *targetRun) checkSpace(ctx context.Context, need int64) error {
 	return nil
 }
 
-// verifyObject checks once per process that a stored object still has the
-// content its name claims, so a corrupt local object is never pushed.
-func (e *Engine) verifyObject(ent packager.Entry) error {
+// objectCheck is the state of one stored object's check in this process.
+type objectCheck struct {
+	mu      sync.Mutex
+	running chan struct{} // closed when the check in progress ends; nil if none
+	ok      bool          // checked and found intact
+	err     error         // checked and found corrupt
+}
+
+// beginCheck tells an upload of ent whether to hash the object as it reads
+// it (hashHere: no other upload is checking it and it is not checked yet),
+// or to wait for another upload's verdict (wait) before it may succeed. An
+// object already found corrupt returns that error.
+func (e *Engine) beginCheck(ent packager.Entry) (v *objectCheck, hashHere bool, wait <-chan struct{}, err error) {
 	e.verifyMu.Lock()
 	v, ok := e.verified[ent.SHA256]
 	if !ok {
-		v = &verifyOnce{}
+		v = &objectCheck{}
 		e.verified[ent.SHA256] = v
 	}
 	e.verifyMu.Unlock()
-	v.once.Do(func() {
-		f, err := e.Store.OpenObject(ent.SHA256)
-		if err != nil {
-			v.err = targets.Permanent(err)
-			return
-		}
-		defer f.Close()
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		if err != nil {
-			v.err = fmt.Errorf("%s: read stored object: %w", ent.Path, err)
-			return
-		}
-		if n != ent.Size || hex.EncodeToString(h.Sum(nil)) != ent.SHA256 {
-			v.err = fmt.Errorf("%s: %w; not pushed (run prepcast cut --rehash to store it again)", ent.Path, packager.ErrCorruptObject)
-		}
-	})
-	if errors.Is(v.err, fs.ErrNotExist) {
-		// A later cut may store the same content again: look again then.
-		e.verifyMu.Lock()
-		if e.verified[ent.SHA256] == v {
-			delete(e.verified, ent.SHA256)
-		}
-		e.verifyMu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case v.err != nil:
+		return v, false, nil, v.err
+	case v.ok:
+		return v, false, nil, nil
+	case v.running != nil:
+		return v, false, v.running, nil
 	}
-	return v.err
+	v.running = make(chan struct{})
+	return v, true, nil, nil
 }
 
-type verifyOnce struct {
-	once sync.Once
-	err  error
+// end records the outcome of the check beginCheck handed out: sum set
+// means intact, verdict set means corrupt, neither means not checked.
+func (v *objectCheck) end(sum []byte, verdict error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ok, v.err = sum != nil && verdict == nil, verdict
+	close(v.running)
+	v.running = nil
+}
+
+// result reports the object's state after a check ended.
+func (v *objectCheck) result() (ok bool, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.ok, v.err
+}
+
+// hashObject checks a stored object by reading it whole, and records the
+// outcome.
+func (e *Engine) hashObject(ent packager.Entry) error {
+	f, err := e.Store.OpenObject(ent.SHA256)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("%s: read stored object: %w", ent.Path, err)
+	}
+	if n != ent.Size || hex.EncodeToString(h.Sum(nil)) != ent.SHA256 {
+		return e.corrupt(ent)
+	}
+	e.verifyMu.Lock()
+	v := e.verified[ent.SHA256]
+	e.verifyMu.Unlock()
+	if v != nil {
+		v.mu.Lock()
+		if v.running == nil {
+			v.ok = true
+		}
+		v.mu.Unlock()
+	}
+	return nil
+}
+
+// corrupt is the error for a stored object whose content does not match
+// its name.
+func (e *Engine) corrupt(ent packager.Entry) error {
+	return fmt.Errorf("%s: %w; not pushed (run prepcast cut --rehash to store it again)", ent.Path, packager.ErrCorruptObject)
 }

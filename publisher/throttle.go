@@ -2,8 +2,10 @@ package publisher
 
 import (
 	"context"
+	"hash"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
@@ -29,6 +31,23 @@ type meteredFile struct {
 	off      int64
 	limiters []*rate.Limiter
 	sent     *atomic.Int64
+	// hash, when set, takes the bytes handed out while they are read in
+	// order from the start; hashed counts them.
+	hashMu sync.Mutex
+	hash   hash.Hash
+	hashed int64
+	gap    bool // read out of order: hash is incomplete
+}
+
+// sum returns the SHA-256 of the whole object and true, if every byte was
+// read in order exactly once.
+func (m *meteredFile) sum() ([]byte, bool) {
+	m.hashMu.Lock()
+	defer m.hashMu.Unlock()
+	if m.hash == nil || m.gap || m.hashed != m.size {
+		return nil, false
+	}
+	return m.hash.Sum(nil), true
 }
 
 func (m *meteredFile) wait(n int) error {
@@ -74,6 +93,16 @@ func (m *meteredFile) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n, err := m.f.ReadAt(p, off)
 	m.sent.Add(int64(n))
+	if m.hash != nil && n > 0 {
+		m.hashMu.Lock()
+		defer m.hashMu.Unlock()
+		if off == m.hashed && !m.gap {
+			m.hash.Write(p[:n])
+			m.hashed += int64(n)
+		} else {
+			m.gap = true
+		}
+	}
 	return n, err
 }
 
