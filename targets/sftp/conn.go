@@ -334,19 +334,6 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("start sftp subsystem: %w", err)
 	}
-	if _, ok := sc2.HasExtension("limits@openssh.com"); ok {
-		// OpenSSH 8.6 and later take writes of up to 255 KiB (its limits
-		// extension says so): fewer, larger requests cost both ends less
-		// CPU. The same bytes stay in flight per file.
-		big, err := pkgsftp.NewClient(client,
-			pkgsftp.UseConcurrentWrites(true),
-			pkgsftp.MaxPacketUnchecked(largeWrite),
-			pkgsftp.MaxConcurrentRequestsPerFile(maxConcurrentWrites*32<<10/largeWrite))
-		if err == nil {
-			_ = sc2.Close()
-			sc2 = big
-		}
-	}
 	c := &conn{ssh: client, sftp: sc2, dead: make(chan struct{}), dirs: make(map[string]struct{})}
 	has := func(name, version string) bool {
 		v, ok := sc2.HasExtension(name)

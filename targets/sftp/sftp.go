@@ -48,10 +48,6 @@ const (
 	// enough for 160 MB/s at 50 ms RTT, while the client's memory stays
 	// bounded with many targets pushed at once.
 	maxConcurrentWrites = 16
-	// largeWrite is the write request size for servers that announce
-	// limits@openssh.com (OpenSSH 8.6+, whose limit is 255 KiB); other
-	// servers get 32 KiB, the size every server must accept.
-	largeWrite = 252 << 10
 	// removeWorkers bounds the concurrent removals RemoveAll issues in one
 	// directory.
 	removeWorkers = 16
