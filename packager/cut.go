@@ -36,8 +36,8 @@ type CutOptions struct {
 	// for targets in package mode. Without it no package is written now;
 	// [Store.Package] builds one from the objects if a target ever needs it.
 	Package bool
-	Now        func() time.Time   // clock; nil = time.Now
-	Log        *zap.Logger
+	Now     func() time.Time // clock; nil = time.Now
+	Log     *zap.Logger
 }
 
 // CutResult reports what [Store.Cut] did.
