@@ -65,7 +65,7 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return fmt.Errorf("apply: root: %w", err)
 	}
-	t, err := localfs.New("local", abs)
+	t, err := localfs.New("webroot", abs)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
