@@ -175,6 +175,20 @@ func TestRunDaemonTriggerAndHTTP(t *testing.T) {
 	if err != nil || !strings.Contains(metrics, `prepcast_target_acked_seq{target="d1"} 1`) {
 		t.Fatalf("metrics: %v\n%s", err, metrics)
 	}
+	// The next cut goes over the same connections: one per difusor for
+	// the daemon's life, not one per cut.
+	c.write(2)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	waitFor("both targets to ack cut 2", func() bool {
+		m, err := get("/metrics")
+		return err == nil && strings.Contains(m, `prepcast_target_acked_seq{target="d1"} 2`) &&
+			strings.Contains(m, `prepcast_target_acked_seq{target="d2"} 2`)
+	})
+	for i, s := range c.srv {
+		if n := s.Connections(); n != 1 {
+			t.Errorf("d%d: %d SSH connections for two cuts, want 1", i+1, n)
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -66,7 +67,9 @@ func cmdPush(ctx context.Context, args []string, stdout, stderr io.Writer, withC
 		}
 		printCut(stdout, res)
 	}
-	return pushLoop(ctx, c, selected, *verify, stdout, log)
+	pool := newTargetPool(c, log)
+	defer pool.Close()
+	return pushLoop(ctx, c, selected, pool, *verify, stdout, log)
 }
 
 func selectTargets(c *config.Config, only []string) ([]*config.Target, error) {
@@ -91,7 +94,7 @@ func selectTargets(c *config.Config, only []string) ([]*config.Target, error) {
 // pushLoop takes the push lock and pushes until no newer cut is waiting. If
 // another process holds the lock, it says so and returns nil: that process
 // picks the newest cut up before it lets go of the lock.
-func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, verify bool, stdout io.Writer, log *zap.Logger) error {
+func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, pool *targetPool, verify bool, stdout io.Writer, log *zap.Logger) error {
 	store, err := packager.OpenStore(c.StateDir)
 	if err != nil {
 		return err
@@ -110,7 +113,7 @@ func pushLoop(ctx context.Context, c *config.Config, selected []*config.Target, 
 			return err
 		}
 		startSeq := latestSeq(store)
-		results, err := pushOnce(ctx, c, selected, store, key.Public().(ed25519.PublicKey), verify, stdout, log)
+		results, err := pushOnce(ctx, c, selected, pool, store, key.Public().(ed25519.PublicKey), verify, stdout, log)
 		if err == nil {
 			pruneStore(c, store, log) // under the lock, so no push reads what goes
 		}
@@ -153,7 +156,7 @@ func anyBehind(results []publisher.Result, seq int64) bool {
 	return false
 }
 
-func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, store *packager.Store, pub ed25519.PublicKey, verify bool, stdout io.Writer, log *zap.Logger) ([]publisher.Result, error) {
+func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, pool *targetPool, store *packager.Store, pub ed25519.PublicKey, verify bool, stdout io.Writer, log *zap.Logger) ([]publisher.Result, error) {
 	db, err := state.Open(statePath(c))
 	if err != nil {
 		return nil, err
@@ -164,11 +167,10 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 	}
 	specs := make([]publisher.TargetSpec, 0, len(selected))
 	for _, tc := range selected {
-		t, err := newTarget(c, tc, log)
+		t, err := pool.get(tc)
 		if err != nil {
 			return nil, err
 		}
-		defer t.Close()
 		spec := publisher.TargetSpec{Target: t, Limit: tc.Limit}
 		if tc.Mode == config.ModeExec {
 			spec.Apply = tc.ApplyCommand
@@ -187,6 +189,46 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 	results := eng.Push(ctx, specs)
 	view.close()
 	return results, nil
+}
+
+// targetPool keeps one target, and so one SSH connection, per configured
+// difusor across the pushes of a command: the daemon's cycles reuse
+// connections (kept alive by keepalives, rebuilt when lost) instead of
+// paying a handshake and new sessions on every difusor at every cut.
+type targetPool struct {
+	c   *config.Config
+	log *zap.Logger
+	mu  sync.Mutex
+	ts  map[string]targets.Target
+}
+
+func newTargetPool(c *config.Config, log *zap.Logger) *targetPool {
+	return &targetPool{c: c, log: log, ts: map[string]targets.Target{}}
+}
+
+// get returns the pool's target for tc, building it on first use.
+func (p *targetPool) get(tc *config.Target) (targets.Target, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.ts[tc.Name]; ok {
+		return t, nil
+	}
+	t, err := newTarget(p.c, tc, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.ts[tc.Name] = t
+	return t, nil
+}
+
+// Close closes every target of the pool.
+func (p *targetPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, t := range p.ts {
+		_ = t.Close()
+		delete(p.ts, name)
+	}
 }
 
 // newTarget builds the SFTP target for one configured difusor (mode exec

@@ -71,6 +71,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("serving /metrics and /status", zap.String("listen", ln.Addr().String()))
 
 	targets := c.EnabledTargets()
+	// One connection per difusor for the whole night, not one per cut.
+	pool := newTargetPool(c, log)
+	defer pool.Close()
 	r := &schedule.Runner{
 		Plan:    schedule.Plan{Every: c.Schedule.Every, Start: c.Schedule.Start, End: c.Schedule.End, HoldUntil: c.Schedule.HoldUntil, Zone: c.Zone},
 		Trigger: trigger,
@@ -93,7 +96,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				}
 			}
 			// Holding the final cut, every check also verifies and repairs.
-			err := pushLoop(ctx, c, targets, !cut, stdout, log)
+			err := pushLoop(ctx, c, targets, pool, !cut, stdout, log)
 			if errors.Is(err, errFailed) {
 				err = nil // reported per target; the schedule goes on
 			}
