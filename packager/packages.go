@@ -25,19 +25,13 @@ import (
 // call from several goroutines and processes at once (at worst two build
 // the same package and one rename wins).
 func (s *Store) Package(from, to int64) (string, int64, error) {
-	ci, err := s.Info(to)
-	if err != nil {
+	if _, err := s.Info(to); err != nil {
 		return "", 0, err
 	}
 	if from < 0 || from >= to {
 		return "", 0, fmt.Errorf("store: package from cut %d to cut %d: the origin must be older than the cut", from, to)
 	}
-	if ci.Package != "" && ci.PackageFrom == from {
-		p := s.PackagePath(ci)
-		if fi, err := os.Stat(p); err == nil && fi.Size() == ci.PackageSize {
-			return p, fi.Size(), nil
-		}
-	}
+	// The cut's own package, or one built earlier, has the same name.
 	p := filepath.Join(s.CutDir(to), PackageName(from))
 	if fi, err := os.Stat(p); err == nil {
 		return p, fi.Size(), nil
@@ -47,6 +41,7 @@ func (s *Store) Package(from, to int64) (string, int64, error) {
 
 	var fromM *Manifest
 	if from > 0 {
+		var err error
 		if fromM, _, err = s.Manifest(from); err != nil {
 			return "", 0, fmt.Errorf("store: package from cut %d: %w", from, err)
 		}
@@ -59,18 +54,27 @@ func (s *Store) Package(from, to int64) (string, int64, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := p + ".tmp-" + hex.EncodeToString(rnd[:])
-	info, err := s.writePackageFile(tmp, ComputeDelta(fromM, toM), mb, sig, nil)
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
+	info, err := s.writePackageAt(p, ComputeDelta(fromM, toM), mb, sig, nil)
 	if err != nil {
-		_ = os.Remove(tmp)
 		return "", 0, fmt.Errorf("store: package from cut %d to cut %d: %w", from, to, err)
 	}
 	return p, info.Size, nil
+}
+
+// writePackageAt writes the package for d to path through a temporary name
+// in the same directory, so that path never holds a partial package.
+func (s *Store) writePackageAt(path string, d *Delta, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path + ".tmp-" + hex.EncodeToString(rnd[:])
+	info, err := s.writePackageFile(tmp, d, manifest, sig, fresh)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return info, err
 }
 
 // addPackage writes the package of a committed cut from cut fromSeq and
@@ -79,15 +83,8 @@ func (s *Store) Package(from, to int64) (string, int64, error) {
 func (s *Store) addPackage(ci *CutInfo, d *Delta, manifest, sig []byte, fromSeq int64, fresh map[string]bool) error {
 	dir := s.CutDir(ci.Seq)
 	name := PackageName(fromSeq)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, name+".tmp-"+hex.EncodeToString(rnd[:]))
-	info, err := s.writePackageFile(tmp, d, manifest, sig, fresh)
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
+	info, err := s.writePackageAt(filepath.Join(dir, name), d, manifest, sig, fresh)
 	if err != nil {
-		_ = os.Remove(tmp)
 		return err
 	}
 	withPkg := *ci

@@ -108,9 +108,9 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 	fail := func(code string, permanent bool, err error) applyResult {
 		return applyResult{Code: code, Error: err.Error(), Permanent: permanent}
 	}
-	r.e.Publisher, r.e.RetentionWindow = req.Publisher, time.Duration(req.RetentionWindow)
-	if r.e.RetentionWindow <= 0 {
-		r.e.RetentionWindow = 30 * time.Minute
+	r.e.Publisher = req.Publisher
+	if w := time.Duration(req.RetentionWindow); w > 0 {
+		r.e.RetentionWindow = w
 	}
 	if req.FilesInFlight > 0 {
 		r.e.FilesInFlight = min(req.FilesInFlight, 256)
@@ -126,7 +126,7 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 	if req.PackageSize <= 0 {
 		return fail(applyBadPackage, true, errors.New("the request carries no package"))
 	}
-	body := io.LimitReader(in, req.PackageSize)
+	body := &io.LimitedReader{R: in, N: req.PackageSize}
 	if err := r.prepareStaging(ctx); err != nil {
 		return fail(applyFailed, targets.IsPermanent(err), err)
 	}
@@ -163,17 +163,7 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 		return nil
 	}
 	file := func(ent packager.Entry, rd io.Reader) error {
-		n := seen[ent.SHA256]
-		seen[ent.SHA256] = n + 1
-		s := staged{e: ent, name: StagingDir + "/" + ent.SHA256}
-		if n > 0 {
-			s.name = fmt.Sprintf("%s.%d", s.name, n)
-		}
-		if d := destDirs([]staged{s}); len(d) > 0 {
-			if err := r.mkdirs(ctx, d); err != nil {
-				return err
-			}
-		}
+		s := stageAs(seen, ent) // the destination directories are made by commit
 		var err error
 		if deferred {
 			err = ds.WriteFileNoSync(ctx, s.name, rd, ent.Size)
@@ -186,8 +176,7 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 		plan = append(plan, s)
 		return nil
 	}
-	cr := &countReader{r: body}
-	if _, err := packager.ReadPackage(cr, pub, meta, file); err != nil {
+	if _, err := packager.ReadPackage(body, pub, meta, file); err != nil {
 		switch {
 		case errors.Is(err, errBaseChanged):
 			return fail(applyBaseChanged, false, err)
@@ -198,8 +187,9 @@ func (r *targetRun) applyRequest(ctx context.Context, req *applyRequest, ack *Ac
 		}
 		return fail(applyFailed, targets.IsPermanent(err), err)
 	}
-	if rest, _ := io.Copy(io.Discard, body); rest != 0 || cr.n+rest != req.PackageSize {
-		return fail(applyBadPackage, false, fmt.Errorf("%w: %d bytes arrived, the request announced %d", packager.ErrBadPackage, cr.n+rest, req.PackageSize))
+	// The package must end exactly where the request said.
+	if rest, _ := io.Copy(io.Discard, body); rest != 0 || body.N != 0 {
+		return fail(applyBadPackage, false, fmt.Errorf("%w: %d bytes arrived, the request announced %d", packager.ErrBadPackage, req.PackageSize-body.N, req.PackageSize))
 	}
 
 	// Everything arrived and checked out: switch the root to the cut.
@@ -269,15 +259,3 @@ func (r *targetRun) trustKey(ctx context.Context, offered string, configured ed2
 
 // errBaseChanged: the difusor does not hold the cut a package starts from.
 var errBaseChanged = errors.New("the difusor's cut changed")
-
-// countReader counts the bytes read through it.
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}

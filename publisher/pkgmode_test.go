@@ -36,6 +36,35 @@ type execMem struct {
 
 var _ targets.Commander = (*execMem)(nil)
 
+func newExecMem(t *testing.T, name string) *execMem {
+	return &execMem{Mem: targettest.NewMem(name), t: t}
+}
+
+// pushPkg pushes the latest cut to the targets in package mode.
+func pushPkg(eng *Engine, xs ...*execMem) []Result {
+	specs := make([]TargetSpec, len(xs))
+	for i, x := range xs {
+		specs[i] = TargetSpec{Target: x, Apply: "prepcast apply --root /www"}
+	}
+	return eng.Push(context.Background(), specs)
+}
+
+// flipByte alters the byte at off of a (read-only) file in place.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (x *execMem) Command(ctx context.Context, cmd string) (targets.Process, error) {
 	x.runs.Add(1)
 	inR, inW := io.Pipe()
@@ -77,6 +106,18 @@ func (p *memProc) Close() error {
 	_ = p.in.Close()
 	_ = p.out.Close()
 	return nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // flipper flips one byte of the package stream: the offset counts from
@@ -142,7 +183,7 @@ func mustFile(t *testing.T, m *targettest.Mem, p string) []byte {
 
 func TestPackageModeBringsEachCut(t *testing.T) {
 	f := newFixture(t)
-	x := &execMem{Mem: targettest.NewMem("pkg"), t: t}
+	x := newExecMem(t, "pkg")
 	eng := f.engine()
 	clock := time.Date(2024, 6, 2, 20, 0, 0, 0, time.UTC)
 	eng.Now = func() time.Time { return clock }
@@ -150,7 +191,7 @@ func TestPackageModeBringsEachCut(t *testing.T) {
 	for k := int64(1); k <= 3; k++ {
 		clock = clock.Add(time.Minute)
 		ci := f.cut()
-		r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "prepcast apply --root /www"}})[0]
+		r := pushPkg(eng, x)[0]
 		if r.Err != nil {
 			t.Fatalf("cut %d: %v", k, r.Err)
 		}
@@ -183,17 +224,17 @@ func TestPackageModeBringsEachCut(t *testing.T) {
 
 func TestPackageModeCorruptStreamCommitsNothing(t *testing.T) {
 	f := newFixture(t)
-	x := &execMem{Mem: targettest.NewMem("pkg"), t: t}
+	x := newExecMem(t, "pkg")
 	eng := f.engine()
 	f.cut()
-	if r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]; r.Err != nil {
+	if r := pushPkg(eng, x)[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	before := mustFile(t, x.Mem, "json/main.json")
 	ci := f.cut()
 	for _, at := range []int64{ci.PackageSize / 2, ci.PackageSize - 20} {
 		x.corrupt = at
-		r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]
+		r := pushPkg(eng, x)[0]
 		if r.Err == nil {
 			t.Fatalf("flipped byte %d of %d: push succeeded", at, ci.PackageSize)
 		}
@@ -206,7 +247,7 @@ func TestPackageModeCorruptStreamCommitsNothing(t *testing.T) {
 		checkServes(t, f, x.Mem, ci.Seq-1)
 	}
 	x.corrupt = 0
-	if r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]; r.Err != nil {
+	if r := pushPkg(eng, x)[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	checkServes(t, f, x.Mem, ci.Seq)
@@ -226,10 +267,10 @@ func TestPackageModeRefusesOtherKey(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			x := &execMem{Mem: targettest.NewMem("pkg"), t: t}
+			x := newExecMem(t, "pkg")
 			tt.prep(x)
 			f.cut()
-			r := f.engine().Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]
+			r := pushPkg(f.engine(), x)[0]
 			if r.Err == nil || !strings.Contains(r.Err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one mentioning %q", r.Err, tt.want)
 			}
@@ -245,19 +286,19 @@ func TestPackageModeRefusesOtherKey(t *testing.T) {
 
 func TestPackageModeLaggingTargetGetsOnePackageFromItsCut(t *testing.T) {
 	f := newFixture(t)
-	a := &execMem{Mem: targettest.NewMem("a"), t: t}
-	b := &execMem{Mem: targettest.NewMem("b"), t: t}
+	a := newExecMem(t, "a")
+	b := newExecMem(t, "b")
 	eng := f.engine()
 	f.cut()
 	for _, x := range []*execMem{a, b} {
-		if r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]; r.Err != nil {
+		if r := pushPkg(eng, x)[0]; r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}
 	f.cut()
 	f.cut()
 	ci := f.cut() // cut 4; both targets hold cut 1
-	rs := f.engine().Push(context.Background(), []TargetSpec{{Target: a, Apply: "apply"}, {Target: b, Apply: "apply"}})
+	rs := pushPkg(f.engine(), a, b)
 	for _, r := range rs {
 		if r.Err != nil {
 			t.Fatal(r.Err)
@@ -308,27 +349,16 @@ func TestApplyRefusesGarbage(t *testing.T) {
 
 func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 	f := newFixture(t)
-	x := &execMem{Mem: targettest.NewMem("pkg"), t: t}
+	x := newExecMem(t, "pkg")
 	eng := f.engine()
 	f.cut()
-	if r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]; r.Err != nil {
+	if r := pushPkg(eng, x)[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	ci := f.cut()
 	// A byte of the stored package rots.
-	p := f.store.PackagePath(ci)
-	if err := os.Chmod(p, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(p, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := eng.Push(context.Background(), []TargetSpec{{Target: x, Apply: "apply"}})[0]
+	flipByte(t, f.store.PackagePath(ci), ci.PackageSize/2)
+	r := pushPkg(eng, x)[0]
 	if r.Err != nil {
 		t.Fatalf("push with a damaged package: %v", r.Err)
 	}

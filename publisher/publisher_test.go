@@ -190,11 +190,7 @@ func TestCorruptObjectNeverPushed(t *testing.T) {
 	ci := f.cut()
 	m, _, _ := f.store.Manifest(ci.Seq)
 	ent, _ := m.Lookup("datos/PUE_GUB_2024.csv")
-	p := f.store.ObjectPath(ent.SHA256)
-	os.Chmod(p, 0o644)
-	data, _ := os.ReadFile(p)
-	data[0] ^= 0xff
-	os.WriteFile(p, data, 0o644)
+	flipByte(t, f.store.ObjectPath(ent.SHA256), 0)
 	// Several targets at once: one upload checks the object as it reads
 	// it, the others wait for its verdict; none may commit the file.
 	var srvs []*targettest.Server

@@ -343,15 +343,21 @@ func stagingPlan(changed []packager.Entry) []staged {
 	seen := map[string]int{}
 	plan := make([]staged, 0, len(changed))
 	for _, e := range changed {
-		n := seen[e.SHA256]
-		seen[e.SHA256] = n + 1
-		name := StagingDir + "/" + e.SHA256
-		if n > 0 {
-			name = fmt.Sprintf("%s.%d", name, n)
-		}
-		plan = append(plan, staged{e: e, name: name})
+		plan = append(plan, stageAs(seen, e))
 	}
 	return plan
+}
+
+// stageAs names e's staging file; seen counts the entries of the plan
+// already named for each content hash.
+func stageAs(seen map[string]int, e packager.Entry) staged {
+	n := seen[e.SHA256]
+	seen[e.SHA256] = n + 1
+	name := StagingDir + "/" + e.SHA256
+	if n > 0 {
+		name = fmt.Sprintf("%s.%d", name, n)
+	}
+	return staged{e: e, name: name}
 }
 
 // prepareStaging creates the staging directory. Files an interrupted
@@ -514,7 +520,7 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	f, err := r.e.Store.OpenObject(s.e.SHA256)
 	if err != nil {
 		if hashHere {
-			v.end(nil, nil)
+			v.end(false, nil)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			// Pruned under a push that a newer cut has overtaken: the retry
@@ -534,23 +540,17 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 		err = r.t.WriteFile(ctx, s.name, mf, s.e.Size)
 	}
 	if hashHere {
+		// A failed upload checked nothing: the next upload of the object
+		// checks it.
 		var verdict error
-		sum, whole := mf.sum()
-		switch {
-		case err != nil:
-			sum = nil // not checked: the next upload of this object checks it
-		case !whole:
-			// Read out of order: check it the slow way.
-			sum, verdict = nil, r.e.hashObject(s.e)
-			if verdict == nil {
-				sum = []byte(s.e.SHA256)
+		if err == nil {
+			if sum, whole := mf.sum(); !whole {
+				verdict = r.e.hashObject(s.e) // read out of order: check it the slow way
+			} else if hex.EncodeToString(sum) != s.e.SHA256 {
+				verdict = r.e.corrupt(s.e)
 			}
-		case hex.EncodeToString(sum) != s.e.SHA256:
-			verdict = r.e.corrupt(s.e)
-		default:
-			sum = []byte(s.e.SHA256)
 		}
-		v.end(sum, verdict)
+		v.end(err == nil && verdict == nil, verdict)
 		if verdict != nil {
 			return targets.Permanent(verdict)
 		}
@@ -900,12 +900,12 @@ func (e *Engine) beginCheck(ent packager.Entry) (v *objectCheck, hashHere bool, 
 	return v, true, nil, nil
 }
 
-// end records the outcome of the check beginCheck handed out: sum set
-// means intact, verdict set means corrupt, neither means not checked.
-func (v *objectCheck) end(sum []byte, verdict error) {
+// end records the outcome of the check beginCheck handed out: ok means
+// intact, verdict set means corrupt, neither means not checked.
+func (v *objectCheck) end(ok bool, verdict error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.ok, v.err = sum != nil && verdict == nil, verdict
+	v.ok, v.err = ok, verdict
 	close(v.running)
 	v.running = nil
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"time"
 )
 
@@ -71,6 +72,17 @@ type FileInfo struct {
 	Size    int64
 	ModTime time.Time
 	Symlink bool // a symbolic link, not a regular file
+}
+
+// WalkVisit calls fn for the file at rel described by fi, as Walk reports
+// files: regular files and symbolic links (Symlink set, never followed);
+// other kinds (directories, devices, sockets) are not reported.
+func WalkVisit(rel string, fi fs.FileInfo, fn func(FileInfo) error) error {
+	link := fi.Mode()&fs.ModeSymlink != 0
+	if !link && !fi.Mode().IsRegular() {
+		return nil
+	}
+	return fn(FileInfo{Path: rel, Size: fi.Size(), ModTime: fi.ModTime(), Symlink: link})
 }
 
 // SpaceReporter is implemented by targets that can tell the free space of the

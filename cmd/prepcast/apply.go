@@ -65,22 +65,28 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return fmt.Errorf("apply: root: %w", err)
 	}
-	t, err := localfs.New("webroot", abs)
+	if f, ok := stdin.(*os.File); ok {
+		growPipe(f)
+	}
+	return applyToRoot(ctx, abs, pub, newReadAhead(stdin, 1<<20, 8), stdout, log)
+}
+
+// applyToRoot applies the package on in to the webroot at root (absolute),
+// holding the root's apply lock: what "prepcast apply" does once its flags
+// are read, and what the demo's package-mode difusor runs.
+func applyToRoot(ctx context.Context, root string, pub ed25519.PublicKey, in io.Reader, out io.Writer, log *zap.Logger) error {
+	t, err := localfs.New("webroot", root)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	defer t.Close()
-	unlock, err := lockRoot(ctx, abs)
+	unlock, err := lockRoot(ctx, root)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if f, ok := stdin.(*os.File); ok {
-		growPipe(f)
-	}
-	in := newReadAhead(stdin, 1<<20, 8)
 	return publisher.Apply(ctx, publisher.ApplyOptions{
-		Target: t, PublicKey: pub, In: in, Out: stdout, Version: version, Log: log,
+		Target: t, PublicKey: pub, In: in, Out: out, Version: version, Log: log,
 	})
 }
 

@@ -24,7 +24,6 @@ import (
 	"github.com/prepcast/prepcast/resultsgen"
 	"github.com/prepcast/prepcast/state"
 	"github.com/prepcast/prepcast/status"
-	"github.com/prepcast/prepcast/targets/localfs"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
 
@@ -112,7 +111,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if i == 4 {
 			// Package mode: the difusor runs prepcast apply (in-process here,
 			// as a command forced in authorized_keys would run it).
-			exec = demoApply(ctx, name, www, key.Public().(ed25519.PublicKey))
+			exec = demoApply(ctx, www, key.Public().(ed25519.PublicKey))
 		}
 		srv, err := sftpd.Start(www, filepath.Join(dir, "difusores", name, "id_ed25519"), exec)
 		if err != nil {
@@ -401,21 +400,9 @@ func verifyWebroot(root string, m *packager.Manifest) error {
 
 // demoApply is the demo's package-mode difusor: "prepcast apply" on its
 // webroot, trusting the demo's signing key.
-func demoApply(ctx context.Context, name, www string, pub ed25519.PublicKey) sftpd.ExecFunc {
+func demoApply(ctx context.Context, www string, pub ed25519.PublicKey) sftpd.ExecFunc {
 	return func(_ string, stdin io.Reader, stdout, stderr io.Writer) int {
-		t, err := localfs.New(name, www)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		defer t.Close()
-		unlock, err := lockRoot(ctx, www)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		defer unlock()
-		if err := publisher.Apply(ctx, publisher.ApplyOptions{Target: t, PublicKey: pub, In: stdin, Out: stdout, Version: version}); err != nil {
+		if err := applyToRoot(ctx, www, pub, stdin, stdout, nil); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

@@ -427,7 +427,7 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 		return t.opErr("walk", dir, err)
 	}
 	if !fi.IsDir() {
-		return visit(dir, fi, fn)
+		return targets.WalkVisit(dir, fi, fn)
 	}
 	sub, err := t.root.OpenRoot(dir)
 	if err != nil {
@@ -483,19 +483,9 @@ func (t *Target) walkDir(ctx context.Context, d *os.Root, rel string, fn func(ta
 		if err != nil {
 			return t.opErr("walk", child, err)
 		}
-		if err := visit(child, fi, fn); err != nil {
+		if err := targets.WalkVisit(child, fi, fn); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// visit calls fn for a regular file or symbolic link; other kinds are not
-// reported.
-func visit(rel string, fi fs.FileInfo, fn func(targets.FileInfo) error) error {
-	link := fi.Mode()&fs.ModeSymlink != 0
-	if !link && !fi.Mode().IsRegular() {
-		return nil
-	}
-	return fn(targets.FileInfo{Path: rel, Size: fi.Size(), ModTime: fi.ModTime(), Symlink: link})
 }

@@ -676,7 +676,7 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 	if fi.IsDir() {
 		return t.walkDir(ctx, dir, fn)
 	}
-	return visit(dir, fi, fn)
+	return targets.WalkVisit(dir, fi, fn)
 }
 
 func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileInfo) error) error {
@@ -702,21 +702,11 @@ func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileIn
 			}
 			continue
 		}
-		if err := visit(child, e, fn); err != nil {
+		if err := targets.WalkVisit(child, e, fn); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// visit calls fn for a regular file or symbolic link; other kinds are not
-// reported.
-func visit(rel string, fi fs.FileInfo, fn func(targets.FileInfo) error) error {
-	link := fi.Mode()&fs.ModeSymlink != 0
-	if !link && !fi.Mode().IsRegular() {
-		return nil
-	}
-	return fn(targets.FileInfo{Path: rel, Size: fi.Size(), ModTime: fi.ModTime(), Symlink: link})
 }
 
 // FreeSpace returns the bytes available to the user on the filesystem
