@@ -39,6 +39,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prepcast/prepcast/bench/internal/harness"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/resultsgen"
 )
@@ -135,7 +136,7 @@ func (o *options) parse(scenarios, peers string) error {
 		}
 		if missing := p.missing(); missing != "" {
 			o.skipped = append(o.skipped, fmt.Sprintf("%s skipped: %s is not installed", p.label, missing))
-			say("%s skipped: %s is not installed", p.label, missing)
+			harness.Say("%s skipped: %s is not installed", p.label, missing)
 			continue
 		}
 		o.peers = append(o.peers, p)
@@ -152,14 +153,12 @@ func (o *options) parse(scenarios, peers string) error {
 	return nil
 }
 
-func say(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-
 // part records how long a part of the benchmark took since *start and
 // restarts the clock.
 func (o *options) part(name string, start *time.Time) {
 	d := time.Since(*start).Round(time.Second)
 	o.partTimes = append(o.partTimes, fmt.Sprintf("%s %s", name, d))
-	say("%s took %s", name, d)
+	harness.Say("%s took %s", name, d)
 	*start = time.Now()
 }
 
@@ -185,7 +184,7 @@ func run(o *options) error {
 		return fmt.Errorf("parse flags: -cut-a %d out of range: the night has cuts 0 to %d", o.cutA, night.Cuts()-1)
 	}
 	treeA, treeB, treeFull := filepath.Join(o.out, "treeA"), filepath.Join(o.out, "treeB"), filepath.Join(o.out, "treeFull")
-	say("generating trees (scale %.2f)", o.scale)
+	harness.Say("generating trees (scale %.2f)", o.scale)
 	if _, err := night.WriteCut(treeFull, night.Cuts()-1); err != nil {
 		return err
 	}
@@ -239,7 +238,7 @@ func run(o *options) error {
 	if err != nil {
 		return err
 	}
-	say("prepcast negotiates %s by default; every server offers only that cipher", o.cipher)
+	harness.Say("prepcast negotiates %s by default; every server offers only that cipher", o.cipher)
 	o.part("cipher probe", &clock)
 
 	servers := make([]*sshdtest.Server, o.nTargets)
@@ -272,7 +271,7 @@ func run(o *options) error {
 		o.part(sc+" scenario", &clock)
 	}
 	printTable(o, rows, tr)
-	say("total %s (%s)", time.Since(o.started).Round(time.Second), strings.Join(o.partTimes, ", "))
+	harness.Say("total %s (%s)", time.Since(o.started).Round(time.Second), strings.Join(o.partTimes, ", "))
 	return nil
 }
 
@@ -298,10 +297,10 @@ func probeCipher(o *options, night *resultsgen.Night, keyPath string) (string, e
 		return "", err
 	}
 	os.RemoveAll(state)
-	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return "", err
 	}
-	if err := sh(o.bin, "push", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "push", "--config", cfg); err != nil {
 		return "", err
 	}
 	log, err := os.ReadFile(s.LogPath())
@@ -390,14 +389,6 @@ func serverCPU(servers []*sshdtest.Server) float64 {
 	return sum
 }
 
-func sh(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
 // treeSize returns the number and total size of the regular files under dir.
 func treeSize(dir string) (int, int64) {
 	var files int
@@ -431,7 +422,7 @@ type contender struct {
 func rounds(o *options, name string, servers []*sshdtest.Server, want string, cs []contender, reset func() error) error {
 	for r := 1; r <= o.runs; r++ {
 		for _, c := range cs {
-			say("%s: run %d/%d: %s", name, r, o.runs, c.row.tool)
+			harness.Say("%s: run %d/%d: %s", name, r, o.runs, c.row.tool)
 			if err := reset(); err != nil {
 				return err
 			}
@@ -459,7 +450,7 @@ func checkTargets(want string, servers []*sshdtest.Server) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := sameTree(want, s.WebRoot()); err != nil {
+			if err := harness.SameTree(want, s.WebRoot()); err != nil {
 				errs[i] = fmt.Errorf("target %s: %w", s.Addr(), err)
 			}
 		}()
@@ -473,7 +464,7 @@ func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
 	_, size := treeSize(tree)
@@ -482,19 +473,7 @@ func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
 		return nil, err
 	}
 	const name = "full push, 1 target"
-	cs := []contender{{
-		row:  &row{scenario: name, tool: "prepcast push", bytes: size},
-		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", cfg)} },
-	}, {
-		row:  &row{scenario: name, tool: "prepcast push, package mode", bytes: size, pkg: true},
-		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", pkgCfg)} },
-	}}
-	for _, p := range o.peers {
-		cs = append(cs, contender{
-			row:  &row{scenario: name, tool: p.label, peer: p.name, bytes: size},
-			cmds: func() []*exec.Cmd { return []*exec.Cmd{p.cmd(o, s, tree)} },
-		})
-	}
+	cs := append(prepcastContenders(o, name, size, cfg, pkgCfg), peerContenders(o, name, size, []*sshdtest.Server{s}, tree, false)...)
 	reset := func() error { return emptyDir(s.WebRoot()) }
 	if err := rounds(o, "full", []*sshdtest.Server{s}, tree, cs, reset); err != nil {
 		return nil, err
@@ -512,7 +491,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 		return nil, err
 	}
 	os.RemoveAll(state)
-	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
 	for _, s := range servers {
@@ -520,7 +499,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 			return nil, err
 		}
 	}
-	if err := sh(o.bin, "push", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "push", "--config", cfg); err != nil {
 		return nil, err
 	}
 	// The starting state of every run: what prepcast left on a target after
@@ -537,7 +516,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 	if err := mirror(treeB, src, true); err != nil {
 		return nil, err
 	}
-	if err := sh(o.bin, "cut", "--config", cfg); err != nil {
+	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
 	_, delta := changed(treeA, treeB)
@@ -550,28 +529,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 	}
 	name := fmt.Sprintf("incremental cut, %d targets", len(servers))
 	total := delta * int64(len(servers))
-	cs := []contender{{
-		row:  &row{scenario: name, tool: "prepcast push", bytes: total},
-		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", cfg)} },
-	}, {
-		row:  &row{scenario: name, tool: "prepcast push, package mode", bytes: total, pkg: true},
-		cmds: func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", pkgCfg)} },
-	}}
-	for _, p := range o.peers {
-		if !p.incremental {
-			continue
-		}
-		cs = append(cs, contender{
-			row: &row{scenario: name, tool: fmt.Sprintf("%d × %s", len(servers), p.label), peer: p.name, bytes: total},
-			cmds: func() []*exec.Cmd {
-				var cmds []*exec.Cmd
-				for _, s := range servers {
-					cmds = append(cmds, p.cmd(o, s, treeB))
-				}
-				return cmds
-			},
-		})
-	}
+	cs := append(prepcastContenders(o, name, total, cfg, pkgCfg), peerContenders(o, name, total, servers, treeB, true)...)
 	reset := func() error {
 		errs := make([]error, len(servers))
 		var wg sync.WaitGroup
@@ -589,6 +547,45 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 		return nil, err
 	}
 	return rowsOf(cs), nil
+}
+
+// prepcastContenders are prepcast's two rows of a scenario: one push with
+// the SFTP file-mode config cfg, one with the package-mode config pkgCfg.
+func prepcastContenders(o *options, scenario string, bytes int64, cfg, pkgCfg string) []contender {
+	push := func(cfg string) func() []*exec.Cmd {
+		return func() []*exec.Cmd { return []*exec.Cmd{exec.Command(o.bin, "push", "--config", cfg)} }
+	}
+	return []contender{
+		{row: &row{scenario: scenario, tool: "prepcast push", bytes: bytes}, cmds: push(cfg)},
+		{row: &row{scenario: scenario, tool: "prepcast push, package mode", bytes: bytes, pkg: true}, cmds: push(pkgCfg)},
+	}
+}
+
+// peerContenders are the peers' rows of a scenario: each peer runs one
+// process per server, all at once, sending tree; incremental leaves out
+// the peers that only run the full push.
+func peerContenders(o *options, scenario string, bytes int64, servers []*sshdtest.Server, tree string, incremental bool) []contender {
+	var cs []contender
+	for _, p := range o.peers {
+		if incremental && !p.incremental {
+			continue
+		}
+		tool := p.label
+		if len(servers) > 1 {
+			tool = fmt.Sprintf("%d × %s", len(servers), p.label)
+		}
+		cs = append(cs, contender{
+			row: &row{scenario: scenario, tool: tool, peer: p.name, bytes: bytes},
+			cmds: func() []*exec.Cmd {
+				var cmds []*exec.Cmd
+				for _, s := range servers {
+					cmds = append(cmds, p.cmd(o, s, tree))
+				}
+				return cmds
+			},
+		})
+	}
+	return cs
 }
 
 func rowsOf(cs []contender) []*row {
@@ -609,7 +606,7 @@ func changed(a, b string) (map[string]bool, int64) {
 			return nil
 		}
 		rel, _ := filepath.Rel(b, p)
-		if !sameFile(p, filepath.Join(a, rel)) {
+		if !harness.SameFile(p, filepath.Join(a, rel)) {
 			files[rel] = true
 			n += fi.Size()
 		}
@@ -630,27 +627,6 @@ func stamp(dir string, t time.Time, only map[string]bool) error {
 			return nil
 		}
 		return os.Chtimes(p, t, t)
-	})
-}
-
-func sameFile(x, y string) bool {
-	bx, err1 := os.ReadFile(x)
-	by, err2 := os.ReadFile(y)
-	return err1 == nil && err2 == nil && string(bx) == string(by)
-}
-
-// sameTree checks that every file of want is in got with the same bytes
-// (got may hold more: prepcast's own .prepcast directory, retired files).
-func sameTree(want, got string) error {
-	return filepath.Walk(want, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.Mode().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(want, p)
-		if !sameFile(p, filepath.Join(got, rel)) {
-			return fmt.Errorf("%s differs on the target", rel)
-		}
-		return nil
 	})
 }
 

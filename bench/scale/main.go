@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prepcast/prepcast/bench/internal/harness"
 	"github.com/prepcast/prepcast/internal/sftpd"
 )
 
@@ -33,16 +34,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
-}
-
-func say(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
-
-func sh(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return nil
 }
 
 // writeTree writes n small JSON files (1–4 KB) and json/main.json; with
@@ -81,11 +72,11 @@ func run(out, bin string, nFiles int, stepsFlag string, change float64) error {
 	}
 	os.RemoveAll(out)
 	src := filepath.Join(out, "tree")
-	say("writing %d files", nFiles)
+	harness.Say("writing %d files", nFiles)
 	if _, err := writeTree(src, nFiles, 0, 1); err != nil {
 		return err
 	}
-	if err := sh(bin, "keygen", "--out", filepath.Join(out, "keys")); err != nil {
+	if err := harness.Sh(bin, "keygen", "--out", filepath.Join(out, "keys")); err != nil {
 		return err
 	}
 	// One server per target; targets of different steps are disjoint.
@@ -118,16 +109,16 @@ func run(out, bin string, nFiles int, stepsFlag string, change float64) error {
 	if err != nil {
 		return err
 	}
-	say("cut A and push it to the template target")
-	if err := sh(bin, "cut", "--config", tmpl); err != nil {
+	harness.Say("cut A and push it to the template target")
+	if err := harness.Sh(bin, "cut", "--config", tmpl); err != nil {
 		return err
 	}
-	if err := sh(bin, "push", "--config", tmpl); err != nil {
+	if err := harness.Sh(bin, "push", "--config", tmpl); err != nil {
 		return err
 	}
-	say("seeding %d targets with hard links", total)
+	harness.Say("seeding %d targets with hard links", total)
 	for i := 1; i <= total; i++ {
-		if err := sh("cp", "-al", servers[0].Root+"/.", servers[i].Root+"/"); err != nil {
+		if err := harness.Sh("cp", "-al", servers[0].Root+"/.", servers[i].Root+"/"); err != nil {
 			return err
 		}
 	}
@@ -135,10 +126,10 @@ func run(out, bin string, nFiles int, stepsFlag string, change float64) error {
 	if err != nil {
 		return err
 	}
-	if err := sh(bin, "cut", "--config", tmpl); err != nil {
+	if err := harness.Sh(bin, "cut", "--config", tmpl); err != nil {
 		return err
 	}
-	say("cut B changes %d files", n)
+	harness.Say("cut B changes %d files", n)
 	fmt.Printf("## prepcast push, scale (%s, %d-file manifest, incremental cut of %d files, in-process SFTP targets on 127.0.0.1)\n\n",
 		time.Now().UTC().Format("2006-01-02"), nFiles+1, n+1)
 	fmt.Println("| targets | wall s | client CPU s | peak RSS MB | wall s / target | CPU s / target |")
@@ -154,7 +145,7 @@ func run(out, bin string, nFiles int, stepsFlag string, change float64) error {
 		if err != nil {
 			return err
 		}
-		say("push to %d targets", k)
+		harness.Say("push to %d targets", k)
 		cmd := exec.Command(bin, "push", "--config", cfg)
 		start := time.Now()
 		outb, err := cmd.CombinedOutput()

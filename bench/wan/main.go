@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prepcast/prepcast/bench/internal/harness"
 	"github.com/prepcast/prepcast/integration/faultproxy"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 )
@@ -99,7 +99,7 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 	pkw := time.Since(start).Seconds()
 	fmt.Printf("| prepcast push, package mode (mode: exec) | %.2f | %.2f |\n", pkw, pkw/ideal)
 	for _, root := range []string{s.WebRoot(), pkgRoot} {
-		if err := sameTree(src, root); err != nil {
+		if err := harness.SameTree(src, root); err != nil {
 			return err
 		}
 	}
@@ -120,25 +120,6 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 		fmt.Printf("\nprepcast / rclone wall time: %.2f (file mode), %.2f (package mode)\n", pw/rw, pkw/rw)
 	}
 	return nil
-}
-
-// sameTree checks that dst holds every file of src with the same bytes.
-func sameTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		a, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(filepath.Join(dst, rel))
-		if err != nil || !bytes.Equal(a, b) {
-			return fmt.Errorf("%s: %s differs from the source (%v)", dst, rel, err)
-		}
-		return nil
-	})
 }
 
 func writeKnownHosts(dir, addr, key string) string {
