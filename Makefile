@@ -26,6 +26,7 @@ fuzz: ## Run every fuzz target briefly (FUZZTIME=3s)
 	$(GO) test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/safepath
 	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./packager
 	$(GO) test -run='^$$' -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./packager
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePackageIndex$$' -fuzztime=$(FUZZTIME) ./packager
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAck$$' -fuzztime=$(FUZZTIME) ./publisher
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
 

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -102,8 +104,34 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		phases[name] += now.Sub(mark)
 		mark = now
 	}
-	files, err := scanTree(o.Source)
-	if err != nil {
+	// The scan, the quick-check index and the latest manifest are read at
+	// once: they do not depend on each other.
+	var (
+		files     []scanned
+		latest    *CutInfo
+		prev      *Manifest
+		prevBytes []byte
+		idx       = scanIndex{}
+		scanG     errgroup.Group
+	)
+	scanG.Go(func() (err error) {
+		files, err = scanTree(o.Source)
+		return err
+	})
+	scanG.Go(func() (err error) {
+		if latest, err = s.Latest(); err != nil || latest == nil {
+			return err
+		}
+		prev, prevBytes, err = s.Manifest(latest.Seq)
+		return err
+	})
+	if !o.Rehash {
+		scanG.Go(func() error {
+			idx = loadIndex(s.indexPath())
+			return nil
+		})
+	}
+	if err := scanG.Wait(); err != nil {
 		return nil, err
 	}
 	for _, p := range o.Pointers {
@@ -119,24 +147,8 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		}
 	}
 
-	latest, err := s.Latest()
-	if err != nil {
-		return nil, err
-	}
-	var prev *Manifest
-	var prevBytes []byte
-	if latest != nil {
-		if prev, prevBytes, err = s.Manifest(latest.Seq); err != nil {
-			return nil, err
-		}
-	}
-
 	// Quick check: reuse the hash of every file whose stat is unchanged and
 	// whose content is still in the store.
-	idx := scanIndex{}
-	if !o.Rehash {
-		idx = loadIndex(s.indexPath())
-	}
 	shas := make([]string, len(files))
 	var todo []int
 	for i, f := range files {
@@ -222,6 +234,19 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	}
 	sig := Sign(o.Key, mb)
 	delta := ComputeDelta(prev, m)
+	var fromSeq int64
+	if prev != nil {
+		fromSeq = prev.Seq
+	}
+	// The package is derived from the objects and the manifest: it is built
+	// beside the commit and the flush, and added once the cut exists. It is
+	// not flushed: a package lost to a crash or a power cut (or rejected by
+	// a difusor) is built again from the objects when it is needed.
+	var pkg *pendingPackage
+	if o.Package {
+		pkg = s.startPackage(delta, mb, sig, fresh)
+		defer pkg.discard()
+	}
 
 	tmp, err := os.MkdirTemp(s.tmpDir(), "cut-*")
 	if err != nil {
@@ -233,10 +258,6 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	}
 	if err := os.WriteFile(filepath.Join(tmp, SignatureFile), sig, 0o444); err != nil {
 		return nil, fmt.Errorf("cut: %w", err)
-	}
-	var fromSeq int64
-	if prev != nil {
-		fromSeq = prev.Seq
 	}
 	ci := &CutInfo{
 		Seq: m.Seq, ID: m.ID, Created: m.Created, ManifestSHA256: Hash(mb), Files: m.Files, Bytes: m.Bytes,
@@ -260,16 +281,6 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	}
 	phase("sync")
 	res.Info = ci
-	// The package is derived from the objects and the manifest, which are
-	// durable now: it is built after the commit, outside the flush the cut
-	// waits for. A package lost to a crash or a power cut (or rejected by a
-	// difusor) is built again from the objects when it is needed.
-	if o.Package {
-		if err := s.addPackage(ci, delta, mb, sig, fromSeq, fresh); err != nil {
-			log.Warn("package not built now; it is built when a package-mode target needs it", zap.Int64("seq", ci.Seq), zap.Error(err))
-		}
-		phase("package")
-	}
 	if err := saveIndex(s.indexPath(), files, shas, scanStart); err != nil {
 		log.Warn("save scan index", zap.Error(err))
 	}
@@ -280,6 +291,12 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		}
 		res.Pruned = st
 		phase("prune")
+	}
+	if pkg != nil {
+		if err := s.addPackage(ci, pkg, fromSeq); err != nil {
+			log.Warn("package not built now; it is built when a package-mode target needs it", zap.Int64("seq", ci.Seq), zap.Error(err))
+		}
+		phase("package")
 	}
 	return res, nil
 }
@@ -371,7 +388,9 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 	if !before.Mode().IsRegular() {
 		return "", st, false, fmt.Errorf("results tree: %s: is no longer a regular file", rel)
 	}
-	tmp, err := os.CreateTemp(s.tmpDir(), "obj-*")
+	// Created read-only: the descriptor still writes. The name need only
+	// be unique within this cut, which holds the store's lock.
+	tmp, err := os.OpenFile(filepath.Join(s.tmpDir(), "obj-"+strconv.FormatInt(objTmpSeq.Add(1), 36)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return "", st, false, fmt.Errorf("store: %w", err)
 	}
@@ -385,7 +404,7 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 	}()
 	h := sha256.New()
 	bp := copyBufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), f, *bp)
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), io.LimitReader(f, before.Size()), *bp) // a file that grew shows in the stat after
 	copyBufPool.Put(bp)
 	if err != nil {
 		if isNoSpace(err) {
@@ -402,9 +421,6 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 	if st != statOf(before) || n != st.Size {
 		return "", st, true, nil
 	}
-	if err := tmp.Chmod(0o444); err != nil {
-		return "", st, false, fmt.Errorf("store: %w", err)
-	}
 	if err := tmp.Close(); err != nil {
 		if isNoSpace(err) {
 			return "", st, false, fmt.Errorf("store %s: disk full while copying %s: free space in state_dir and cut again", s.dir, rel)
@@ -412,19 +428,23 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 		return "", st, false, fmt.Errorf("store: %w", err)
 	}
 	sha = hex.EncodeToString(h.Sum(nil))
+	// Content already stored is replaced by the same bytes, just read.
 	dst := s.ObjectPath(sha)
-	if fi, err := os.Stat(dst); err == nil && fi.Size() == n {
-		return sha, st, false, nil // already stored
+	err = os.Rename(tmpName, dst)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			err = os.Rename(tmpName, dst)
+		}
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", st, false, fmt.Errorf("store: %w", err)
-	}
-	if err := os.Rename(tmpName, dst); err != nil {
+	if err != nil {
 		return "", st, false, fmt.Errorf("store: %w", err)
 	}
 	keep = true
 	return sha, st, false, nil
 }
+
+// objTmpSeq numbers the temporary files objects are copied into.
+var objTmpSeq atomic.Int64
 
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
@@ -435,45 +455,4 @@ func isNoSpace(err error) bool {
 // little left to flush.
 func startWriteback(f *os.File) {
 	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-}
-
-// writebackWriter starts writeback of a file every few megabytes written.
-type writebackWriter struct {
-	f       *os.File
-	pending int64
-}
-
-func (w *writebackWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	w.pending += int64(n)
-	if w.pending >= 8<<20 {
-		startWriteback(w.f)
-		w.pending = 0
-	}
-	return n, err
-}
-
-// writePackageFile writes the package for delta into path.
-func (s *Store) writePackageFile(path string, d *Delta, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return PackageInfo{}, fmt.Errorf("cut: %w", err)
-	}
-	info, err := WritePackage(&writebackWriter{f: f}, d, manifest, sig, func(e Entry) (io.ReadCloser, error) {
-		f, err := s.OpenObject(e.SHA256)
-		if err != nil || !fresh[e.SHA256] {
-			return f, err
-		}
-		return justStored{f}, nil
-	})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if isNoSpace(err) {
-			return info, fmt.Errorf("store %s: disk full while writing the package: free space in state_dir and cut again", s.dir)
-		}
-		return info, fmt.Errorf("cut: package: %w", err)
-	}
-	return info, nil
 }

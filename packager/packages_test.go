@@ -10,11 +10,11 @@ import (
 	"testing"
 )
 
-// readPackageFiles reads a package file with full checks and returns its
-// delta and files.
-func readPackageFiles(t *testing.T, e *cutEnv, p string) (DeltaInfo, map[string][]byte) {
+// readPackageFiles reads the package from cut from to cut to with full
+// checks and returns its delta and files.
+func readPackageFiles(t *testing.T, e *cutEnv, from, to int64) (DeltaInfo, map[string][]byte) {
 	t.Helper()
-	f, err := os.Open(p)
+	f, err := e.store.OpenPackage(from, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func readPackageFiles(t *testing.T, e *cutEnv, p string) (DeltaInfo, map[string]
 		return err
 	})
 	if err != nil {
-		t.Fatalf("%s: %v", p, err)
+		t.Fatalf("package from %d to %d: %v", from, to, err)
 	}
 	return pc.Delta, got
 }
@@ -48,9 +48,9 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 	if ci.Package != PackageName(2) || ci.PackageSize == 0 {
 		t.Fatalf("cut 3 lists package %q (%d bytes)", ci.Package, ci.PackageSize)
 	}
-	p, size, err := e.store.Package(2, 3)
-	if err != nil || p != e.store.PackagePath(ci) || size != ci.PackageSize {
-		t.Fatalf("Package(2, 3) = %s, %d, %v", p, size, err)
+	info, err := e.store.Package(2, 3)
+	if err != nil || info.Size != ci.PackageSize || info.SHA256 != ci.PackageSHA256 {
+		t.Fatalf("Package(2, 3) = %+v, %v; cut.json says %d bytes, %s", info, err, ci.PackageSize, ci.PackageSHA256)
 	}
 	// From cut 1 and from nothing: built on demand, with the right files.
 	for _, tt := range []struct {
@@ -60,14 +60,11 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 		{1, []string{"actas/2.jpg", "actas/3.jpg", "datos/a.csv", "json/main.json"}},
 		{0, []string{"actas/1.jpg", "actas/2.jpg", "actas/3.jpg", "datos/a.csv", "json/main.json"}},
 	} {
-		p, _, err := e.store.Package(tt.from, 3)
-		if err != nil {
+		if _, err := e.store.Package(tt.from, 3); err != nil {
 			t.Fatal(err)
 		}
-		if filepath.Base(p) != PackageName(tt.from) {
-			t.Fatalf("package from %d at %s", tt.from, p)
-		}
-		d, got := readPackageFiles(t, e, p)
+		p := filepath.Join(e.store.CutDir(3), PackageName(tt.from))
+		d, got := readPackageFiles(t, e, tt.from, 3)
 		if d.FromSeq != tt.from || d.ToSeq != 3 || len(got) != len(tt.files) {
 			t.Fatalf("package from %d: delta %+v, %d files", tt.from, d, len(got))
 		}
@@ -76,27 +73,29 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 				t.Fatalf("package from %d: %s differs", tt.from, f)
 			}
 		}
-		st1, _ := os.Stat(p)
-		if p2, _, _ := e.store.Package(tt.from, 3); p2 != p {
-			t.Fatal("second call built another package")
-		} else if st2, _ := os.Stat(p2); !os.SameFile(st1, st2) {
+		st1, err := os.Stat(p)
+		if err != nil {
+			t.Fatalf("package from %d not kept: %v", tt.from, err)
+		}
+		if _, err := e.store.Package(tt.from, 3); err != nil {
+			t.Fatal(err)
+		} else if st2, _ := os.Stat(p); !os.SameFile(st1, st2) {
 			t.Fatal("second call rebuilt the package")
 		}
 	}
 	// Discarded (as after a difusor refused it), the cut's own package is
 	// built again with the same content.
-	want, _ := os.ReadFile(e.store.PackagePath(ci))
+	want := readStream(t, e.store, 2, 3)
 	if err := e.store.DiscardPackage(2, 3); err != nil {
 		t.Fatal(err)
 	}
-	p, _, err = e.store.Package(2, 3)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(e.store.PackagePath(ci)); !os.IsNotExist(err) {
+		t.Fatalf("discarded package still stored: %v", err)
 	}
-	if got, _ := os.ReadFile(p); !bytes.Equal(got, want) {
+	if got := readStream(t, e.store, 2, 3); !bytes.Equal(got, want) {
 		t.Fatal("rebuilt package differs from the original")
 	}
-	if _, _, err := e.store.Package(3, 3); err == nil || !strings.Contains(err.Error(), "older") {
+	if _, err := e.store.Package(3, 3); err == nil || !strings.Contains(err.Error(), "older") {
 		t.Fatalf("Package(3, 3) err = %v", err)
 	}
 }
@@ -113,15 +112,29 @@ func TestCutWithoutPackageBuildsNone(t *testing.T) {
 	if res.Info.Package != "" {
 		t.Fatalf("cut without Package lists package %q", res.Info.Package)
 	}
-	if m, _ := filepath.Glob(filepath.Join(e.store.CutDir(res.Info.Seq), "*.tar.zst")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(e.store.CutDir(res.Info.Seq), "from-*")); len(m) != 0 {
 		t.Fatalf("package files written: %v", m)
 	}
 	// Asked for later, it is built from the objects.
-	p, _, err := e.store.Package(0, res.Info.Seq)
+	if _, got := readPackageFiles(t, e, 0, res.Info.Seq); len(got) != 2 {
+		t.Fatalf("package holds %d files", len(got))
+	}
+}
+
+// readStream returns the whole package stream from cut from to cut to.
+func readStream(t *testing.T, s *Store, from, to int64) []byte {
+	t.Helper()
+	r, err := s.OpenPackage(from, to)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, got := readPackageFiles(t, e, p); len(got) != 2 {
-		t.Fatalf("package holds %d files", len(got))
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if int64(len(b)) != r.Size() {
+		t.Fatalf("stream of %d bytes, its index says %d", len(b), r.Size())
+	}
+	return b
 }

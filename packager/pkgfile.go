@@ -2,7 +2,6 @@ package packager
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -91,13 +90,22 @@ func packageOrder(d *Delta) []Entry {
 // entry's size and SHA-256, so a package never carries bytes its manifest
 // does not vouch for.
 func WritePackage(w io.Writer, d *Delta, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) (PackageInfo, error) {
-	var info PackageInfo
+	out := newStreamOut(w)
+	if err := writePackage(out, d, manifest, sig, open); err != nil {
+		return PackageInfo{}, err
+	}
+	return out.finish()
+}
+
+// writePackage writes the package stream for d to out; the content of
+// every incompressible file goes out as object content.
+func writePackage(out pkgOut, d *Delta, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) error {
 	var from string
 	var fromSeq int64
 	if d.From != nil {
 		fenc, err := d.From.Encode()
 		if err != nil {
-			return info, err
+			return err
 		}
 		from, fromSeq = Hash(fenc), d.From.Seq
 	}
@@ -107,15 +115,12 @@ func WritePackage(w io.Writer, d *Delta, manifest, sig []byte, open func(Entry) 
 	}
 	dj, err := marshal(di)
 	if err != nil {
-		return info, err
+		return err
 	}
 
-	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(w, h)}
-	bw := bufio.NewWriterSize(cw, 256<<10)
-	seg, err := newSegWriter(bw, zstd.SpeedDefault)
+	seg, err := newSegWriter(out, zstd.SpeedDefault)
 	if err != nil {
-		return info, err
+		return err
 	}
 	tw := tar.NewWriter(seg)
 	mtime := d.To.Created
@@ -127,39 +132,37 @@ func WritePackage(w io.Writer, d *Delta, manifest, sig []byte, open func(Entry) 
 		data []byte
 	}{{PkgManifest, manifest}, {PkgSignature, sig}, {PkgDelta, dj}} {
 		if err := tw.WriteHeader(hdr(m.name, int64(len(m.data)))); err != nil {
-			return info, err
+			return err
 		}
 		if _, err := tw.Write(m.data); err != nil {
-			return info, err
+			return err
 		}
 	}
 	buf := make([]byte, 256<<10)
 	for _, e := range packageOrder(d) {
-		if err := seg.setRaw(!Compressible(e.Path)); err != nil {
-			return info, err
+		raw := !Compressible(e.Path)
+		if err := seg.setRaw(raw); err != nil {
+			return err
 		}
 		if err := tw.WriteHeader(hdr(e.Path, e.Size)); err != nil {
-			return info, err
+			return err
 		}
-		if err := copyVerified(tw, e, open, buf); err != nil {
-			return info, err
+		if raw {
+			seg.beginObject(e.SHA256)
+		}
+		err := copyVerified(tw, e, open, buf)
+		seg.endObject()
+		if err != nil {
+			return err
 		}
 	}
 	if err := seg.setRaw(false); err != nil {
-		return info, err
+		return err
 	}
 	if err := tw.Close(); err != nil {
-		return info, err
+		return err
 	}
-	if err := seg.Close(); err != nil {
-		return info, err
-	}
-	if err := bw.Flush(); err != nil {
-		return info, err
-	}
-	info.Size = cw.n
-	info.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return info, nil
+	return seg.Close()
 }
 
 func copyVerified(w io.Writer, e Entry, open func(Entry) (io.ReadCloser, error), buf []byte) error {
@@ -205,17 +208,6 @@ func (justStored) contentVerified() {}
 // ErrCorruptObject means stored content no longer matches the hash it is
 // stored under.
 var ErrCorruptObject = errors.New("stored content does not match its SHA-256 (corrupt object in the store)")
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
 
 // PackageContent is what [ReadPackage] learned from a package's metadata.
 type PackageContent struct {
@@ -359,6 +351,6 @@ func ReadPackage(r io.Reader, pub ed25519.PublicKey, meta func(*PackageContent) 
 	return pc, nil
 }
 
-// PackageName returns the file name of the package from cut fromSeq (0 =
-// nothing) to the cut whose directory holds it.
-func PackageName(fromSeq int64) string { return fmt.Sprintf("from-%06d.tar.zst", fromSeq) }
+// PackageName returns the file name of the package index from cut fromSeq
+// (0 = nothing) to the cut whose directory holds it.
+func PackageName(fromSeq int64) string { return fmt.Sprintf("from-%06d"+pkgIndexSuffix, fromSeq) }

@@ -6,13 +6,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
 
@@ -21,14 +21,13 @@ const greetingTimeout = 30 * time.Second
 
 // pkgBuild makes sure one package is built once per engine.
 type pkgBuild struct {
-	mu   sync.Mutex
-	path string
-	size int64
+	mu    sync.Mutex
+	built bool
 }
 
-// packageFile returns the package from cut from to cut to, building it on
+// openPackage opens the package from cut from to cut to, building it on
 // first use; targets that need the same package wait for one build.
-func (e *Engine) packageFile(from, to int64) (string, int64, error) {
+func (e *Engine) openPackage(from, to int64) (*packager.PackageReader, error) {
 	key := [2]int64{from, to}
 	e.pkgMu.Lock()
 	b := e.pkgs[key]
@@ -39,16 +38,16 @@ func (e *Engine) packageFile(from, to int64) (string, int64, error) {
 	e.pkgMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.path == "" {
-		t0 := time.Now()
-		p, size, err := e.Store.Package(from, to)
-		if err != nil {
-			return "", 0, targets.Permanent(err)
-		}
-		b.path, b.size = p, size
-		e.Log.Debug("package ready", zap.Int64("from", from), zap.Int64("to", to), zap.Int64("bytes", size), zap.Duration("took", time.Since(t0)))
+	t0 := time.Now()
+	r, err := e.Store.OpenPackage(from, to)
+	if err != nil {
+		return nil, targets.Permanent(err)
 	}
-	return b.path, b.size, nil
+	if !b.built {
+		b.built = true
+		e.Log.Debug("package ready", zap.Int64("from", from), zap.Int64("to", to), zap.Int64("bytes", r.Size()), zap.Duration("took", time.Since(t0)))
+	}
+	return r, nil
 }
 
 // discardPackage drops a package a difusor refused, so that the next
@@ -62,14 +61,14 @@ func (e *Engine) discardPackage(from, to int64) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.path == "" {
+	if !b.built {
 		return
 	}
 	if err := e.Store.DiscardPackage(from, to); err != nil {
 		e.Log.Warn("discard refused package", zap.Error(err))
 		return
 	}
-	b.path, b.size = "", 0
+	b.built = false
 	e.Log.Info("package refused by a difusor; building it again", zap.Int64("from", from), zap.Int64("to", to))
 }
 
@@ -81,15 +80,12 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	if !ok {
 		return nil, targets.Permanent(fmt.Errorf("target cannot run commands, so package mode is not available: use mode: sftp"))
 	}
-	pkgPath, size, err := r.e.packageFile(fromSeq, c.m.Seq)
+	f, err := r.e.openPackage(fromSeq, c.m.Seq)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(pkgPath)
-	if err != nil {
-		return nil, targets.Permanent(fmt.Errorf("open package: %w", err))
-	}
 	defer f.Close()
+	size := f.Size()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"hash"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -26,7 +25,7 @@ func NewLimiter(bytesPerSec int64) *rate.Limiter {
 // the SFTP client can write several parts of a large file at once.
 type meteredFile struct {
 	ctx      context.Context
-	f        *os.File
+	f        io.ReaderAt
 	size     int64
 	off      int64
 	limiters []*rate.Limiter
