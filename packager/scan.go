@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/prepcast/prepcast/internal/safepath"
 )
 
@@ -92,11 +94,18 @@ func scanTree(root string) ([]scanned, error) {
 	var out []scanned
 	var walk func(rel string)
 	walk = func(rel string) {
-		des, err := os.ReadDir(filepath.Join(root, filepath.FromSlash(rel)))
+		d, err := os.Open(filepath.Join(root, filepath.FromSlash(rel)))
 		if err != nil {
 			problem(rel, "cannot read directory: "+errText(err))
 			return
 		}
+		defer d.Close()
+		des, err := d.ReadDir(-1)
+		if err != nil {
+			problem(rel, "cannot read directory: "+errText(err))
+			return
+		}
+		dfd := int(d.Fd())
 		for _, de := range des {
 			child := de.Name()
 			if rel != "" {
@@ -110,12 +119,17 @@ func scanTree(root string) ([]scanned, error) {
 			case t.IsDir():
 				walk(child)
 			case t.IsRegular():
-				info, err := de.Info()
-				if err != nil {
+				// Relative to the open directory: no path lookup per file.
+				var st unix.Stat_t
+				if err := unix.Fstatat(dfd, de.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 					problem(child, "cannot stat: "+errText(err))
 					continue
 				}
-				out = append(out, scanned{Path: child, Stat: statOf(info)})
+				if st.Mode&unix.S_IFMT != unix.S_IFREG {
+					problem(child, "changed type while the tree was scanned; cut again once the generator has finished")
+					continue
+				}
+				out = append(out, scanned{Path: child, Stat: fileStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: st.Ino}})
 			case t&fs.ModeSymlink != 0:
 				problem(child, "is a symbolic link; prepcast publishes regular files only and never follows links (copy the file in instead)")
 			default:
