@@ -106,6 +106,8 @@ Usage:
   prepcast cut      [--config F] [--source DIR] [--rehash] [--allow-empty]
                                                       build the next cut; prints its seq and id
   prepcast cuts     [--config F]                      list cuts in the local store
+  prepcast package  [--config F] [--cut N] [--from M] --out F|-
+                                                      write a cut's package (tar in zstd), checked
   prepcast push     [--config F] [--target NAME]...   push the latest cut until each target acks it
   prepcast cycle    [--config F]                      cut + push; what cron runs; never overlaps a push
   prepcast run      [--config F]                      daemon: the configured schedule, /metrics, /status
@@ -134,6 +136,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdCut(ctx, rest, stdout, stderr)
 	case "cuts":
 		err = cmdCuts(rest, stdout)
+	case "package":
+		err = cmdPackage(rest, stdout, stderr)
 	case "push":
 		err = cmdPush(ctx, rest, stdout, stderr, false)
 	case "cycle":

@@ -199,3 +199,75 @@ func TestRunDaemonTriggerAndHTTP(t *testing.T) {
 		t.Fatal("run did not stop")
 	}
 }
+
+// prepcast package writes a cut's package: a tar in a zstd stream that
+// holds the cut's new files, signed, from any origin.
+func TestPackageCommandWritesTheCheckedStream(t *testing.T) {
+	c := newCLI(t, 0, false)
+	for n := 1; n <= 2; n++ {
+		c.write(n)
+		if code, out := c.run("cut", "--config", c.cfg); code != 0 {
+			t.Fatalf("cut %d: exit %d\n%s", n, code, out)
+		}
+	}
+	pub, err := packager.LoadPublicKey(filepath.Join(c.dir, "keys", "manifest.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args  []string
+		from  int64
+		files []string
+	}{
+		{nil, 1, []string{"acta2.jpg", "json/main.json"}},
+		{[]string{"--from", "0", "--cut", "2"}, 0, []string{"acta1.jpg", "acta2.jpg", "json/main.json"}},
+	} {
+		p := filepath.Join(c.dir, fmt.Sprintf("from-%d.tar.zst", tt.from))
+		code, out := c.run(append([]string{"package", "--config", c.cfg, "--out", p}, tt.args...)...)
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("package from cut %d to cut 2:", tt.from)) {
+			t.Fatalf("package %v: exit %d\n%s", tt.args, code, out)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		pc, err := packager.ReadPackage(f, pub, nil, func(e packager.Entry, r io.Reader) error {
+			b, err := io.ReadAll(r)
+			if want, _ := os.ReadFile(filepath.Join(c.src, e.Path)); !bytes.Equal(b, want) {
+				t.Errorf("%s differs from the tree", e.Path)
+			}
+			got = append(got, e.Path)
+			return err
+		})
+		f.Close()
+		if err != nil || pc.Delta.FromSeq != tt.from || strings.Join(got, ",") != strings.Join(tt.files, ",") {
+			t.Fatalf("package %v: %v, from %d, files %v", tt.args, err, pc.Delta.FromSeq, got)
+		}
+	}
+	// A stored package that rotted is refused, discarded and built again.
+	idx := filepath.Join(c.dir, "state", "store", "cuts", "000002", packager.PackageName(1))
+	b, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[100] ^= 1
+	os.Chmod(idx, 0o644)
+	os.WriteFile(idx, b, 0o644)
+	p := filepath.Join(c.dir, "again.tar.zst")
+	if code, out := c.run("package", "--config", c.cfg, "--out", p); code == 0 || !strings.Contains(out, "does not match its record") {
+		t.Fatalf("rotten package: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("a package that failed its check was left at --out: %v", err)
+	}
+	if code, out := c.run("package", "--config", c.cfg, "--out", p); code != 0 {
+		t.Fatalf("package after the rot: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("package", "--config", c.cfg); code != 2 || !strings.Contains(out, "--out") {
+		t.Fatalf("no --out: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("package", "--config", c.cfg, "--cut", "2", "--from", "2", "--out", "-"); code == 0 || !strings.Contains(out, "older") {
+		t.Fatalf("--from 2 --cut 2: exit %d\n%s", code, out)
+	}
+}
