@@ -105,3 +105,32 @@ func BenchmarkCutTenPercent(b *testing.B) {
 	}
 	b.SetBytes(changed)
 }
+
+// BenchmarkPackageIndex builds the package index of a cut of a 2,000-file,
+// ~200 MB tree from nothing, as a cut does (objects just hashed);
+// b.SetBytes is the stream's size.
+func BenchmarkPackageIndex(b *testing.B) {
+	e := newCutEnv(b)
+	benchTree(b, e.src, 2000, 100<<10, 1, 0)
+	res := e.cut()
+	m, mb, err := e.store.Manifest(res.Info.Seq)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig, _ := e.store.Signature(res.Info.Seq)
+	fresh := map[string]bool{}
+	for _, ent := range m.Entries {
+		fresh[ent.SHA256] = true
+	}
+	d := ComputeDelta(nil, m)
+	p := filepath.Join(b.TempDir(), "p.pkg")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		os.Remove(p)
+		info, err := e.store.writePackageIndex(p, d, mb, sig, fresh)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(info.Size)
+	}
+}

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	_ "time/tzdata" // zones work on machines without a zoneinfo database
 
@@ -86,14 +88,50 @@ func (m *Manifest) Encode() ([]byte, error) {
 			b.WriteByte(',')
 		}
 		b.WriteString("\n")
-		eb, err := marshal(e)
-		if err != nil {
+		if err := writeEntry(&b, e); err != nil {
 			return nil, err
 		}
-		b.Write(eb)
 	}
 	b.WriteString("\n]}\n")
 	return b.Bytes(), nil
+}
+
+// writeEntry writes e as compact JSON, byte for byte what marshal writes,
+// and quickly when the path needs no escaping.
+func writeEntry(b *bytes.Buffer, e Entry) error {
+	if !plainJSON(e.Path) || !plainJSON(e.SHA256) {
+		eb, err := marshal(e)
+		if err != nil {
+			return err
+		}
+		b.Write(eb)
+		return nil
+	}
+	var num [20]byte
+	b.WriteString(`{"path":"`)
+	b.WriteString(e.Path)
+	b.WriteString(`","size":`)
+	b.Write(strconv.AppendInt(num[:0], e.Size, 10))
+	b.WriteString(`,"sha256":"`)
+	b.WriteString(e.SHA256)
+	b.WriteString(`"}`)
+	return nil
+}
+
+// plainJSON reports whether s is written as is between quotes by
+// encoding/json without HTML escaping: valid UTF-8 with no quote,
+// backslash, control character, U+2028 or U+2029.
+func plainJSON(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"' || c == '\\':
+			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return ascii || (utf8.ValidString(s) && !strings.ContainsAny(s, "\u2028\u2029"))
 }
 
 func nonNil(s []string) []string {

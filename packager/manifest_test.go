@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	mrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +190,54 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The quick entry writer writes what encoding/json writes, for every kind
+// of path.
+func TestWriteEntryMatchesEncodingJSON(t *testing.T) {
+	paths := []string{"json/main.json", "actas/GUB/Gubernatura_024_TEHUACÁN_1972_B01.jpg", "a\"b", `a\b`, "tab\there",
+		"line\u2028sep", "para\u2029sep", "bad\xffutf8", "ñ/ü/€/𝄞", "<html>&amp;", "del\x7f", "", "\x00"}
+	rng := mrand.New(mrand.NewPCG(7, 8))
+	alphabet := []rune{'a', '/', '"', '\\', '\n', 0x1f, 0x7f, 'é', '€', 0x2028, 0x2029, '<', '&', 0xfffd}
+	for range 2000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			if rng.IntN(20) == 0 {
+				b.WriteByte(byte(0x80 + rng.IntN(0x80))) // a stray byte: invalid UTF-8
+				continue
+			}
+			b.WriteRune(alphabet[rng.IntN(len(alphabet))])
+		}
+		paths = append(paths, b.String())
+	}
+	for _, p := range paths {
+		e := Entry{Path: p, Size: rng.Int64N(1 << 40), SHA256: strings.Repeat("0f", 32)}
+		want, err := marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := writeEntry(&got, e); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != string(want) {
+			t.Fatalf("path %q: wrote %s, encoding/json writes %s", p, got.String(), want)
+		}
+	}
+}
+
+func BenchmarkManifestEncode(b *testing.B) {
+	m := &Manifest{Format: ManifestFormat, Seq: 1, ID: "20240602_2000", Zone: "America/Mexico_City", Pointers: []string{}}
+	m.Created, _ = time.Parse(time.RFC3339, "2024-06-02T20:00:00-06:00")
+	for i := range 20000 {
+		m.Entries = append(m.Entries, Entry{Path: fmt.Sprintf("actas/GUB/%06d.jpg", i), Size: int64(i), SHA256: strings.Repeat("ab", 32)})
+		m.Bytes += int64(i)
+	}
+	m.Files = len(m.Entries)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := m.Encode(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
