@@ -348,16 +348,25 @@ func TestPruneKeepsWhatTargetsNeed(t *testing.T) {
 			fmt.Sprintf("actas/%d.jpg", i): bytes.Repeat([]byte{byte(i)}, 1000)})
 		e.cut()
 	}
-	st, err := e.store.Prune(2, map[int64]bool{1: true})
+	// A package of cut 2 from nothing, built on demand, besides its own.
+	if _, err := e.store.Package(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.store.Prune(2, map[int64]bool{1: true, 2: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seqs, _ := e.store.Seqs()
-	if fmt.Sprint(seqs) != "[1 4 5]" {
-		t.Fatalf("after prune: cuts %v, want [1 4 5]", seqs)
+	if fmt.Sprint(seqs) != "[1 2 4 5]" {
+		t.Fatalf("after prune: cuts %v, want [1 2 4 5]", seqs)
 	}
-	if st.Cuts != 2 || st.Packages != 1 {
+	if st.Cuts != 1 || st.Packages != 3 {
 		t.Errorf("prune stats %+v", st)
+	}
+	for _, seq := range []int64{1, 2} {
+		if m, _ := filepath.Glob(filepath.Join(e.store.CutDir(seq), "from-*")); len(m) != 0 {
+			t.Errorf("protected cut %d keeps packages whose objects are gone: %v", seq, m)
+		}
 	}
 	if _, _, err := e.store.Manifest(1); err != nil {
 		t.Errorf("protected cut lost its manifest: %v", err)

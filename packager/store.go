@@ -265,7 +265,7 @@ func syncDir(dir string) error {
 // PruneStats reports what [Store.Prune] removed.
 type PruneStats struct {
 	Cuts      int   // cut directories removed whole
-	Packages  int   // packages removed from cuts kept for their manifest
+	Packages  int   // package files removed from cuts kept for their manifest
 	Objects   int   // objects no kept cut refers to
 	FreedByte int64 // bytes freed
 }
@@ -309,26 +309,30 @@ func (s *Store) prune(keep int, protect map[int64]bool) (PruneStats, error) {
 			st.Cuts++
 			continue
 		}
+		// A protected cut keeps its manifest, not its objects: every
+		// package in it (its own, and any built for another origin) names
+		// objects that go now.
 		ci, err := s.Info(seq)
 		if err != nil {
 			return st, err
 		}
-		if ci.Package == "" {
-			continue
+		if ci.Package != "" {
+			ci.Package, ci.PackageSize, ci.PackageSHA256 = "", 0, ""
+			if err := writeJSONAtomic(filepath.Join(dir, CutInfoFile), ci); err != nil {
+				return st, err
+			}
 		}
-		p := s.PackagePath(ci)
-		fi, _ := os.Stat(p)
-		ci.Package, ci.PackageSize, ci.PackageSHA256 = "", 0, ""
-		if err := writeJSONAtomic(filepath.Join(dir, CutInfoFile), ci); err != nil {
-			return st, err
+		pkgs, _ := filepath.Glob(filepath.Join(dir, "from-*"))
+		for _, p := range pkgs {
+			fi, _ := os.Stat(p)
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return st, fmt.Errorf("store: prune package of cut %d: %w", seq, err)
+			}
+			if fi != nil {
+				st.FreedByte += fi.Size()
+			}
+			st.Packages++
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return st, fmt.Errorf("store: prune package of cut %d: %w", seq, err)
-		}
-		if fi != nil {
-			st.FreedByte += fi.Size()
-		}
-		st.Packages++
 	}
 	live := make(map[string]bool)
 	for _, seq := range whole {
