@@ -12,7 +12,8 @@ import (
 )
 
 // indexEnv makes two cuts whose delta holds two images larger than a raw
-// block (one of them twice, under two names), a CSV and the pointer.
+// block (one of them twice, under two names), an empty image, a CSV and
+// the pointer.
 func indexEnv(t *testing.T) (*cutEnv, map[string][]byte) {
 	t.Helper()
 	e := newCutEnv(t)
@@ -33,6 +34,7 @@ func indexEnv(t *testing.T) (*cutEnv, map[string][]byte) {
 		"actas/GUB/1.jpg":        a,
 		"actas/GUB/1-copia.jpeg": a,
 		"actas/PRES/2.jpg":       b,
+		"actas/PRES/vacia.jpg":   {},
 		"datos/PUE_GUB_2024.csv": []byte(strings.Repeat("\ufeff'210423B0100,SIN DATO,12,34\n", 3000)),
 	}
 	os.RemoveAll(e.src)
