@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -367,4 +368,30 @@ func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 		t.Fatalf("%d attempts; want the refused package and its rebuild", r.Attempts)
 	}
 	checkServes(t, f, x.Mem, ci.Seq)
+}
+
+// An image rots in the store after its cut: the package carries the
+// object's bytes, so the difusor refuses it, the rebuild finds the object
+// corrupt, and the push stops for good, naming it; the difusor keeps
+// serving its cut whole.
+func TestPackageModeNeverCommitsARottenObject(t *testing.T) {
+	f := newFixture(t)
+	x := newExecMem(t, "pkg")
+	eng := f.engine()
+	first := f.cut()
+	if r := pushPkg(eng, x)[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	ci := f.cut()
+	m, _, err := f.store.Manifest(ci.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := m.Lookup(fmt.Sprintf("actas/%03d.jpg", f.n))
+	flipByte(t, f.store.ObjectPath(img.SHA256), 10)
+	r := pushPkg(eng, x)[0]
+	if r.Err == nil || !targets.IsPermanent(r.Err) || !errors.Is(r.Err, packager.ErrCorruptObject) || !strings.Contains(r.Err.Error(), img.Path) {
+		t.Fatalf("push of a cut with a rotten image: %v", r.Err)
+	}
+	checkServes(t, f, x.Mem, first.Seq)
 }
