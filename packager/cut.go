@@ -36,7 +36,7 @@ type CutOptions struct {
 	Workers    int                // files hashed at once; 0 = number of CPUs
 	// Package builds the package from the previous cut as part of the cut,
 	// for targets in package mode. Without it no package is written now;
-	// [Store.Package] builds one from the objects if a target ever needs it.
+	// [Store.OpenPackage] builds one from the objects if a target ever needs it.
 	Package bool
 	Now     func() time.Time // clock; nil = time.Now
 	Log     *zap.Logger

@@ -349,7 +349,7 @@ func TestPruneKeepsWhatTargetsNeed(t *testing.T) {
 		e.cut()
 	}
 	// A package of cut 2 from nothing, built on demand, besides its own.
-	if _, err := e.store.Package(0, 2); err != nil {
+	if _, err := packageInfo(e.store, 0, 2); err != nil {
 		t.Fatal(err)
 	}
 	st, err := e.store.Prune(2, map[int64]bool{1: true, 2: true})

@@ -12,32 +12,21 @@ import (
 	"strconv"
 )
 
-// Package makes sure the package that brings a holder of cut from (0 =
-// nothing) to cut to is stored, and describes it. The package [Cut] built
-// (from the previous cut) is used as is; any other origin is built from the
-// stored objects on first use and kept in cut to's directory, so it is
-// built once however many targets need it, and pruned with the cut.
+// OpenPackage opens the stream of the package that brings a holder of cut
+// from (0 = nothing) to cut to. The package [Cut] built (from the previous
+// cut) is used as is; any other origin is built from the stored objects on
+// first use and kept in cut to's directory, so it is built once however
+// many targets need it, and pruned with the cut. A stored index found
+// damaged is built again.
 //
 // A package is stored as an index ([PackageReader]) written to a temporary
 // name and renamed into place, so a reader never sees a partial one; every
 // file it carries was checked against its SHA-256 while it was written.
 // Packages are a cache of the objects and are not flushed: one lost or
 // damaged by a power cut is refused by the difusor (which checks every
-// file) and, after [Store.DiscardPackage], built again. Package is safe to
-// call from several goroutines and processes at once (at worst two build
-// the same package and one rename wins).
-func (s *Store) Package(from, to int64) (PackageInfo, error) {
-	r, err := s.OpenPackage(from, to)
-	if err != nil {
-		return PackageInfo{}, err
-	}
-	defer r.Close()
-	return r.Info(), nil
-}
-
-// OpenPackage opens the package stream from cut from to cut to, building
-// the package first if it is not stored (see [Store.Package]). A stored
-// index found damaged is built again.
+// file) and, after [Store.DiscardPackage], built again. OpenPackage is safe
+// to call from several goroutines and processes at once (at worst two
+// build the same package and one rename wins).
 func (s *Store) OpenPackage(from, to int64) (*PackageReader, error) {
 	if _, err := s.Info(to); err != nil {
 		return nil, err
@@ -175,7 +164,7 @@ func (s *Store) addPackage(ci *CutInfo, p *pendingPackage, fromSeq int64) error 
 }
 
 // DiscardPackage removes the package from cut from to cut to, so that the
-// next [Store.Package] builds it again from the objects: for a package a
+// next [Store.OpenPackage] builds it again from the objects: for a package a
 // difusor found corrupt. A missing package is not an error.
 func (s *Store) DiscardPackage(from, to int64) error {
 	err := os.Remove(filepath.Join(s.CutDir(to), PackageName(from)))

@@ -51,6 +51,20 @@ func pushPkg(eng *Engine, xs ...*execMem) []Result {
 	return eng.Push(context.Background(), specs)
 }
 
+// pkgTargetAtFirstCut makes a store with one cut, and a package-mode
+// target that an engine brought to it.
+func pkgTargetAtFirstCut(t *testing.T) (*fixture, *execMem, *Engine, *packager.CutInfo) {
+	t.Helper()
+	f := newFixture(t)
+	x := newExecMem(t, "pkg")
+	eng := f.engine()
+	first := f.cut()
+	if r := pushPkg(eng, x)[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	return f, x, eng, first
+}
+
 // flipByte alters the byte at off of a (read-only) file in place.
 func flipByte(t *testing.T, path string, off int64) {
 	t.Helper()
@@ -225,13 +239,7 @@ func TestPackageModeBringsEachCut(t *testing.T) {
 }
 
 func TestPackageModeCorruptStreamCommitsNothing(t *testing.T) {
-	f := newFixture(t)
-	x := newExecMem(t, "pkg")
-	eng := f.engine()
-	f.cut()
-	if r := pushPkg(eng, x)[0]; r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	f, x, eng, _ := pkgTargetAtFirstCut(t)
 	before := mustFile(t, x.Mem, "json/main.json")
 	ci := f.cut()
 	for _, at := range []int64{ci.PackageSize / 2, ci.PackageSize - 20} {
@@ -308,10 +316,12 @@ func TestPackageModeLaggingTargetGetsOnePackageFromItsCut(t *testing.T) {
 	}
 	checkServes(t, f, a.Mem, ci.Seq)
 	checkServes(t, f, b.Mem, ci.Seq)
-	info, err := f.store.Package(1, ci.Seq)
+	pr, err := f.store.OpenPackage(1, ci.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
+	info := pr.Info()
+	pr.Close()
 	if _, err := os.Stat(filepath.Join(f.store.CutDir(ci.Seq), packager.PackageName(1))); err != nil || rs[0].Bytes != info.Size || rs[1].Bytes != info.Size {
 		t.Fatalf("package from cut 1 (%d bytes, %v); targets were sent %d and %d bytes", info.Size, err, rs[0].Bytes, rs[1].Bytes)
 	}
@@ -350,13 +360,7 @@ func TestApplyRefusesGarbage(t *testing.T) {
 }
 
 func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
-	f := newFixture(t)
-	x := newExecMem(t, "pkg")
-	eng := f.engine()
-	f.cut()
-	if r := pushPkg(eng, x)[0]; r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	f, x, eng, _ := pkgTargetAtFirstCut(t)
 	ci := f.cut()
 	// A byte of the stored package rots (in its compressed metadata).
 	flipByte(t, f.store.PackagePath(ci), 100)
@@ -375,13 +379,7 @@ func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 // corrupt, and the push stops for good, naming it; the difusor keeps
 // serving its cut whole.
 func TestPackageModeNeverCommitsARottenObject(t *testing.T) {
-	f := newFixture(t)
-	x := newExecMem(t, "pkg")
-	eng := f.engine()
-	first := f.cut()
-	if r := pushPkg(eng, x)[0]; r.Err != nil {
-		t.Fatal(r.Err)
-	}
+	f, x, eng, first := pkgTargetAtFirstCut(t)
 	ci := f.cut()
 	m, _, err := f.store.Manifest(ci.Seq)
 	if err != nil {

@@ -351,23 +351,15 @@ func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
 	}
 	before := serverCPU(servers)
 	start := time.Now()
-	var wg sync.WaitGroup
 	use := make([]usage, len(ws))
-	errs := make([]error, len(ws))
-	for i, w := range ws {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			u, err := w.run()
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", strings.Join(cmds[i].Args, " "), err)
-			}
-			use[i] = u
-		}()
-	}
-	wg.Wait()
+	err := inParallel(len(ws), func(i int) (err error) {
+		if use[i], err = ws[i].run(); err != nil {
+			err = fmt.Errorf("%s: %w", strings.Join(cmds[i].Args, " "), err)
+		}
+		return err
+	})
 	wall := time.Since(start).Seconds()
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return sample{}, err
 	}
 	// sshd reaps its per-connection children shortly after the client leaves.
@@ -444,15 +436,23 @@ func rounds(o *options, name string, servers []*sshdtest.Server, want string, cs
 
 // checkTargets checks every server's webroot against want, in parallel.
 func checkTargets(want string, servers []*sshdtest.Server) error {
-	errs := make([]error, len(servers))
+	return inParallel(len(servers), func(i int) error {
+		if err := harness.SameTree(want, servers[i].WebRoot()); err != nil {
+			return fmt.Errorf("target %s: %w", servers[i].Addr(), err)
+		}
+		return nil
+	})
+}
+
+// inParallel runs fn(0) … fn(n-1) at once and joins their errors.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i, s := range servers {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := harness.SameTree(want, s.WebRoot()); err != nil {
-				errs[i] = fmt.Errorf("target %s: %w", s.Addr(), err)
-			}
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
@@ -531,17 +531,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 	total := delta * int64(len(servers))
 	cs := append(prepcastContenders(o, name, total, cfg, pkgCfg), peerContenders(o, name, total, servers, treeB, true)...)
 	reset := func() error {
-		errs := make([]error, len(servers))
-		var wg sync.WaitGroup
-		for i, s := range servers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = mirror(snap, s.WebRoot(), true)
-			}()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return inParallel(len(servers), func(i int) error { return mirror(snap, servers[i].WebRoot(), true) })
 	}
 	if err := rounds(o, "incremental", servers, treeB, cs, reset); err != nil {
 		return nil, err

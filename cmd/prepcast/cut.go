@@ -163,11 +163,7 @@ func cmdCuts(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	store, err := packager.OpenStore(c.StateDir)
+	c, store, err := loadStore(*cfgPath)
 	if err != nil {
 		return err
 	}

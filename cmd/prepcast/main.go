@@ -16,6 +16,7 @@ import (
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
 	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/packager"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -227,6 +228,20 @@ func loadTargetsConfig(path string) (*config.Config, error) {
 		return nil, fmt.Errorf("%w: %w", errConfig, err)
 	}
 	return c, nil
+}
+
+// loadStore loads the config file named by --config and opens its cut
+// store.
+func loadStore(path string) (*config.Config, *packager.Store, error) {
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := packager.OpenStore(c.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, store, nil
 }
 
 // loadConfig loads the config file named by --config.

@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/status"
 )
 
@@ -31,11 +30,7 @@ func cmdPackage(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return &usageError{`package: give --out FILE, or --out - to write to standard output`}
 	}
-	c, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	store, err := packager.OpenStore(c.StateDir)
+	_, store, err := loadStore(*cfgPath)
 	if err != nil {
 		return err
 	}
