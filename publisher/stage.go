@@ -1,0 +1,329 @@
+package publisher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/targets"
+)
+
+// staged is one file to upload: the entry and its staging name.
+type staged struct {
+	e    packager.Entry
+	name string // below StagingDir
+}
+
+// stagingPlan names a staging file for every entry: the content hash, so
+// that a retry finds what it already sent, with a suffix for content that
+// appears at several paths.
+func stagingPlan(changed []packager.Entry) []staged {
+	seen := map[string]int{}
+	plan := make([]staged, 0, len(changed))
+	for _, e := range changed {
+		plan = append(plan, stageAs(seen, e))
+	}
+	return plan
+}
+
+// stageAs names e's staging file; seen counts the entries of the plan
+// already named for each content hash.
+func stageAs(seen map[string]int, e packager.Entry) staged {
+	n := seen[e.SHA256]
+	seen[e.SHA256] = n + 1
+	name := StagingDir + "/" + e.SHA256
+	if n > 0 {
+		name = fmt.Sprintf("%s.%d", name, n)
+	}
+	return staged{e: e, name: name}
+}
+
+// prepareStaging creates the staging directory. Files an interrupted
+// earlier process left there are never trusted (only files this run
+// uploaded and verified are, see staged) and are overwritten or removed
+// with the whole directory once a cut is acknowledged (cleanStaging), off
+// the path to the new cut.
+func (r *targetRun) prepareStaging(ctx context.Context) error {
+	return r.mkdirs(ctx, []string{StagingDir})
+}
+
+// cleanStaging removes the staging directory and whatever it holds, after
+// the target acknowledged a cut: everything this run staged was renamed
+// into place, so what is left is other processes' leftovers.
+func (r *targetRun) cleanStaging(ctx context.Context) {
+	if err := r.t.RemoveAll(ctx, StagingDir); err != nil {
+		r.log.Warn("clean staging directory", zap.Error(err))
+	}
+	r.dirsMu.Lock()
+	delete(r.dirs, StagingDir)
+	r.dirsMu.Unlock()
+}
+
+// mkdirs makes sure the directories exist, creating those not known to
+// exist all at once (each with its missing parents).
+func (r *targetRun) mkdirs(ctx context.Context, dirs []string) error {
+	r.dirsMu.Lock()
+	need := map[string]bool{}
+	for _, d := range dirs {
+		if d != "." && d != "" && !r.dirs[d] {
+			need[d] = true
+		}
+	}
+	r.dirsMu.Unlock()
+	// Only the deepest: MkdirAll creates their parents.
+	var leaves []string
+	for d := range need {
+		leaf := true
+		for o := range need {
+			if strings.HasPrefix(o, d+"/") {
+				leaf = false
+				break
+			}
+		}
+		if leaf {
+			leaves = append(leaves, d)
+		}
+	}
+	sort.Strings(leaves)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, d := range leaves {
+		g.Go(func() error {
+			if err := r.t.MkdirAll(gctx, d); err != nil {
+				return fmt.Errorf("create directory %s: %w", d, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	r.dirsMu.Lock()
+	for _, d := range leaves {
+		for p := d; p != "."; p = path.Dir(p) {
+			r.dirs[p] = true
+		}
+	}
+	r.dirsMu.Unlock()
+	return nil
+}
+
+// destDirs returns the directories the files of plan go to.
+func destDirs(plan []staged) []string {
+	var dirs []string
+	seen := map[string]bool{}
+	for _, s := range plan {
+		if d := path.Dir(s.e.Path); d != "." && !seen[d] {
+			seen[d] = true
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs
+}
+
+// stage uploads every planned file not yet staged by this run, FilesInFlight
+// at a time, verifying each stored object's hash once per process before
+// its first upload.
+func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error {
+	var todo []staged
+	var done int64
+	r.mu.Lock()
+	for _, s := range plan {
+		if r.staged[s.name] {
+			done += s.e.Size
+			continue
+		}
+		todo = append(todo, s)
+	}
+	r.mu.Unlock()
+	// Large files first, so that they overlap with the many small ones.
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].e.Size > todo[j].e.Size })
+	var doneBytes atomic.Int64
+	doneBytes.Store(done)
+	filesDone := len(plan) - len(todo)
+	r.prog("staging", done, total, filesDone, len(plan))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	// Files are flushed to the target's disk while the next ones upload.
+	flushq, flushed := r.startFlusher(ctx) // not gctx: it ends when Wait returns
+	for _, s := range todo {
+		if r.e.draining() {
+			break // let the files in flight finish, start no more
+		}
+		g.Go(func() error {
+			if r.e.draining() {
+				return nil // drained while waiting for a slot
+			}
+			if err := r.upload(gctx, s); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.staged[s.name] = true
+			filesDone++
+			fd := filesDone
+			r.mu.Unlock()
+			if flushq != nil {
+				flushq <- s
+			}
+			r.prog("staging", doneBytes.Add(s.e.Size), total, fd, len(plan))
+			return nil
+		})
+	}
+	err := g.Wait()
+	if flushq != nil {
+		close(flushq)
+		if ferr := <-flushed; err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if r.e.draining() {
+		return ErrStopped
+	}
+	return nil
+}
+
+// upload sends one stored object to its staging name. The object's
+// content is checked against its SHA-256 once per process, while it is
+// read for its first upload (or, if that upload fails, the next one): a
+// corrupt object is never renamed into place on any target, and content
+// already checked is not read twice.
+func (r *targetRun) upload(ctx context.Context, s staged) error {
+	v, hashHere, wait, err := r.e.beginCheck(s.e)
+	if err != nil {
+		return targets.Permanent(err)
+	}
+	f, err := r.e.Store.OpenObject(s.e.SHA256)
+	if err != nil {
+		if hashHere {
+			v.end(false, nil)
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			// Pruned under a push that a newer cut has overtaken: the retry
+			// moves on to the latest cut.
+			return fmt.Errorf("%s: object pruned from the store: %w", s.e.Path, errSuperseded)
+		}
+		return fmt.Errorf("%s: %w", s.e.Path, err)
+	}
+	defer f.Close()
+	mf := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
+	if hashHere {
+		mf.hash = sha256.New()
+	}
+	if ds, ok := r.t.(targets.DeferredSyncer); ok {
+		err = ds.WriteFileNoSync(ctx, s.name, mf, s.e.Size) // flushed by flushStaged before the commit
+	} else {
+		err = r.t.WriteFile(ctx, s.name, mf, s.e.Size)
+	}
+	if hashHere {
+		// A failed upload checked nothing: the next upload of the object
+		// checks it.
+		var verdict error
+		if err == nil {
+			if sum, whole := mf.sum(); !whole {
+				verdict = r.e.hashObject(s.e) // read out of order: check it the slow way
+			} else if hex.EncodeToString(sum) != s.e.SHA256 {
+				verdict = r.e.corrupt(s.e)
+			}
+		}
+		v.end(err == nil && verdict == nil, verdict)
+		if verdict != nil {
+			return targets.Permanent(verdict)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", s.e.Path, err)
+	}
+	if wait != nil {
+		// Another upload is checking this object: its verdict counts for
+		// this copy too, before anything is renamed into place.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if ok, verr := v.result(); verr != nil {
+			return targets.Permanent(verr)
+		} else if !ok {
+			if verr := r.e.hashObject(s.e); verr != nil {
+				return targets.Permanent(verr)
+			}
+		}
+	}
+	return nil
+}
+
+// startFlusher starts flushing staged files to the target's disk as they
+// arrive on the returned queue, in batches, for targets that defer
+// flushes; the second channel yields its error once the queue is closed
+// and drained. Both are nil for other targets.
+func (r *targetRun) startFlusher(ctx context.Context) (chan<- staged, <-chan error) {
+	if _, ok := r.t.(targets.DeferredSyncer); !ok {
+		return nil, nil
+	}
+	q := make(chan staged, 1024)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for s := range q {
+			batch := []staged{s}
+			for more := true; more && len(batch) < 64; {
+				select {
+				case s, ok := <-q:
+					if !ok {
+						more = false
+						break
+					}
+					batch = append(batch, s)
+				default:
+					more = false
+				}
+			}
+			if err == nil && ctx.Err() == nil {
+				err = r.flushStaged(ctx, batch)
+			}
+		}
+		done <- err
+	}()
+	return q, done
+}
+
+// flushStaged makes every staged file of plan durable on the target before
+// anything is renamed into place, for targets that defer flushes.
+func (r *targetRun) flushStaged(ctx context.Context, plan []staged) error {
+	ds, ok := r.t.(targets.DeferredSyncer)
+	if !ok {
+		return nil
+	}
+	var names []string
+	r.mu.Lock()
+	for _, s := range plan {
+		if !r.synced[s.name] {
+			names = append(names, s.name)
+		}
+	}
+	r.mu.Unlock()
+	if err := ds.SyncFiles(ctx, names); err != nil {
+		return fmt.Errorf("flush staged files: %w", err)
+	}
+	r.mu.Lock()
+	for _, n := range names {
+		r.synced[n] = true
+	}
+	r.mu.Unlock()
+	return nil
+}
