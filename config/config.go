@@ -135,8 +135,24 @@ type Target struct {
 	// ApplyCommand is the command line that runs "prepcast apply" on the
 	// difusor in mode exec; it defaults to DefaultApplyCommand(Root).
 	ApplyCommand string
-	Disabled     bool // configured but skipped
+	// URL is the public base URL at which the difusor serves Root, e.g.
+	// "https://prep.diario.example/"; empty when not configured. It always
+	// ends in "/".
+	URL string
+	// FileMode and DirMode are the permissions prepcast gives the files and
+	// directories it writes on the difusor, so that its web server (another
+	// user) can read them whatever the SFTP server's umask.
+	FileMode fs.FileMode
+	DirMode  fs.FileMode
+	Disabled bool // configured but skipped
 }
+
+// Default permissions of what prepcast writes on a difusor: readable by
+// everyone (the web server), writable by the SFTP account only.
+const (
+	DefaultFileMode fs.FileMode = 0o644
+	DefaultDirMode  fs.FileMode = 0o755
+)
 
 // DefaultApplyCommand is the apply command of a mode exec target that sets
 // none: "prepcast apply --root ROOT", with ROOT quoted for the shell.
@@ -336,11 +352,17 @@ func (cv *converter) config(r *rawConfig) *Config {
 			Limit:         cv.rate(f("limit"), rt.Limit, c.Limits.PerTarget),
 			Mode:          cv.str(rt.Mode, ModeSFTP),
 			ApplyCommand:  strings.TrimSpace(rt.ApplyCommand.value),
+			URL:           strings.TrimSpace(rt.URL.value),
+			FileMode:      cv.mode(f("file_mode"), rt.FileMode, DefaultFileMode),
+			DirMode:       cv.mode(f("dir_mode"), rt.DirMode, DefaultDirMode),
 			Disabled:      cv.bool(f("disabled"), rt.Disabled),
 		}
 		t.Agent = t.IdentityFile == ""
 		if t.Mode == ModeExec && t.ApplyCommand == "" {
 			t.ApplyCommand = DefaultApplyCommand(t.Root)
+		}
+		if t.URL != "" && !strings.HasSuffix(t.URL, "/") {
+			t.URL += "/"
 		}
 		if rt.Address.set() {
 			if a, err := normalizeAddress(t.Address); err != nil {
@@ -468,4 +490,19 @@ func loadZone(name string) (*time.Location, error) {
 		return nil, fmt.Errorf("unknown time zone %q; use an IANA name such as %q", name, DefaultZone)
 	}
 	return loc, nil
+}
+
+// mode converts an octal permission such as "0644" (or "644"); def when not
+// set.
+func (cv *converter) mode(field string, s scalar, def fs.FileMode) fs.FileMode {
+	if !s.set() {
+		return def
+	}
+	v := strings.TrimPrefix(strings.TrimPrefix(s.value, "0o"), "0")
+	n, err := strconv.ParseUint(v, 8, 32)
+	if v == "" || err != nil || n > 0o777 {
+		cv.e.add(field, "%q is not a permission; write it in octal, e.g. \"0644\" for files, \"0755\" for directories", s.value)
+		return def
+	}
+	return fs.FileMode(n)
 }

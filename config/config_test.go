@@ -151,6 +151,8 @@ func TestDefaults(t *testing.T) {
 			KnownHosts: "/etc/prepcast/known_hosts",
 			Root:       "/var/www/prep",
 			Mode:       "sftp",
+			FileMode:   0o644,
+			DirMode:    0o755,
 		}},
 	}
 	if c.Zone.String() != want.Zone.String() {
@@ -176,7 +178,8 @@ func TestEveryFieldSet(t *testing.T) {
 		"listen":    `"[::1]:9000"`,
 		"log":       "{file: /var/log/prepcast.log, level: debug}",
 	})
-	t1 := with(baseTarget, kv{"identity_file": "/etc/prepcast/id", "passphrase_env": "PREP_PASS", "limit": "100Mbit", "mode": "exec", "apply_command": "/usr/local/bin/prepcast apply --root /var/www/prep", "disabled": "true"})
+	t1 := with(baseTarget, kv{"identity_file": "/etc/prepcast/id", "passphrase_env": "PREP_PASS", "limit": "100Mbit", "mode": "exec", "apply_command": "/usr/local/bin/prepcast apply --root /var/www/prep", "disabled": "true",
+		"url": "https://prep.diario.example", "file_mode": "0664", "dir_mode": "0775"})
 	t2 := with(baseTarget, kv{"name": "tv", "address": `"[2001:db8::1]:2222"`, "known_hosts": del, "host_key": `"` + hk + `"`})
 	c, err := config.Parse(render(top, t1, t2), "/etc/prepcast")
 	if err != nil {
@@ -210,10 +213,11 @@ func TestEveryFieldSet(t *testing.T) {
 			Name: "diario", Address: "sftp.diario.example:22", User: "prep",
 			IdentityFile: "/etc/prepcast/id", PassphraseEnv: "PREP_PASS", KnownHosts: "/etc/prepcast/known_hosts",
 			Root: "/var/www/prep", Limit: 12_500_000, Mode: "exec", ApplyCommand: "/usr/local/bin/prepcast apply --root /var/www/prep", Disabled: true,
+			URL: "https://prep.diario.example/", FileMode: 0o664, DirMode: 0o775,
 		}},
 		{"target 1", c.Targets[1], config.Target{
 			Name: "tv", Address: "[2001:db8::1]:2222", User: "prep", Agent: true, HostKey: hk,
-			Root: "/var/www/prep", Limit: 40 << 20, Mode: "sftp",
+			Root: "/var/www/prep", Limit: 40 << 20, Mode: "sftp", FileMode: 0o644, DirMode: 0o755,
 		}},
 	}
 	for _, ck := range checks {
@@ -680,5 +684,34 @@ func TestDefaultApplyCommandQuotesRoot(t *testing.T) {
 		if got := config.DefaultApplyCommand(tt.root); got != tt.want {
 			t.Errorf("DefaultApplyCommand(%q) = %s, want %s", tt.root, got, tt.want)
 		}
+	}
+}
+
+func TestTargetURLAndModes(t *testing.T) {
+	for _, tc := range []struct {
+		kv    kv
+		field string
+	}{
+		{kv{"url": "ftp://x.example/"}, "url"},
+		{kv{"url": "https://user:pw@x.example/"}, "url"},
+		{kv{"url": "https:///nohost"}, "url"},
+		{kv{"url": "https://x.example/?a=1"}, "url"},
+		{kv{"file_mode": "0600"}, "file_mode"},
+		{kv{"file_mode": "rw-r--r--"}, "file_mode"},
+		{kv{"file_mode": "01777"}, "file_mode"},
+		{kv{"dir_mode": "0700"}, "dir_mode"},
+		{kv{"file_mode": "0444", "dir_mode": "0555"}, "file_mode"},
+	} {
+		_, err := config.Parse(render(baseTop, with(baseTarget, tc.kv)), "/")
+		if err == nil || !strings.Contains(err.Error(), "targets[0]."+tc.field) {
+			t.Errorf("%v: err = %v, want one naming targets[0].%s", tc.kv, err, tc.field)
+		}
+	}
+	c, err := config.Parse(render(baseTop, with(baseTarget, kv{"url": "http://127.0.0.1:8080/prep", "file_mode": "\"644\""})), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Targets[0]; got.URL != "http://127.0.0.1:8080/prep/" || got.FileMode != 0o644 || got.DirMode != 0o755 {
+		t.Errorf("url %q file_mode %o dir_mode %o", got.URL, got.FileMode, got.DirMode)
 	}
 }

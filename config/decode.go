@@ -85,6 +85,9 @@ type rawTarget struct {
 	Limit         scalar `yaml:"limit"`
 	Mode          scalar `yaml:"mode"`
 	ApplyCommand  scalar `yaml:"apply_command"`
+	URL           scalar `yaml:"url"`
+	FileMode      scalar `yaml:"file_mode"`
+	DirMode       scalar `yaml:"dir_mode"`
 	Disabled      scalar `yaml:"disabled"`
 }
 

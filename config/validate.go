@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -235,6 +236,20 @@ func (c *Config) validateTargets(e *collector) {
 		if strings.ContainsAny(t.ApplyCommand, "\n\r\x00") {
 			e.add(f("apply_command"), "must be one line")
 		}
+		if t.URL != "" {
+			if err := checkSiteURL(t.URL); err != nil {
+				e.add(f("url"), "%v", err)
+			}
+		}
+		if t.FileMode&0o444 != 0o444 {
+			e.add(f("file_mode"), "%04o does not let the web server read the files; use 0644 (or 0444)", t.FileMode)
+		}
+		if t.DirMode&0o555 != 0o555 {
+			e.add(f("dir_mode"), "%04o does not let the web server enter the directories; use 0755 (or 0555)", t.DirMode)
+		}
+		if t.FileMode&0o200 == 0 || t.DirMode&0o700 != 0o700 {
+			e.add(f("file_mode"), "file_mode %04o / dir_mode %04o must leave the SFTP account able to write (u+w on files, u+rwx on directories): prepcast replaces files at every cut", t.FileMode, t.DirMode)
+		}
 
 		if t.Disabled || t.Address == "" || e.has(f("address")) || e.has(f("root")) {
 			continue
@@ -432,4 +447,25 @@ func fmtDur(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// checkSiteURL checks a difusor's public base URL: absolute http or https,
+// a host, no credentials, query or fragment.
+func checkSiteURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL: %v", raw, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: use an http:// or https:// address, e.g. \"https://prep.diario.example/\"", raw)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q names no host", raw)
+	case u.User != nil:
+		return fmt.Errorf("%q carries credentials; the public site's address must not", raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return fmt.Errorf("%q has a query or fragment; give the base address at which the difusor serves its root", raw)
+	case strings.ContainsAny(raw, " \t\r\n"):
+		return fmt.Errorf("%q contains spaces", raw)
+	}
+	return nil
 }
