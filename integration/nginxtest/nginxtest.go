@@ -30,7 +30,8 @@ const NginxPath = "/usr/sbin/nginx"
 // a skip; "make test" sets it (it is the same variable as sshdtest's).
 const RequireEnv = "PREPCAST_REQUIRE_SSHD"
 
-// WorkerUser is the unprivileged user nginx's workers run as.
+// WorkerUser and WorkerGroup are the unprivileged user and group nginx's
+// workers run as.
 const (
 	WorkerUser  = "nobody"
 	WorkerGroup = "nogroup"
