@@ -91,6 +91,9 @@ func ParseAck(data []byte) (*Ack, error) {
 		if err := safepath.Check(r.Path); err != nil {
 			return nil, fmt.Errorf("ack: retired: %s", termsafe.Clip(err.Error(), 200))
 		}
+		if termsafe.String(r.Path) != r.Path {
+			return nil, fmt.Errorf("ack: retired path %q holds characters that are not printable", termsafe.Clip(r.Path, 80))
+		}
 	}
 	return &a, nil
 }

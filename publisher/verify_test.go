@@ -266,3 +266,32 @@ func TestHostileAckIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestParseAckEscapesRemoteText: an ack crafted to carry terminal escapes
+// (in its format, id, publisher or a retired path) is refused, and the
+// error that says why holds none of them.
+func TestParseAckEscapesRemoteText(t *testing.T) {
+	good := Ack{Format: AckFormat, Seq: 3, ID: "20240603_0100", Manifest: strings.Repeat("0f", 32), Time: time.Now().UTC()}
+	evil := "\x1b]0;pwned\x07\x1b[2J\u202e"
+	for name, mutate := range map[string]func(a *Ack){
+		"format":    func(a *Ack) { a.Format = evil },
+		"id":        func(a *Ack) { a.ID = evil },
+		"publisher": func(a *Ack) { a.Publisher = "host" + evil },
+		"manifest":  func(a *Ack) { a.Manifest = evil },
+		"retired":   func(a *Ack) { a.Retired = []Retired{{Path: "json/a\u202etxt.json", Since: time.Now()}} },
+	} {
+		a := good
+		mutate(&a)
+		_, err := ParseAck(a.Encode())
+		if err == nil {
+			t.Errorf("%s: an ack carrying terminal escapes was accepted", name)
+			continue
+		}
+		if s := err.Error(); strings.ContainsAny(s, "\x1b\x07\u202e") {
+			t.Errorf("%s: error %q carries the difusor's escapes", name, s)
+		}
+	}
+	if _, err := ParseAck(good.Encode()); err != nil {
+		t.Fatalf("a good ack: %v", err)
+	}
+}
