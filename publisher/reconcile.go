@@ -51,7 +51,11 @@ func (r *targetRun) readAckMax(ctx context.Context, max int64) (*Ack, error) {
 // n entries: the cut, files retired from earlier cuts, and what the
 // difusor keeps of its own. A root that lists more is refused rather than
 // held in memory.
-func listMax(n int) int { return 4*n + 100_000 }
+func listMax(n int) int { return 4*n + listSlack }
+
+// listSlack is what a difusor may keep of its own beyond 4 files per
+// file of the cut (a variable for tests).
+var listSlack = 100_000
 
 // listRoot lists the target's files outside prepcast's own directory, with
 // their sizes (-1 for a symbolic link, which a real file replaces), at most

@@ -295,3 +295,24 @@ func TestParseAckEscapesRemoteText(t *testing.T) {
 		t.Fatalf("a good ack: %v", err)
 	}
 }
+
+// TestListingIsBounded: a difusor without a usable ack whose root lists far
+// more files than the cut could explain is refused with a permanent error
+// naming it, instead of being held in memory.
+func TestListingIsBounded(t *testing.T) {
+	defer func(v int) { listSlack = v }(listSlack)
+	listSlack = 50
+	f := newFixture(t)
+	f.cut()
+	mem := targettest.NewMem("m")
+	for i := range 200 {
+		mem.SetFile(fmt.Sprintf("basura/%04d.html", i), []byte("x"))
+	}
+	r := f.engine().Push(context.Background(), []TargetSpec{{Target: mem}})[0]
+	if r.Err == nil || !targets.IsPermanent(r.Err) || !strings.Contains(r.Err.Error(), "difusor m lists more than") {
+		t.Fatalf("push to a root of 200 foreign files (bound %d): %v", listMax(4), r.Err)
+	}
+	if _, ok := mem.File("json/main.json"); ok {
+		t.Error("a refused root was written to")
+	}
+}

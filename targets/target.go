@@ -222,6 +222,9 @@ func HashFile(ctx context.Context, t Target, path string, max int64) ([32]byte, 
 // TooLarge returns the permanent error for a file that holds more than max
 // bytes; the caller names the difusor and the file.
 func TooLarge(max int64) error {
+	if max >= 1<<20 && max%(1<<20) == 0 {
+		return Permanent(fmt.Errorf("%w (more than %d MiB)", ErrTooLarge, max>>20))
+	}
 	return Permanent(fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, max))
 }
 

@@ -380,11 +380,15 @@ func remoteText(err error) error {
 		return nil
 	}
 	s := err.Error()
-	if plain := strings.ReplaceAll(s, `\`, ""); termsafe.String(plain) == plain {
+	if plain := strings.ReplaceAll(s, `\`, ""); termsafe.Clip(plain, 0) == plain {
 		return err
 	}
-	return &escapedError{err: err, text: termsafe.String(s)}
+	return &escapedError{err: err, text: termsafe.Clip(s, maxErrorText)}
 }
+
+// maxErrorText bounds the text of an error that carries what a server
+// said (our own messages, such as a changed host key's, run to 1,000).
+const maxErrorText = 4096
 
 // escapedError is an error whose text was escaped; it unwraps to the
 // original.
