@@ -316,3 +316,56 @@ func TestListingIsBounded(t *testing.T) {
 		t.Error("a refused root was written to")
 	}
 }
+
+// TestMismatchRepairedByTheNextPush: when the repair of a file the rotation
+// found fails (the difusor refuses the upload), the push fails saying so,
+// the file stays pending in the state database, and the next push (another
+// process) checks it first and repairs it, whatever its slice.
+func TestMismatchRepairedByTheNextPush(t *testing.T) {
+	f := newFixture(t)
+	for range 4 {
+		f.cut()
+	}
+	mem := targettest.NewMem("m")
+	db := openDB(t)
+	push := func() Result {
+		eng := f.engine()
+		eng.DB, eng.Rotation = db, VerifyBudget{Files: 1} // one file per push: 001, then 002 (the victim), then 003
+		eng.Retry.Attempts = 1
+		return eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]
+	}
+	if r := push(); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	victim := "actas/002.jpg"
+	data, _ := mem.File(victim)
+	good := slices.Clone(data)
+	data = slices.Clone(data)
+	data[0] ^= 1
+	mem.SetFile(victim, data)
+	mem.FailWrite = func(p string) error {
+		if strings.HasPrefix(p, StagingDir+"/") {
+			return targets.Permanent(errors.New("disk quota exceeded"))
+		}
+		return nil
+	}
+	if r := push(); r.Err == nil || len(r.Repaired) != 0 {
+		t.Fatalf("a repair that could not upload: err %v, repaired %v", r.Err, r.Repaired)
+	}
+	vs, _ := db.Verify(context.Background(), "m")
+	if !slices.Equal(vs.Pending, []string{victim}) || vs.Mismatches != 1 {
+		t.Fatalf("after a failed repair: %+v, want %s pending", vs, victim)
+	}
+	mem.FailWrite = nil
+	r := push()
+	if r.Err != nil || !slices.Equal(r.Repaired, []string{victim}) {
+		t.Fatalf("the next push: err %v, repaired %v, want %s", r.Err, r.Repaired, victim)
+	}
+	if got, _ := mem.File(victim); string(got) != string(good) {
+		t.Fatal("not restored")
+	}
+	vs, _ = db.Verify(context.Background(), "m")
+	if len(vs.Pending) != 0 || vs.Mismatches != 1 || !slices.Equal(vs.Repaired, []string{victim}) {
+		t.Errorf("after the repair: %+v (the same mismatch must count once)", vs)
+	}
+}
