@@ -28,6 +28,7 @@ const (
 	DefaultEvery           = 10 * time.Minute
 	DefaultRetentionCuts   = 3
 	DefaultRetentionWindow = 30 * time.Minute
+	DefaultVerifyPeriod    = 24 * time.Hour
 	DefaultTargetsInFlight = 32
 	DefaultFilesInFlight   = 16
 	DefaultMaxLag          = 15 * time.Minute
@@ -65,6 +66,7 @@ type Config struct {
 	Pointer    []string       // files that switch the site to a cut, written last; default ["json/main.json"]
 	Schedule   Schedule
 	Retention  Retention
+	Verify     Verify
 	Limits     Limits
 	MaxLag     time.Duration // lag above which status reports a target as behind; default 15m
 	Timeouts   Timeouts
@@ -87,6 +89,21 @@ type Schedule struct {
 type Retention struct {
 	Cuts   int           // cuts kept in the local store beyond those a target still needs; at least 1, default 3
 	Window time.Duration // a file that left the manifest is deleted from targets only after this long; default 30m
+}
+
+// Verify configures the rotating verification: every push reads back and
+// hashes a slice of the files each difusor acknowledges, so that a file
+// altered on a difusor (even at the same size) is found and sent again.
+type Verify struct {
+	// Period is the time within which every file of the cut is re-read, at
+	// one push per schedule.every; default 24h; 0 turns the rotation off.
+	Period time.Duration
+	// BytesPerPush and FilesPerPush, when set (non-zero), replace what
+	// Period needs: each push reads back files until the next would take
+	// it over BytesPerPush bytes or it has read FilesPerPush files,
+	// whichever comes first (at least one file).
+	BytesPerPush int64
+	FilesPerPush int
 }
 
 // Limits bound bandwidth and concurrency. Rates are in bytes per second; 0
@@ -313,6 +330,11 @@ func (cv *converter) config(r *rawConfig) *Config {
 		Cuts:   cv.int("retention.cuts", r.Retention.Cuts, DefaultRetentionCuts),
 		Window: cv.duration("retention.window", r.Retention.Window, DefaultRetentionWindow),
 	}
+	c.Verify = Verify{
+		Period:       cv.duration("verify.period", r.Verify.Period, DefaultVerifyPeriod),
+		BytesPerPush: cv.size("verify.bytes_per_push", r.Verify.BytesPerPush),
+		FilesPerPush: cv.int("verify.files_per_push", r.Verify.FilesPerPush, 0),
+	}
 	c.Limits = Limits{
 		Uplink:          cv.rate("limits.uplink", r.Limits.Uplink, 0),
 		PerTarget:       cv.rate("limits.per_target", r.Limits.PerTarget, 0),
@@ -435,6 +457,18 @@ func (cv *converter) rate(field string, s scalar, def int64) int64 {
 	if err != nil {
 		cv.e.add(field, "%v", err)
 		return def
+	}
+	return n
+}
+
+func (cv *converter) size(field string, s scalar) int64 {
+	if !s.set() {
+		return 0
+	}
+	n, err := ParseSize(s.value)
+	if err != nil {
+		cv.e.add(field, "%v", err)
+		return 0
 	}
 	return n
 }

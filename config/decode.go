@@ -27,6 +27,7 @@ type rawConfig struct {
 	Pointer    stringList   `yaml:"pointer"`
 	Schedule   rawSchedule  `yaml:"schedule"`
 	Retention  rawRetention `yaml:"retention"`
+	Verify     rawVerify    `yaml:"verify"`
 	Limits     rawLimits    `yaml:"limits"`
 	MaxLag     scalar       `yaml:"max_lag"`
 	Timeouts   rawTimeouts  `yaml:"timeouts"`
@@ -46,6 +47,12 @@ type rawSchedule struct {
 type rawRetention struct {
 	Cuts   scalar `yaml:"cuts"`
 	Window scalar `yaml:"window"`
+}
+
+type rawVerify struct {
+	Period       scalar `yaml:"period"`
+	BytesPerPush scalar `yaml:"bytes_per_push"`
+	FilesPerPush scalar `yaml:"files_per_push"`
 }
 
 type rawLimits struct {

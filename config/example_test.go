@@ -143,6 +143,7 @@ func TestSchemaMatchesConfig(t *testing.T) {
 		{reflect.TypeFor[Config](), reflect.TypeFor[rawConfig]()},
 		{reflect.TypeFor[Schedule](), reflect.TypeFor[rawSchedule]()},
 		{reflect.TypeFor[Retention](), reflect.TypeFor[rawRetention]()},
+		{reflect.TypeFor[Verify](), reflect.TypeFor[rawVerify]()},
 		{reflect.TypeFor[Limits](), reflect.TypeFor[rawLimits]()},
 		{reflect.TypeFor[Timeouts](), reflect.TypeFor[rawTimeouts]()},
 		{reflect.TypeFor[Retry](), reflect.TypeFor[rawRetry]()},

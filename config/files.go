@@ -14,7 +14,8 @@ import (
 // directory; state_dir is a directory or can be created (its parent is a
 // directory); signing_key, and the identity_file and known_hosts of every
 // enabled target, are readable regular files; the log file's directory
-// exists unless it is state_dir. It also repeats, with symbolic links
+// exists unless it is state_dir. An identity_file readable by its group or
+// by others is refused, as ssh refuses it. It also repeats, with symbolic links
 // resolved, the checks that keep the store and every key out of the results
 // tree. It returns the errors.Join of a [*FieldError] per problem, or nil.
 func (c *Config) CheckFiles() error {
@@ -49,6 +50,7 @@ func (c *Config) CheckFiles() error {
 			checkFile(&e, f("identity_file"), t.IdentityFile, fmt.Sprintf(
 				"create a key with \"ssh-keygen -t ed25519 -f %s\" and install %s.pub for user %s on the difusor, or remove identity_file to use ssh-agent",
 				t.IdentityFile, t.IdentityFile, t.User))
+			checkPrivate(&e, f("identity_file"), t.IdentityFile)
 		}
 		if t.KnownHosts != "" {
 			host, port := t.Address, DefaultPort
@@ -165,4 +167,20 @@ func checkFile(e *collector, field, p, hint string) {
 		return
 	}
 	f.Close()
+}
+
+// checkPrivate reports a private key file that its group or others may
+// read or write, as ssh does ("UNPROTECTED PRIVATE KEY FILE"), with the
+// command that fixes it. A missing file is left to checkFile.
+func checkPrivate(e *collector, field, p string) {
+	if e.has(field) {
+		return
+	}
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		e.add(field, "private key %s is accessible by its group or by others (mode %04o); run \"chmod 600 %s\" (ssh refuses such a key too)", p, perm, p)
+	}
 }

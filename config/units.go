@@ -68,6 +68,28 @@ func ParseRate(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
+var sizeRE = regexp.MustCompile(`^([0-9]+) ?(k|K|M|G|T|Ki|Mi|Gi|Ti)?(B)?$`)
+
+// ParseSize parses a number of bytes: a plain number ("1048576") or a whole
+// number with a prefix (k, M, G, T = 1000^n; Ki, Mi, Gi, Ti = 1024^n) and
+// the unit B: "64MiB", "500MB", "1GiB". "0" is 0.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil || (m[2] != "" && m[3] == "") {
+		return 0, fmt.Errorf("%q is not a size in bytes; write e.g. \"64MiB\", \"500MB\", \"1GiB\" or a number of bytes", s)
+	}
+	v, ok := new(big.Int).SetString(m[1], 10)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size in bytes", s)
+	}
+	v.Mul(v, big.NewInt(ratePrefix[m[2]]))
+	if !v.IsInt64() {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return v.Int64(), nil
+}
+
 // durationExamples is appended to every duration error.
 const durationExamples = `e.g. "30s", "10m" or "1h30m"`
 

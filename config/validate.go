@@ -71,6 +71,16 @@ func (c *Config) validate(e *collector) {
 	}
 	positive(e, "retention.window", c.Retention.Window, "files that leave a cut must stay on targets a while for clients still reading the previous cut", DefaultRetentionWindow)
 
+	if c.Verify.Period < 0 {
+		e.add("verify.period", "is negative; give the time within which every served file is re-read, e.g. 24h, or 0 to turn the rotating verification off")
+	}
+	if c.Verify.BytesPerPush < 0 {
+		e.add("verify.bytes_per_push", "is negative; give a size such as 256MiB, or leave it out")
+	}
+	if c.Verify.FilesPerPush < 0 {
+		e.add("verify.files_per_push", "is %d; give a number of files such as 500, or leave it out", c.Verify.FilesPerPush)
+	}
+
 	nonNegativeRate(e, "limits.uplink", c.Limits.Uplink)
 	nonNegativeRate(e, "limits.per_target", c.Limits.PerTarget)
 	if c.Limits.TargetsInFlight < 1 {
@@ -201,7 +211,8 @@ func (c *Config) validateTargets(e *collector) {
 		if t.PassphraseEnv != "" {
 			switch {
 			case !envVarRE.MatchString(t.PassphraseEnv):
-				e.add(f("passphrase_env"), "%q is not an environment variable name; use letters, digits and '_', e.g. \"PREPCAST_KEY_PASSPHRASE\"", t.PassphraseEnv)
+				// Never echo the value: it may be the passphrase itself.
+				e.add(f("passphrase_env"), "is not an environment variable name (the value is not shown: it may be the passphrase itself); put the passphrase in an environment variable and set passphrase_env to that variable's name, letters, digits and '_', e.g. \"PREPCAST_KEY_PASSPHRASE\"")
 			case t.IdentityFile == "":
 				e.add(f("passphrase_env"), "is set but identity_file is not; keys in ssh-agent are unlocked by the agent, so remove passphrase_env or set identity_file")
 			}

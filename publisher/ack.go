@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/packager"
 )
 
@@ -42,37 +43,56 @@ type Retired struct {
 	Since time.Time `json:"since"`
 }
 
-// maxAckSize bounds an ack file; a larger one is garbage.
-const maxAckSize = 16 << 20
+// MaxAckSize bounds any ack file; a larger one is garbage.
+const MaxAckSize = 16 << 20
+
+// AckMax is the most bytes an ack of a cut of files entries may hold, and
+// the most prepcast reads of a difusor's ack.json: 64 KiB for its fixed
+// fields and 512 bytes per file of the cut for the retired list (which
+// holds the files that left the cut within the retention window: a path of
+// at most a few hundred bytes and a time each), never more than
+// MaxAckSize. An ack.json that is larger (or a link to /dev/zero) is
+// refused after AckMax+1 bytes.
+func AckMax(files int) int64 {
+	return min(64<<10+512*int64(max(files, 0)), MaxAckSize)
+}
 
 // ParseAck decodes and checks an ack file. Any error means the ack cannot be
-// trusted and the target must be reconciled.
+// trusted and the target must be reconciled. Text from the ack is escaped
+// in its errors.
 func ParseAck(data []byte) (*Ack, error) {
-	if len(data) > maxAckSize {
-		return nil, fmt.Errorf("ack: %d bytes, more than %d", len(data), maxAckSize)
+	if len(data) > MaxAckSize {
+		return nil, fmt.Errorf("ack: %d bytes, more than %d", len(data), MaxAckSize)
 	}
 	var a Ack
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
-		return nil, fmt.Errorf("ack: %w", err)
+		return nil, fmt.Errorf("ack: %s", termsafe.Clip(err.Error(), 200))
 	}
 	if dec.More() {
 		return nil, errors.New("ack: data after the ack object")
 	}
 	switch {
 	case a.Format != AckFormat:
-		return nil, fmt.Errorf("ack: format %q, want %q", a.Format, AckFormat)
+		return nil, fmt.Errorf("ack: format %q, want %q", termsafe.Clip(a.Format, 40), AckFormat)
 	case a.Seq < 1:
 		return nil, fmt.Errorf("ack: seq %d", a.Seq)
 	case !packager.IsSHA256Hex(a.Manifest):
-		return nil, fmt.Errorf("ack: manifest_sha256 %q is not a SHA-256", a.Manifest)
+		return nil, fmt.Errorf("ack: manifest_sha256 %q is not a SHA-256", termsafe.Clip(a.Manifest, 80))
 	case a.Time.IsZero():
 		return nil, errors.New("ack: no time")
+	case !isCutID(a.ID):
+		return nil, fmt.Errorf("ack: id %q is not a cut id (%s)", termsafe.Clip(a.ID, 40), packager.IDLayout)
+	case len(a.Publisher) > 255 || termsafe.String(a.Publisher) != a.Publisher:
+		return nil, fmt.Errorf("ack: publisher %q is not a host name", termsafe.Clip(a.Publisher, 40))
 	}
 	for _, r := range a.Retired {
 		if err := safepath.Check(r.Path); err != nil {
-			return nil, fmt.Errorf("ack: retired: %w", err)
+			return nil, fmt.Errorf("ack: retired: %s", termsafe.Clip(err.Error(), 200))
+		}
+		if termsafe.String(r.Path) != r.Path {
+			return nil, fmt.Errorf("ack: retired path %q holds characters that are not printable", termsafe.Clip(r.Path, 80))
 		}
 	}
 	return &a, nil
@@ -82,4 +102,10 @@ func ParseAck(data []byte) (*Ack, error) {
 func (a *Ack) Encode() []byte {
 	b, _ := json.MarshalIndent(a, "", "  ")
 	return append(b, '\n')
+}
+
+// isCutID reports whether s has the form of a cut id, YYYYMMDD_HHMM.
+func isCutID(s string) bool {
+	_, err := time.Parse(packager.IDLayout, s)
+	return err == nil && len(s) == len(packager.IDLayout)
 }

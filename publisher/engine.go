@@ -58,10 +58,15 @@ type Engine struct {
 	// quick and safe for concurrent use.
 	OnProgress func(Progress)
 	// Verify makes every push check, once the target holds the latest cut,
-	// that its files really are the cut's (sizes, and content up to
-	// VerifyReadMax) and send again whatever differs. Result.Repaired lists
-	// what was found and fixed.
+	// that its files really are the cut's (every file listed, read back and
+	// hashed) and send again whatever differs. Result.Repaired lists what
+	// was found and fixed.
 	Verify bool
+	// Rotation is the rotating verification done by every push that leaves
+	// a target on the latest cut (when Verify is not set): a slice of the
+	// cut's files read back and hashed, whatever differs sent again. The
+	// zero value checks nothing.
+	Rotation VerifyBudget
 	// Drain, when closed, asks every push to stop gracefully: uploads in
 	// flight finish, no new upload, commit or retry starts, and the push
 	// returns ErrStopped. Every target keeps serving a whole cut. Cancel
@@ -112,6 +117,7 @@ type Result struct {
 	Cuts       []int64  // cuts the target acknowledged during this push
 	Reconciled bool     // the target was reconciled by listing
 	Repaired   []string // files that verification found altered or missing and sent again
+	Verified   int      // files verification read back and hashed (or found missing)
 }
 
 // PushError records why a target did not acknowledge a cut.
@@ -306,8 +312,9 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 			if e.LatestSeq() > c.m.Seq && ctx.Err() == nil && !e.draining() {
 				continue // a newer cut appeared meanwhile: the latest cut wins
 			}
-			if e.Verify && res.Repaired == nil {
-				repaired, err := run.verify(ctx, c)
+			if (e.Verify || e.Rotation.enabled()) && res.Repaired == nil {
+				repaired, err := run.verify(ctx, c, e.Verify)
+				res.Verified = run.verified
 				if err != nil {
 					res.Err = &PushError{Target: name, CutID: c.m.ID, Seq: c.m.Seq, Err: err}
 					e.finish(log, &res, cur, run)

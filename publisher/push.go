@@ -60,6 +60,8 @@ type targetRun struct {
 	sent   atomic.Int64    // payload bytes read for upload, all attempts
 	start  time.Time
 	prog   progressFunc
+	// verified is how many files the last verification checked.
+	verified int
 }
 
 type progressFunc func(stage string, done, total int64, files, filesTotal int)
@@ -77,14 +79,14 @@ type cutRef struct {
 // pushCut brings the target to cut c: one attempt, no retries.
 func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats, error) {
 	var st attemptStats
-	ack, err := r.readAck(ctx)
+	ack, err := r.readAckMax(ctx, AckMax(len(c.m.Entries)))
 	if err != nil {
 		return nil, st, err
 	}
 	r.e.mirrorRemote(r.log, r.t.Name(), ack)
 	if ack != nil && (ack.Seq > c.m.Seq || (ack.Seq == c.m.Seq && ack.Manifest != c.manifest)) {
 		return nil, st, targets.Permanent(fmt.Errorf("%w: target acknowledges cut %d (%s, manifest %.12s) but the latest local cut is %d (%s, manifest %.12s); refusing to roll it back (was state_dir replaced? restore it, or move the target's .prepcast/ack.json away to force a full reconcile)",
-			ErrRollback, ack.Seq, ack.ID, ack.Manifest, c.m.Seq, c.m.ID, c.manifest))
+			ErrRollback, ack.Seq, safe(ack.ID), ack.Manifest, c.m.Seq, c.m.ID, c.manifest))
 	}
 	now := r.e.now()
 	if ack != nil && ack.Seq == c.m.Seq {

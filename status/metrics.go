@@ -30,13 +30,16 @@ var (
 	descFailures   = prometheus.NewDesc("prepcast_target_failed_attempts_total", "Push attempts to the target that failed.", []string{"target"}, nil)
 	descAttempts   = prometheus.NewDesc("prepcast_target_attempts_total", "Push attempts to the target.", []string{"target"}, nil)
 	descDuration   = prometheus.NewDesc("prepcast_target_last_push_duration_seconds", "Duration of the last successful push attempt.", []string{"target"}, nil)
+	descVerified   = prometheus.NewDesc("prepcast_target_verified_files_total", "Files of the target read back and hashed by verification.", []string{"target"}, nil)
+	descMismatches = prometheus.NewDesc("prepcast_target_verify_mismatches_total", "Files verification found missing or different from the signed cut on the target.", []string{"target"}, nil)
+	descPending    = prometheus.NewDesc("prepcast_target_verify_pending_files", "Files found differing on the target and not repaired yet.", []string{"target"}, nil)
 	descUp         = prometheus.NewDesc("prepcast_status_up", "1 when the status could be read.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLatestSeq, descLatestTime, descAcked, descLagCuts, descLagSeconds, descBehind,
-		descState, descBytes, descFailures, descAttempts, descDuration, descUp} {
+		descState, descBytes, descFailures, descAttempts, descDuration, descVerified, descMismatches, descPending, descUp} {
 		ch <- d
 	}
 }
@@ -72,6 +75,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(tot.Failures), t.Name)
 		ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(tot.Attempts), t.Name)
 		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, tot.LastDuration, t.Name)
+		var vr Verify
+		if t.Verify != nil {
+			vr = *t.Verify
+		}
+		ch <- prometheus.MustNewConstMetric(descVerified, prometheus.CounterValue, float64(vr.FilesChecked), t.Name)
+		ch <- prometheus.MustNewConstMetric(descMismatches, prometheus.CounterValue, float64(vr.Mismatches), t.Name)
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(len(vr.Pending)), t.Name)
 	}
 }
 

@@ -93,18 +93,19 @@ func (v *View) ProbeTargets(ctx context.Context, open func(name string) (targets
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			t.Probe = probe(ctx, t, open)
+			t.Probe = probe(ctx, t, v.latestFiles, open)
 		}()
 	}
 	wg.Wait()
 }
 
-func probe(ctx context.Context, t *Target, open func(string) (targets.Target, error)) *Probe {
+// probe reads the target's ack, at most publisher.AckMax(files) bytes.
+func probe(ctx context.Context, t *Target, files int, open func(string) (targets.Target, error)) *Probe {
 	tg, err := open(t.Name)
 	if err != nil {
 		return &Probe{Error: err.Error()}
 	}
-	data, err := tg.ReadFile(ctx, publisher.AckPath)
+	data, err := targets.ReadFileMax(ctx, tg, publisher.AckPath, publisher.AckMax(files))
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Probe{Agrees: t.AckedSeq == 0}
 	}

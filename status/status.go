@@ -31,6 +31,8 @@ type View struct {
 	MaxLagSeconds float64   `json:"max_lag_seconds"`
 	Counts        Counts    `json:"counts"`
 	Targets       []Target  `json:"targets"` // worst first
+
+	latestFiles int // files of the latest cut: bounds what a probe reads
 }
 
 // Cut is the latest cut.
@@ -86,6 +88,24 @@ type Target struct {
 	ETASeconds   float64 `json:"eta_seconds,omitempty"`
 	LastPushMBps float64 `json:"last_push_mb_per_second"` // last finished push that moved bytes
 	Probe        *Probe  `json:"probe,omitempty"`
+	// Verify is what the rotating verification of the files the target
+	// serves found; absent before its first check.
+	Verify *Verify `json:"verify,omitempty"`
+}
+
+// Verify is what reading back and hashing the target's files found.
+type Verify struct {
+	CheckedAt    time.Time `json:"checked_at,omitzero"` // last check
+	FilesChecked int64     `json:"files_checked"`       // files read back and hashed, all checks
+	Rounds       int64     `json:"rounds"`              // times every file of the cut was checked
+	// Mismatches counts the files found missing or different from the
+	// signed cut, all checks; Pending lists those not repaired yet (the
+	// next push sends them again), Repaired those of the last repair.
+	Mismatches     int64     `json:"mismatches"`
+	LastMismatchAt time.Time `json:"last_mismatch_at,omitzero"`
+	Pending        []string  `json:"pending,omitempty"`
+	Repaired       []string  `json:"repaired,omitempty"`
+	RepairedAt     time.Time `json:"repaired_at,omitzero"`
 }
 
 // Probe is what the target's own .prepcast/ack.json says (status --probe).
@@ -116,8 +136,12 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		l := cuts[len(cuts)-1]
 		v.Latest = &Cut{Seq: l.Seq, ID: l.ID, Created: l.Created, AgeSeconds: max(0, now.Sub(l.Created).Seconds())}
 	}
+	if len(cuts) > 0 {
+		v.latestFiles = cuts[len(cuts)-1].Files
+	}
 	acks := map[string]state.Ack{}
 	progress := map[string]state.Progress{}
+	verifies := map[string]state.Verify{}
 	last := map[string]state.Attempt{}
 	if src.DB != nil {
 		if acks, err = src.DB.Acks(ctx); err != nil {
@@ -129,6 +153,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		}
 		for _, p := range ps {
 			progress[p.Target] = p
+		}
+		if verifies, err = src.DB.Verifies(ctx); err != nil {
+			return nil, err
 		}
 		hist, err := src.DB.History(ctx, "", 2000)
 		if err != nil {
@@ -163,6 +190,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		if !acked && t.State != StatePushing && t.State != StateRetrying && t.State != StateFailing {
 			t.State, t.Detail = StateNever, StateNever
 		}
+		if vr, ok := verifies[name]; ok {
+			t.Verify = &Verify{CheckedAt: vr.CheckedAt, FilesChecked: vr.Checked, Rounds: vr.Rounds, Mismatches: vr.Mismatches,
+				LastMismatchAt: vr.LastMismatchAt, Pending: vr.Pending, Repaired: vr.Repaired, RepairedAt: vr.RepairedAt}
+			t.Detail += t.Verify.mention(now)
+		}
 		v.Targets = append(v.Targets, t)
 	}
 	sort.SliceStable(v.Targets, func(i, j int) bool { return worse(v.Targets[i], v.Targets[j]) })
@@ -183,6 +215,21 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		}
 	}
 	return v, nil
+}
+
+// mention is the short note the STATE column carries about verification:
+// files found differing and not repaired yet, or repaired within the last
+// day.
+func (v *Verify) mention(now time.Time) string {
+	switch {
+	case len(v.Pending) == 1:
+		return " · verify: 1 file differs from the cut, sent again at the next push"
+	case len(v.Pending) > 1:
+		return fmt.Sprintf(" · verify: %d files differ from the cut, sent again at the next push", len(v.Pending))
+	case len(v.Repaired) > 0 && now.Sub(v.RepairedAt) < 24*time.Hour:
+		return fmt.Sprintf(" · verify: %d repaired %s ago", len(v.Repaired), max(0, now.Sub(v.RepairedAt)).Round(time.Second))
+	}
+	return ""
 }
 
 // firstMissing returns when the oldest cut after acked that the store still

@@ -8,7 +8,10 @@ package targets
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"time"
@@ -165,3 +168,102 @@ func IsRetryable(err error) bool {
 
 // ErrClosed is returned by a Target used after Close.
 var ErrClosed = errors.New("target closed")
+
+// ErrTooLarge is wrapped by the error for a file that holds more bytes than
+// the caller's bound: whatever a difusor serves is read with a bound, so a
+// huge file, a file that keeps growing or a link to /dev/zero costs no more
+// memory or time than the bound allows.
+var ErrTooLarge = errors.New("file is larger than expected")
+
+// BoundedReader is implemented by targets that read a file with a bound on
+// its size and hash it as a stream. Every target of this repository
+// implements it; [ReadFileMax] and [HashFile] fall back to ReadFile for
+// others.
+type BoundedReader interface {
+	// ReadFileMax returns the content of path if it holds at most max bytes.
+	// It never reads more than max+1 bytes: a larger file is a permanent
+	// error wrapping ErrTooLarge.
+	ReadFileMax(ctx context.Context, path string, max int64) ([]byte, error)
+	// HashFile reads path to its end and returns the SHA-256 of its content
+	// and its length, holding one buffer in memory. It never reads more than
+	// max+1 bytes: a larger file is a permanent error wrapping ErrTooLarge.
+	HashFile(ctx context.Context, path string, max int64) (sum [32]byte, size int64, err error)
+}
+
+// ReadFileMax returns the content of path on t if it holds at most max
+// bytes, with t's own bounded read where it has one.
+func ReadFileMax(ctx context.Context, t Target, path string, max int64) ([]byte, error) {
+	if br, ok := t.(BoundedReader); ok {
+		return br.ReadFileMax(ctx, path, max)
+	}
+	data, err := t.ReadFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("read %s on difusor %s: %w", path, t.Name(), TooLarge(max))
+	}
+	return data, nil
+}
+
+// HashFile returns the SHA-256 and length of path on t, reading at most
+// max+1 bytes where t can bound its reads.
+func HashFile(ctx context.Context, t Target, path string, max int64) ([32]byte, int64, error) {
+	if br, ok := t.(BoundedReader); ok {
+		return br.HashFile(ctx, path, max)
+	}
+	data, err := ReadFileMax(ctx, t, path, max)
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	return sha256.Sum256(data), int64(len(data)), nil
+}
+
+// TooLarge returns the permanent error for a file that holds more than max
+// bytes; the caller names the difusor and the file.
+func TooLarge(max int64) error {
+	if max >= 1<<20 && max%(1<<20) == 0 {
+		return Permanent(fmt.Errorf("%w (more than %d MiB)", ErrTooLarge, max>>20))
+	}
+	return Permanent(fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, max))
+}
+
+// HashingReader hashes what is read through it and counts the bytes; it
+// returns a permanent error wrapping ErrTooLarge once more than Max bytes
+// were read. Target implementations use it for HashFile.
+type HashingReader struct {
+	R   io.Reader
+	Max int64
+	h   hash.Hash
+	n   int64
+}
+
+// Read implements io.Reader.
+func (r *HashingReader) Read(p []byte) (int, error) {
+	if r.h == nil {
+		r.h = sha256.New()
+	}
+	if room := r.Max + 1 - r.n; int64(len(p)) > room {
+		p = p[:max(room, 0)]
+	}
+	if len(p) == 0 {
+		return 0, TooLarge(r.Max)
+	}
+	n, err := r.R.Read(p)
+	r.h.Write(p[:n])
+	r.n += int64(n)
+	if r.n > r.Max {
+		return n, TooLarge(r.Max)
+	}
+	return n, err
+}
+
+// Sum returns the SHA-256 and length of what was read.
+func (r *HashingReader) Sum() ([32]byte, int64) {
+	var s [32]byte
+	if r.h == nil {
+		r.h = sha256.New()
+	}
+	copy(s[:], r.h.Sum(nil))
+	return s, r.n
+}

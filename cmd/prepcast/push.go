@@ -183,6 +183,8 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
 		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain, Verify: verify,
+		Rotation: publisher.VerifyBudget{Period: c.Verify.Period, Every: c.Schedule.Every,
+			Bytes: c.Verify.BytesPerPush, Files: c.Verify.FilesPerPush},
 	}
 	view := newProgressView(stdout)
 	eng.OnProgress = view.update
@@ -238,7 +240,9 @@ func newTarget(c *config.Config, tc *config.Target, log *zap.Logger) (targets.Ta
 	if tc.PassphraseEnv != "" {
 		v, ok := os.LookupEnv(tc.PassphraseEnv)
 		if !ok {
-			return nil, fmt.Errorf("%w: target %s: environment variable %s (passphrase_env) is not set", errConfig, tc.Name, tc.PassphraseEnv)
+			// The name is not shown: it may be a passphrase written
+			// where the variable's name belongs.
+			return nil, fmt.Errorf("%w: target %s: the environment variable named by its passphrase_env is not set; export it in the environment prepcast runs in (systemd unit, cron line)", errConfig, tc.Name)
 		}
 		pass = []byte(v)
 	}

@@ -95,8 +95,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 					printCut(stdout, res)
 				}
 			}
-			// Holding the final cut, every check also verifies and repairs.
-			err := pushLoop(ctx, c, targets, pool, !cut, stdout, log)
+			// Every cycle, and every check while holding the final cut,
+			// reads back its slice of the rotating verification (verify:
+			// in the config) and repairs what differs.
+			err := pushLoop(ctx, c, targets, pool, false, stdout, log)
 			if errors.Is(err, errFailed) {
 				err = nil // reported per target; the schedule goes on
 			}

@@ -42,6 +42,7 @@ var (
 	_ targets.Target         = (*Target)(nil)
 	_ targets.DeferredSyncer = (*Target)(nil)
 	_ targets.SpaceReporter  = (*Target)(nil)
+	_ targets.BoundedReader  = (*Target)(nil)
 )
 
 // Target is a local directory seen as a [targets.Target]. It is safe for
@@ -156,33 +157,74 @@ func (e *causeError) Unwrap() error { return e.err }
 // stays inside the root. It refuses anything but a regular file of at most
 // [MaxReadSize] bytes.
 func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	if err := t.begin(ctx, p); err != nil {
+	return t.ReadFileMax(ctx, p, MaxReadSize)
+}
+
+// ReadFileMax is ReadFile with a bound of max bytes: a larger file is a
+// permanent error wrapping targets.ErrTooLarge, and no more than max+1
+// bytes are read.
+func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, error) {
+	f, err := t.openRegular(ctx, "read", p, max)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1)) // the file may grow meanwhile
+	if err != nil {
 		return nil, t.opErr("read", p, err)
+	}
+	if int64(len(data)) > max {
+		return nil, t.opErr("read", p, targets.TooLarge(max))
+	}
+	return data, nil
+}
+
+// HashFile returns the SHA-256 and length of the regular file at path,
+// reading at most max+1 bytes.
+func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, int64, error) {
+	f, err := t.openRegular(ctx, "hash", p, max)
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	defer f.Close()
+	hr := &targets.HashingReader{R: f, Max: max}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	for {
+		_, err := hr.Read(*bp)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return [32]byte{}, 0, t.opErr("hash", p, err)
+		}
+	}
+	sum, n := hr.Sum()
+	return sum, n, nil
+}
+
+// openRegular opens the regular file at p, refusing one larger than max.
+func (t *Target) openRegular(ctx context.Context, op, p string, max int64) (*os.File, error) {
+	if err := t.begin(ctx, p); err != nil {
+		return nil, t.opErr(op, p, err)
 	}
 	f, err := t.root.Open(p)
 	if err != nil {
-		return nil, t.opErr("read", p, err)
+		return nil, t.opErr(op, p, err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil {
-		return nil, t.opErr("read", p, err)
-	}
-	tooBig := targets.Permanent(fmt.Errorf("file is larger than %d MiB, the most ReadFile reads", MaxReadSize>>20))
 	switch {
+	case err != nil:
 	case !fi.Mode().IsRegular():
-		return nil, t.opErr("read", p, targets.Permanent(fmt.Errorf("not a regular file (%v)", fi.Mode().Type())))
-	case fi.Size() > MaxReadSize:
-		return nil, t.opErr("read", p, tooBig)
+		err = targets.Permanent(fmt.Errorf("not a regular file (%v)", fi.Mode().Type()))
+	case fi.Size() > max:
+		err = targets.TooLarge(max)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxReadSize+1)) // the file may grow meanwhile
 	if err != nil {
-		return nil, t.opErr("read", p, err)
+		f.Close()
+		return nil, t.opErr(op, p, err)
 	}
-	if len(data) > MaxReadSize {
-		return nil, t.opErr("read", p, tooBig)
-	}
-	return data, nil
+	return f, nil
 }
 
 // WriteFile creates or truncates path with mode 0644 (whatever the umask,

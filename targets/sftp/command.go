@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/targets"
 )
 
@@ -159,5 +160,5 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return strings.Join(strings.Fields(strings.ToValidUTF8(string(b.buf), "?")), " ")
+	return termsafe.Clip(strings.Join(strings.Fields(strings.ToValidUTF8(string(b.buf), "?")), " "), 0)
 }

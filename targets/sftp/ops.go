@@ -291,9 +291,22 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// MaxReadSize is the most ReadFile returns: targets are read only for
+// prepcast's own small files (acks, keys); a larger file is refused after
+// MaxReadSize+1 bytes, so a link to /dev/zero costs no more than that.
+const MaxReadSize = 64 << 20
+
 // ReadFile returns the content of path, checked against the size the server
-// reports for it.
+// reports for it, if it holds at most [MaxReadSize] bytes.
 func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	return t.ReadFileMax(ctx, p, MaxReadSize)
+}
+
+// ReadFileMax returns the content of path if it holds at most max bytes,
+// never reading more than max+1 bytes (a file that is larger, or keeps
+// growing, is a permanent error wrapping targets.ErrTooLarge). A regular
+// file must hold the size the server reports for it.
+func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, error) {
 	abs, err := t.abs(p)
 	if err != nil {
 		return nil, t.opErr("read", p, err)
@@ -309,11 +322,17 @@ func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		b, err := io.ReadAll(&progressReader{r: f, g: g})
+		if fi.Size() > max {
+			return targets.TooLarge(max)
+		}
+		b, err := io.ReadAll(io.LimitReader(&progressReader{r: f, g: g}, max+1))
 		if err != nil {
 			return err
 		}
-		if int64(len(b)) != fi.Size() {
+		if int64(len(b)) > max {
+			return targets.TooLarge(max)
+		}
+		if fi.Mode().IsRegular() && int64(len(b)) != fi.Size() {
 			return fmt.Errorf("read %d bytes but the server reports %d", len(b), fi.Size())
 		}
 		data = b
@@ -323,6 +342,42 @@ func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// HashFile reads path to its end and returns its SHA-256 and length, one
+// buffer at a time, never reading more than max+1 bytes.
+func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, int64, error) {
+	abs, err := t.abs(p)
+	if err != nil {
+		return [32]byte{}, 0, t.opErr("hash", p, err)
+	}
+	var sum [32]byte
+	var n int64
+	err = t.do(ctx, opSpec{name: "hash", path: p, retry: always}, func(c *conn, g *guard) error {
+		f, err := c.sftp.Open(abs)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		hr := &targets.HashingReader{R: &progressReader{r: f, g: g}, Max: max}
+		// Large reads: pkg/sftp sends the requests of one Read concurrently.
+		buf := make([]byte, 256<<10)
+		for {
+			_, err := hr.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+		sum, n = hr.Sum()
+		return nil
+	})
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	return sum, n, nil
 }
 
 // WriteFile creates or truncates path and writes exactly size bytes of r to

@@ -21,6 +21,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/targets"
 )
 
@@ -161,6 +163,7 @@ type Target struct {
 var (
 	_ targets.Target        = (*Target)(nil)
 	_ targets.SpaceReporter = (*Target)(nil)
+	_ targets.BoundedReader = (*Target)(nil)
 )
 
 // New checks cfg and returns a Target that connects on first use. Every
@@ -324,7 +327,7 @@ func (t *Target) Features() Features {
 // posix-rename and missing root.
 func (t *Target) Connect(ctx context.Context) error {
 	if _, err := t.getConn(ctx); err != nil {
-		return fmt.Errorf("sftp %s: %w", t.cfg.Name, err)
+		return fmt.Errorf("sftp %s: %w", t.cfg.Name, remoteText(err))
 	}
 	return nil
 }
@@ -357,10 +360,42 @@ func (t *Target) abs(rel string) (string, error) {
 	return path.Join(t.root, rel), nil
 }
 
-// opErr formats an error as "sftp <name>: <op> <path>: <cause>".
+// opErr formats an error as "sftp <name>: <op> <path>: <cause>", with the
+// cause's text escaped (see remoteText).
 func (t *Target) opErr(op, p string, err error) error {
+	err = remoteText(err)
 	if p == "" {
 		return fmt.Errorf("sftp %s: %s: %w", t.cfg.Name, op, err)
 	}
 	return fmt.Errorf("sftp %s: %s %s: %w", t.cfg.Name, op, p, err)
 }
+
+// remoteText returns err with its text made safe for a terminal and a log
+// line (termsafe): an error may carry what the server said (an SFTP status
+// message, an SSH disconnect reason, a command's standard error or exit
+// message). Errors whose text is already safe are returned as they are;
+// errors.Is and errors.As see through the escaped one.
+func remoteText(err error) error {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	if plain := strings.ReplaceAll(s, `\`, ""); termsafe.Clip(plain, 0) == plain {
+		return err
+	}
+	return &escapedError{err: err, text: termsafe.Clip(s, maxErrorText)}
+}
+
+// maxErrorText bounds the text of an error that carries what a server
+// said (our own messages, such as a changed host key's, run to 1,000).
+const maxErrorText = 4096
+
+// escapedError is an error whose text was escaped; it unwraps to the
+// original.
+type escapedError struct {
+	err  error
+	text string
+}
+
+func (e *escapedError) Error() string { return e.text }
+func (e *escapedError) Unwrap() error { return e.err }

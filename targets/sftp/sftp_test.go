@@ -248,6 +248,7 @@ func TestAuthentication(t *testing.T) {
 		}{
 			{"", "passphrase_env"},
 			{"wrong", "passphrase"},
+			{"otra-Frase-Equivocada", "passphrase"},
 			{"secreto", ""},
 		}
 		for _, tc := range tests {
@@ -258,6 +259,9 @@ func TestAuthentication(t *testing.T) {
 			if tc.wantErr != "" {
 				if !targets.IsPermanent(err) || !strings.Contains(fmt.Sprint(err), tc.wantErr) {
 					t.Errorf("New with passphrase %q: %v, want a permanent error naming %s", tc.passphrase, err, tc.wantErr)
+				}
+				if len(tc.passphrase) > 5 && strings.Contains(fmt.Sprint(err), tc.passphrase) {
+					t.Errorf("the error echoes the passphrase: %v", err)
 				}
 				continue
 			}
