@@ -84,7 +84,8 @@ type Options struct {
 	// for example "MaxStartups 10:30:100" or
 	// "Subsystem sftp /usr/lib/openssh/sftp-server". They may end with Match
 	// blocks. Port, ListenAddress, AddressFamily, HostKey, PidFile and
-	// AuthorizedKeysFile belong to the harness and are refused.
+	// AuthorizedKeysFile belong to the harness and are refused (a Match block
+	// may set AuthorizedKeysFile).
 	ExtraConfig []string
 	// ClientKey is the path of an unencrypted private key whose public key the
 	// server authorizes. If empty, an ed25519 key is generated in the server's
@@ -319,12 +320,20 @@ func configKeyword(line string) string {
 }
 
 // checkExtraConfig refuses ExtraConfig lines that would break the harness.
+// Inside a Match block, AuthorizedKeysFile may name another file, as a
+// difusor's restricted account does.
 func checkExtraConfig(lines []string) error {
+	inMatch := false
 	for _, l := range lines {
 		if strings.ContainsAny(l, "\r\n") {
 			return fmt.Errorf("extra config line %q holds a line break; pass one line per element", l)
 		}
-		if kw := configKeyword(l); managedKeywords[kw] {
+		kw := configKeyword(l)
+		inMatch = inMatch || kw == "match"
+		if inMatch && kw == "authorizedkeysfile" {
+			continue
+		}
+		if managedKeywords[kw] {
 			return fmt.Errorf("extra config line %q: the harness sets %s itself", l, kw)
 		}
 	}
