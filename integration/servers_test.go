@@ -49,7 +49,7 @@ const (
 // renameFallbackOptIn is the target config (YAML flow fields, without
 // braces) that opts in to the remove-then-rename fallback on servers
 // without posix-rename; set it with handlesNoPosixRename.
-const renameFallbackOptIn = ""
+const renameFallbackOptIn = "allow_non_atomic_replace: true"
 
 // matrixEnv selects the servers TestServerMatrix runs: unset or "quick"
 // the quick ones (one OpenSSH set-up and ProFTPD, a few seconds each),
