@@ -331,10 +331,17 @@ func EnsureLoginUser() error {
 	if err := os.MkdirAll(Base, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", Base, err)
 	}
-	out, err := exec.Command("useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
-		"--shell", "/bin/sh", "--password", "*", LoginUser).CombinedOutput()
-	if _, lerr := user.Lookup(LoginUser); lerr == nil {
-		return nil // created here, or by another process meanwhile
+	var err error
+	var out []byte
+	// Another test process may hold the lock on /etc/passwd meanwhile, or
+	// create the user first.
+	for attempt := 0; attempt < 10; attempt++ {
+		out, err = exec.Command("useradd", "--system", "--user-group", "--home-dir", home, "--no-create-home",
+			"--shell", "/bin/sh", "--password", "*", LoginUser).CombinedOutput()
+		if _, lerr := user.Lookup(LoginUser); lerr == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("create login user %s: useradd: %v: %s", LoginUser, err, strings.TrimSpace(string(out)))
 }

@@ -6,7 +6,7 @@
 // the authorized client key, a known_hosts file, the sshd log and the webroot
 // that a difusor's web server would serve. It listens on 127.0.0.1 only, on a
 // free port that stays the same across [Server.Stop] and [Server.Restart], and
-// lets root log in with the client key only. Faults a difusor shows in
+// lets root (or [Options.User]) log in with the client key only. Faults a difusor shows in
 // production can be injected: [Server.Stop] (a crash or reboot, open sessions
 // included), [Server.Restart] and [Server.Pause] (a hung server).
 //
