@@ -204,6 +204,12 @@ func Specs() []Spec {
 			start: startProFTPD(nil),
 		},
 		{
+			Name:     "proftpd-ratelimit",
+			Setup:    "ProFTPD 1.3.8 mod_sftp as above with TransferRate APPE,STOR,STOU 256 (256 KB/s per upload)",
+			Packages: []string{"proftpd-core", "proftpd-mod-crypto"}, Binaries: []string{proftpdPath, proftpdSFTPModule},
+			start:    startProFTPD([]string{"TransferRate APPE,STOR,STOU 256"}),
+		},
+		{
 			Name:     "proftpd-no-posix-rename",
 			Setup:    "ProFTPD 1.3.8 mod_sftp as above with SFTPExtensions -posixRename",
 			Packages: []string{"proftpd-core", "proftpd-mod-crypto"}, Binaries: []string{proftpdPath, proftpdSFTPModule},
