@@ -207,7 +207,7 @@ func Specs() []Spec {
 			Name:     "proftpd-ratelimit",
 			Setup:    "ProFTPD 1.3.8 mod_sftp as above with TransferRate APPE,STOR,STOU 256 (256 KB/s per upload)",
 			Packages: []string{"proftpd-core", "proftpd-mod-crypto"}, Binaries: []string{proftpdPath, proftpdSFTPModule},
-			start:    startProFTPD([]string{"TransferRate APPE,STOR,STOU 256"}),
+			start: startProFTPD([]string{"TransferRate APPE,STOR,STOU 256"}),
 		},
 		{
 			Name:     "proftpd-no-posix-rename",
