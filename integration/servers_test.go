@@ -189,6 +189,7 @@ func (m *matrixRun) note(s string) { m.notes = append(m.notes, s) }
 func newMatrixRun(t *testing.T, bin, signingKey string, pub ed25519.PublicKey, spec servers.Spec) *matrixRun {
 	t.Helper()
 	srv := servers.Start(t, spec)
+	t.Logf("%s on %s: %s", spec.Name, srv.Addr, spec.Setup)
 	if why := missing(spec); why != "" {
 		t.Skip(why)
 	}
