@@ -6,7 +6,7 @@
 // the authorized client key, a known_hosts file, the sshd log and the webroot
 // that a difusor's web server would serve. It listens on 127.0.0.1 only, on a
 // free port that stays the same across [Server.Stop] and [Server.Restart], and
-// lets root log in with the client key only. Faults a difusor shows in
+// lets root (or [Options.User]) log in with the client key only. Faults a difusor shows in
 // production can be injected: [Server.Stop] (a crash or reboot, open sessions
 // included), [Server.Restart] and [Server.Pause] (a hung server).
 //
@@ -33,6 +33,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -92,6 +93,19 @@ type Options struct {
 	// directory. To share one key among many servers, create it once with
 	// [GenerateKey] and pass its path to each.
 	ClientKey string
+	// User is the Unix user the client logs in as; empty means root. The
+	// user must exist, with a login shell listed in /etc/shells and a
+	// password field that is not locked ("*", not "!"), since sshd runs
+	// without PAM. The webroot is then owned by the user, and the server's
+	// directory and its parents are made traversable by it, since sshd
+	// reads authorized_keys with the user's rights.
+	User string
+	// Wrap is a command line run in place of sshd, with sshd's own command
+	// line appended; it must end by exec'ing its arguments in the same
+	// process, as unshare(1) and setpriv(1) do, so that the process the
+	// harness waits on is sshd. It lets a test give sshd (and every
+	// session) a private mount namespace, for example.
+	Wrap []string
 }
 
 // Server is one running (or stopped) sshd. Its methods are safe for
@@ -107,6 +121,7 @@ type Server struct {
 	root           string // the webroot as the SFTP client names it
 	webRoot        string // the webroot on the local filesystem
 	removeOnClose  string // chroot directory outside dir, "" if none
+	owner          owner  // of the webroot; zero for root
 	port           int
 	opts           Options
 
@@ -185,6 +200,7 @@ func StartServer(dir string, opts Options) (*Server, error) {
 		opts:           opts,
 	}
 	s.opts.ExtraConfig = slices.Clone(opts.ExtraConfig)
+	s.opts.Wrap = slices.Clone(opts.Wrap)
 	if err := s.prepare(); err != nil {
 		_ = s.cleanupLocked()
 		return nil, fmt.Errorf("start sshd in %s: %w", dir, err)
@@ -252,8 +268,22 @@ func (s *Server) prepare() error {
 			return err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(s.dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), 0o600); err != nil {
+	keysMode := os.FileMode(0o600)
+	if s.opts.User != "" && s.opts.User != "root" {
+		keysMode = 0o644 // read with the user's rights
+		if s.owner, err = lookupOwner(s.opts.User); err != nil {
+			return err
+		}
+		if err := traversable(s.dir); err != nil {
+			return err
+		}
+	}
+	_ = os.Remove(filepath.Join(s.dir, "authorized_keys")) // WriteFile keeps an existing file's mode
+	if err := os.WriteFile(filepath.Join(s.dir, "authorized_keys"), ssh.MarshalAuthorizedKey(clientPub), keysMode); err != nil {
 		return fmt.Errorf("write authorized_keys: %w", err)
+	}
+	if err := s.owner.chown(filepath.Join(s.dir, "home")); err != nil {
+		return fmt.Errorf("create session home: %w", err)
 	}
 
 	if !s.opts.Chroot {
@@ -262,7 +292,7 @@ func (s *Server) prepare() error {
 		if err := os.MkdirAll(s.webRoot, 0o755); err != nil {
 			return fmt.Errorf("create webroot: %w", err)
 		}
-		return nil
+		return s.owner.chown(s.webRoot)
 	}
 	chroot := filepath.Join(s.dir, "chroot")
 	if rootOwnedPath(s.dir) {
@@ -289,7 +319,7 @@ func (s *Server) prepare() error {
 	if err := os.MkdirAll(s.webRoot, 0o755); err != nil {
 		return fmt.Errorf("create webroot: %w", err)
 	}
-	return nil
+	return s.owner.chown(s.webRoot)
 }
 
 func (s *Server) setPort(port int) {
@@ -404,7 +434,7 @@ func (s *Server) writeConfig() error {
 		line("%s", l)
 	}
 	if s.opts.Chroot {
-		line("Match User root")
+		line("Match User %s", s.User())
 		line("\tChrootDirectory %s", quote(filepath.Dir(s.webRoot)))
 		line("\tForceCommand internal-sftp -d %s", s.root)
 	}
@@ -422,7 +452,8 @@ func (s *Server) launchLocked() (bindRace bool, err error) {
 		return false, fmt.Errorf("open sshd log: %w", err)
 	}
 	logStart, _ := logf.Seek(0, io.SeekEnd)
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.cfgPath)
+	argv := append(slices.Clone(s.opts.Wrap), SSHDPath, "-D", "-e", "-f", s.cfgPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = s.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -498,8 +529,13 @@ func (s *Server) Addr() string { return net.JoinHostPort(host, strconv.Itoa(s.po
 // Port returns the server's TCP port, which Restart keeps.
 func (s *Server) Port() int { return s.port }
 
-// User returns the user the client logs in as: "root".
-func (s *Server) User() string { return "root" }
+// User returns the user the client logs in as: Options.User, or "root".
+func (s *Server) User() string {
+	if s.opts.User != "" {
+		return s.opts.User
+	}
+	return "root"
+}
 
 // Root returns the webroot as the SFTP client must name it: "/www" for a
 // chrooted server, the same as WebRoot otherwise.
@@ -841,4 +877,51 @@ func tail(data []byte, n int) string {
 		return "(empty)"
 	}
 	return out
+}
+
+// owner is a Unix user and group that owns the webroot; the zero value is
+// root, whose files need no change of owner.
+type owner struct{ uid, gid int }
+
+func lookupOwner(name string) (owner, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return owner{}, fmt.Errorf("login user: %w", err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return owner{}, fmt.Errorf("login user %s: uid %q, gid %q are not numbers", name, u.Uid, u.Gid)
+	}
+	return owner{uid, gid}, nil
+}
+
+func (o owner) chown(p string) error {
+	if o == (owner{}) {
+		return nil
+	}
+	if err := os.Chown(p, o.uid, o.gid); err != nil {
+		return fmt.Errorf("give %s to uid %d: %w", p, o.uid, err)
+	}
+	return nil
+}
+
+// traversable adds search permission for others to dir and each of its
+// parents that lacks it (t.TempDir() directories are 0700), so that a
+// non-root login user can reach authorized_keys and the webroot.
+func traversable(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("make %s traversable: %w", dir, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()|0o011); err != nil {
+				return fmt.Errorf("make %s traversable: %w", p, err)
+			}
+		}
+		if filepath.Dir(p) == p {
+			return nil
+		}
+	}
 }
