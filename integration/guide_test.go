@@ -121,7 +121,7 @@ func TestGuideSFTPAccountAndNginxRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ent := range m.Entries {
-			body, resp := httpGet(t, web.URL+ent.Path)
+			body, resp := fetchURL(t, web.URL+ent.Path)
 			if resp.StatusCode != 200 {
 				t.Fatalf("cut %d: %s answered %d through nginx", k, ent.Path, resp.StatusCode)
 			}
@@ -138,7 +138,7 @@ func TestGuideSFTPAccountAndNginxRules(t *testing.T) {
 			}
 		}
 	}
-	if _, resp := httpGet(t, web.URL+".prepcast/ack.json"); resp.StatusCode != 403 {
+	if _, resp := fetchURL(t, web.URL+".prepcast/ack.json"); resp.StatusCode != 403 {
 		t.Errorf(".prepcast/ack.json answered %d, want 403", resp.StatusCode)
 	}
 	// The public proof directory is served, its index never cached.
@@ -151,7 +151,7 @@ func TestGuideSFTPAccountAndNginxRules(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, resp := httpGet(t, web.URL+".well-known/prepcast/index.json")
+	_, resp := fetchURL(t, web.URL+".well-known/prepcast/index.json")
 	if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-cache, no-store, must-revalidate" {
 		t.Errorf(".well-known/prepcast/index.json: %d, Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
 	}
@@ -228,7 +228,7 @@ func TestGuideForcedCommand(t *testing.T) {
 	}
 }
 
-func httpGet(t *testing.T, url string) ([]byte, *http.Response) {
+func fetchURL(t *testing.T, url string) ([]byte, *http.Response) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get(url)
