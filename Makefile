@@ -19,7 +19,7 @@ demo: build ## Replay the Puebla 2024 election night to local difusores (no setu
 	./bin/prepcast demo
 
 test: vet ## All tests with the race detector, real sshd integration tests and short fuzz runs
-	PREPCAST_REQUIRE_SSHD=1 $(GO) test -race -count=1 -timeout 15m ./...
+	PREPCAST_REQUIRE_SSHD=1 PREPCAST_SERVER_MATRIX=full $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
 
 test-short: ## Unit tests only (no sshd, no child processes)
