@@ -246,11 +246,22 @@ func newTarget(c *config.Config, tc *config.Target, log *zap.Logger) (targets.Ta
 		Name: tc.Name, Address: tc.Address, User: tc.User, Root: tc.Root,
 		IdentityFile: tc.IdentityFile, Passphrase: pass, KnownHosts: tc.KnownHosts, HostKey: tc.HostKey,
 		DialTimeout: c.Timeouts.Dial, OpTimeout: c.Timeouts.Operation, Keepalive: c.Timeouts.Keepalive,
+		FileMode: tc.FileMode, DirMode: tc.DirMode, AllowNonAtomicReplace: tc.AllowNonAtomicReplace,
+		FsyncSessions: fsyncSessions(tc.FsyncSessions),
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: target %s: %w", errConfig, tc.Name, err)
 	}
 	return t, nil
+}
+
+// fsyncSessions maps the config's fsync_sessions (0: the main session) to
+// the SFTP target's (negative: the main session).
+func fsyncSessions(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // printResults prints one line per target, failures first.

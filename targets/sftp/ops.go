@@ -327,7 +327,9 @@ func (t *Target) ReadFile(ctx context.Context, p string) ([]byte, error) {
 
 // WriteFile creates or truncates path and writes exactly size bytes of r to
 // it, many 32 KiB requests in flight at once. It then checks that the server
-// holds size bytes (pkg/sftp can report success on a short write), flushes
+// holds size bytes (pkg/sftp can report success on a short write), gives the
+// file Config.FileMode unless the server already reports it (a umask such
+// as internal-sftp -u 0077 must not hide the site), flushes
 // the file with fsync@openssh.com when offered, and closes it. A source
 // shorter than size is a permanent error wrapping io.ErrUnexpectedEOF; r is
 // never read past size bytes, nor after WriteFile returns.
@@ -340,19 +342,16 @@ func (t *Target) WriteFileNoSync(ctx context.Context, p string, r io.Reader, siz
 	return t.writeFile(ctx, p, r, size, false)
 }
 
-// syncSessions is how many extra SFTP sessions SyncFiles flushes through.
-// OpenSSH's sftp-server answers one request at a time, so a flush on the
-// session that carries the uploads would stall them all; separate sessions
-// (separate server processes) flush in parallel, and the kernel groups
-// their journal commits.
-const syncSessions = 8
-
-// syncPerSession is how many flushes each of those sessions has in flight.
+// syncPerSession is how many flushes each session that flushes has in
+// flight (see Target.syncClients for which sessions those are).
 const syncPerSession = 8
 
 // SyncFiles flushes the given files to the server's disk with
-// fsync@openssh.com, several at once on sessions of their own. A server
-// without that extension makes it a no-op.
+// fsync@openssh.com, several at once: on sessions of their own (OpenSSH's
+// sftp-server answers one request at a time, so a flush on the session
+// that carries the uploads would stall them), or pipelined on the main
+// session when the server refuses extra sessions or Config.FsyncSessions
+// is negative. A server without that extension makes it a no-op.
 func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 	if len(paths) == 0 {
 		return nil
@@ -369,7 +368,7 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		if !c.feats.Fsync {
 			return nil
 		}
-		clients, err := c.syncClients()
+		clients, err := t.syncClients(c)
 		if err != nil {
 			return err
 		}
@@ -442,6 +441,11 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 			_ = f.Close()
 			return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
 		}
+		g.alive()
+		if err := t.fixMode(f, fi); err != nil {
+			_ = f.Close()
+			return err
+		}
 		if c.feats.Fsync && flush {
 			g.alive()
 			if err := f.Sync(); err != nil {
@@ -458,8 +462,10 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 }
 
 // Rename replaces newpath with oldpath atomically (posix-rename@openssh.com).
-// It is not retried on a new connection: the first attempt may have taken
-// effect.
+// On a server without it (allowed by Config.AllowNonAtomicReplace) a new
+// newpath is still renamed atomically, but an existing one is removed first
+// and may be missing for about one round trip. It is not retried on a new
+// connection: the first attempt may have taken effect.
 func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
 	desc := oldpath + " to " + newpath
 	absOld, err := t.abs(oldpath)
@@ -473,11 +479,15 @@ func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
 	return t.do(ctx, opSpec{name: "rename", path: desc}, func(c *conn, g *guard) error {
 		c.forgetDirs(oldpath, false)
 		c.forgetDirs(newpath, false)
+		if !c.feats.PosixRename {
+			return renameFallback(c, absOld, absNew)
+		}
 		return c.sftp.PosixRename(absOld, absNew)
 	})
 }
 
-// MkdirAll creates dir and its missing parents. "" and "." name the root,
+// MkdirAll creates dir and its missing parents, each with Config.DirMode
+// whatever the server's umask. "" and "." name the root,
 // which exists; an existing link to a directory counts as a directory.
 // Directories found or made are remembered for the life of the connection,
 // so that repeated calls cost no round trip. If a directory is removed by
@@ -535,6 +545,14 @@ func (t *Target) mkdirAll(ctx context.Context, dir string) error {
 			if fi, serr := c.sftp.Stat(abs); serr != nil || !fi.IsDir() {
 				return err
 			}
+			c.addDir(dir)
+			return nil
+		}
+		// The server's umask chose the mode: set the configured one.
+		err := t.setMode(func() error { return c.sftp.Chmod(abs, t.cfg.DirMode) },
+			func() (fs.FileInfo, error) { return c.sftp.Stat(abs) }, t.cfg.DirMode, "directory")
+		if err != nil {
+			return err
 		}
 		c.addDir(dir)
 		return nil
