@@ -176,6 +176,11 @@ func renameFallback(c *conn, oldpath, newpath string) error {
 	if err == nil || !existsRefusal(err) {
 		return err
 	}
+	// Some servers check newpath before oldpath: never remove newpath for
+	// a rename that cannot happen.
+	if _, serr := c.sftp.Lstat(oldpath); serr != nil {
+		return serr
+	}
 	if rerr := c.sftp.Remove(newpath); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		return fmt.Errorf("remove before rename: %w", rerr)
 	}

@@ -48,6 +48,7 @@ type Server struct {
 	mem           bool
 	handlers      sftp.Handlers
 	noPosixRename bool
+	maxSessions   int      // 0: unlimited
 	authorized    [][]byte // marshalled public keys
 
 	ln       net.Listener
@@ -77,6 +78,11 @@ func WithMemFS() ServerOption { return func(s *Server) { s.mem = true } }
 // extensions it announces. pkg/sftp's servers always announce it, so the
 // server rewrites its SSH_FXP_VERSION packet on the way out.
 func WithoutPosixRename() ServerOption { return func(s *Server) { s.noPosixRename = true } }
+
+// WithMaxSessions makes the server refuse a session channel while n are
+// open on the same connection, as OpenSSH's "MaxSessions n" does (the
+// client sees "ssh: rejected: connect failed").
+func WithMaxSessions(n int) ServerOption { return func(s *Server) { s.maxSessions = n } }
 
 // WithAuthorizedKey makes the server also accept key for User.
 func WithAuthorizedKey(key ssh.PublicKey) ServerOption {
@@ -289,18 +295,25 @@ func (s *Server) serveConn(nc *serverConn) {
 		defer s.wg.Done()
 		ssh.DiscardRequests(reqs) // answers keepalives with a failure, as OpenSSH does
 	}()
+	var open atomic.Int64
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "only session channels are served")
+			continue
+		}
+		if s.maxSessions > 0 && open.Load() >= int64(s.maxSessions) {
+			_ = nch.Reject(ssh.ConnectionFailed, "")
 			continue
 		}
 		ch, creqs, err := nch.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer open.Add(-1)
 			s.serveSession(ch, creqs)
 		}()
 	}
