@@ -104,6 +104,14 @@ type DeferredSyncer interface {
 	SyncFiles(ctx context.Context, paths []string) error
 }
 
+// Adapter is implemented by targets that adapt to what their server
+// allows (extensions, extra sessions) and may pick a fallback.
+type Adapter interface {
+	// Adaptation describes the fallbacks picked and why, in one line for
+	// the operator; empty when the target works the default way.
+	Adaptation() string
+}
+
 // Commander is implemented by targets that can run a command on the
 // difusor's server over their connection: package mode streams a cut's
 // package to "prepcast apply" this way. A command may change the files

@@ -291,13 +291,19 @@ func printResults(w io.Writer, results []publisher.Result) {
 			result = "ok (reconciled)"
 		}
 		rate := "-"
-		if r.Wire > 0 && r.Bytes > 0 {
-			rate = fmt.Sprintf("%.1f MB/s", float64(r.Bytes)/1e6/r.Wire.Seconds())
+		if bps, ok := r.Rate(); ok {
+			rate = fmt.Sprintf("%.1f MB/s", bps/1e6)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
 			r.Duration.Round(time.Millisecond), r.Attempts)
 	}
 	tw.Flush()
+	// How targets adapted to their servers, where they had to.
+	for _, r := range rs {
+		if r.Strategy != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Target, r.Strategy)
+		}
+	}
 	// Bandwidth of the whole push: what left the uplink, and how fast.
 	var bytes int64
 	var longest time.Duration

@@ -96,6 +96,16 @@ func (t *Target) strategyLocked() Strategy {
 	return s
 }
 
+// Adaptation implements [targets.Adapter]: the strategy when it is a
+// fallback, "" for the defaults.
+func (t *Target) Adaptation() string {
+	s := t.Strategy()
+	if s.Reason == "" && (s.Fsync == "" || s.Fsync == fmt.Sprintf("%d extra sessions", DefaultFsyncSessions)) {
+		return ""
+	}
+	return s.String()
+}
+
 // fsyncSessionsLocked is how many extra sessions SyncFiles may open.
 func (t *Target) fsyncSessionsLocked() int {
 	if t.sessionsRefused != "" {

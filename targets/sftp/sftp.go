@@ -194,6 +194,7 @@ type Target struct {
 var (
 	_ targets.Target        = (*Target)(nil)
 	_ targets.SpaceReporter = (*Target)(nil)
+	_ targets.Adapter       = (*Target)(nil)
 )
 
 // New checks cfg and returns a Target that connects on first use. Every
