@@ -87,8 +87,11 @@ func (t *Target) strategyLocked() Strategy {
 		why = append(why, "no fsync@openssh.com")
 	case n == 0:
 		s.Fsync = "main session"
-		if t.sessionsRefused != "" {
-			why = append(why, "the server refuses extra sessions: "+t.sessionsRefused)
+		switch r := t.sessionsRefused; {
+		case strings.HasPrefix(r, "an extra session failed"):
+			why = append(why, r)
+		case r != "":
+			why = append(why, "the server refuses extra sessions: "+r)
 		}
 	default:
 		s.Fsync = fmt.Sprintf("%d extra sessions", n)
@@ -137,6 +140,28 @@ func (t *Target) noteSessionsRefused(err error) {
 		t.sessionsRefused = shortCause(err)
 	}
 	t.announceLocked()
+}
+
+// noteSessionsFailed remembers that an extra session died under a flush
+// while the connection lived: every later flush of this Target runs on the
+// main session.
+func (t *Target) noteSessionsFailed(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sessionsRefused == "" {
+		t.sessionsRefused = "an extra session failed: " + shortCause(err)
+	}
+	t.announceLocked()
+}
+
+// dropSyncers closes the extra flush sessions of c.
+func (c *conn) dropSyncers() {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	for _, cl := range c.syncers {
+		_ = cl.Close()
+	}
+	c.syncers = nil
 }
 
 func shortCause(err error) string {

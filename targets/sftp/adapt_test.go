@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,48 +12,77 @@ import (
 )
 
 // A server that allows one session per connection (OpenSSH MaxSessions 1)
-// refuses the extra fsync sessions: the flushes run on the main session,
-// the refusal is remembered across connections, and the strategy says why.
-// (The in-process server has no fsync@openssh.com, so the sessions are
-// asked for directly; integration/ pushes through a real MaxSessions 1
-// sshd.)
+// refuses the extra fsync sessions: every file is flushed on the main
+// session, the refusal is remembered across connections, and the strategy
+// says why.
 func TestMaxSessionsOneFlushesOnTheMainSession(t *testing.T) {
-	srv := newOSServer(t, targettest.WithMaxSessions(1))
+	srv := newOSServer(t, targettest.WithMaxSessions(1), targettest.WithFsync())
 	tg := newTarget(t, configFor(srv))
 	ctx := t.Context()
-	for round := range 2 {
-		c, err := tg.getConn(ctx)
-		if err != nil {
+	var names []string
+	for i := range 20 {
+		name := fmt.Sprintf("f%02d", i)
+		if err := tg.WriteFileNoSync(ctx, name, strings.NewReader(name), int64(len(name))); err != nil {
 			t.Fatal(err)
 		}
-		clients, err := tg.syncClients(c)
-		if err != nil {
-			t.Fatalf("round %d: syncClients on a MaxSessions 1 server: %v, want the main session", round, err)
-		}
-		if len(clients) != 1 || clients[0] != c.sftp {
-			t.Fatalf("round %d: syncClients = %d sessions, want only the main one", round, len(clients))
-		}
-		tg.mu.Lock()
-		why := tg.sessionsRefused
-		n := tg.fsyncSessionsLocked()
-		tg.mu.Unlock()
-		if why == "" || n != 0 {
-			t.Errorf("round %d: refusal not remembered (why %q, sessions %d)", round, why, n)
-		}
-		srv.DropConnections()
+		names = append(names, name)
 	}
-	if err := tg.WriteFile(ctx, "f", strings.NewReader("x"), 1); err != nil {
-		t.Fatal(err)
+	for round := range 3 {
+		if round == 2 {
+			srv.DropConnections() // a new connection remembers the refusal
+		}
+		before := srv.Fsyncs()
+		if err := tg.SyncFiles(ctx, names); err != nil {
+			t.Fatalf("round %d: SyncFiles on a MaxSessions 1 server: %v, want the flush on the main session", round, err)
+		}
+		if got := srv.Fsyncs() - before; got != int64(len(names)) {
+			t.Errorf("round %d: %d files flushed, want %d", round, got, len(names))
+		}
 	}
-	if err := tg.SyncFiles(ctx, []string{"f"}); err != nil {
-		t.Fatal(err)
-	}
-	tg.mu.Lock()
-	tg.feats.Fsync = true // as a real OpenSSH server announces
-	st := tg.strategyLocked()
-	tg.mu.Unlock()
+	st := tg.Strategy()
 	if st.Fsync != "main session" || !strings.Contains(st.Reason, "refuses extra sessions") {
 		t.Errorf("Strategy = %+v, want fsync on the main session because the server refuses extra sessions", st)
+	}
+	if a := tg.Adaptation(); !strings.Contains(a, "fsync: main session") {
+		t.Errorf("Adaptation = %q, want the fallback described", a)
+	}
+	for _, n := range names {
+		if b, err := os.ReadFile(filepath.Join(srv.Root, n)); err != nil || string(b) != n {
+			t.Errorf("%s holds %q (%v)", n, b, err)
+		}
+	}
+}
+
+// An extra session that dies under a flush (a server process crashing
+// under load) does not fail the flush: it is done again on the main
+// session, which flushes from then on.
+func TestBrokenExtraSessionFallsBackToTheMainSession(t *testing.T) {
+	srv := newOSServer(t, targettest.WithBrokenExtraSessions())
+	tg := newTarget(t, configFor(srv))
+	ctx := t.Context()
+	var names []string
+	for i := range 10 {
+		name := fmt.Sprintf("f%02d", i)
+		if err := tg.WriteFileNoSync(ctx, name, strings.NewReader(name), int64(len(name))); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if err := tg.SyncFiles(ctx, names); err != nil {
+		t.Fatalf("SyncFiles with extra sessions that die: %v", err)
+	}
+	if got := srv.Fsyncs(); got < int64(len(names)) {
+		t.Errorf("%d flushes answered, want at least %d", got, len(names))
+	}
+	if st := tg.Strategy(); st.Fsync != "main session" || !strings.Contains(st.Reason, "an extra session failed") {
+		t.Errorf("Strategy = %+v, want the main session after an extra session failed", st)
+	}
+	before := srv.Fsyncs()
+	if err := tg.SyncFiles(ctx, names); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Fsyncs() - before; got != int64(len(names)) {
+		t.Errorf("second flush: %d answered, want %d on the main session", got, len(names))
 	}
 }
 

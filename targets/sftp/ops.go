@@ -372,36 +372,50 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		if err != nil {
 			return err
 		}
-		// Several requests in flight per session hide the round trips
-		// (open, fsync, close) on a distant difusor; the sessions flush in
-		// parallel on the server.
-		workers := len(clients) * syncPerSession
-		var wg sync.WaitGroup
-		errs := make([]error, workers)
-		for w := 0; w < workers; w++ {
-			cl := clients[w%len(clients)]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := w; j < len(abs); j += workers {
-					f, err := cl.OpenFile(abs[j], os.O_RDONLY)
-					if err == nil {
-						err = f.Sync()
-						if cerr := f.Close(); err == nil {
-							err = cerr
-						}
-					}
-					if err != nil {
-						errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
-						return
-					}
-					g.alive()
-				}
-			}()
+		err = flushOn(clients, abs, paths, g)
+		if err != nil && clients[0] != c.sftp && c.cause() == nil && isConnLoss(err) {
+			// An extra session died while the connection lives (a server
+			// process that crashed under load): flush on the main session
+			// from now on, and this time.
+			t.noteSessionsFailed(err)
+			c.dropSyncers()
+			err = flushOn([]*pkgsftp.Client{c.sftp}, abs, paths, g)
 		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return err
 	})
+}
+
+// flushOn flushes the files abs (named paths in errors) with
+// fsync@openssh.com on the given sessions, several requests in flight per
+// session: they hide the round trips (open, fsync, close) on a distant
+// difusor, and separate sessions flush in parallel on the server.
+func flushOn(clients []*pkgsftp.Client, abs, paths []string, g *guard) error {
+	workers := len(clients) * syncPerSession
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := 0; w < workers; w++ {
+		cl := clients[w%len(clients)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := w; j < len(abs); j += workers {
+				f, err := cl.OpenFile(abs[j], os.O_RDONLY)
+				if err == nil {
+					err = f.Sync()
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
+					return
+				}
+				g.alive()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int64, flush bool) error {

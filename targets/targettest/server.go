@@ -48,7 +48,10 @@ type Server struct {
 	mem           bool
 	handlers      sftp.Handlers
 	noPosixRename bool
-	maxSessions   int      // 0: unlimited
+	maxSessions   int  // 0: unlimited
+	fsync         bool // answer fsync@openssh.com (fsync.go)
+	breakExtra    bool // extra sessions die at their first fsync
+	fsyncs        atomic.Int64
 	authorized    [][]byte // marshalled public keys
 
 	ln       net.Listener
@@ -309,19 +312,19 @@ func (s *Server) serveConn(nc *serverConn) {
 		if err != nil {
 			continue
 		}
-		open.Add(1)
+		extra := open.Add(1) > 1
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer open.Add(-1)
-			s.serveSession(ch, creqs)
+			s.serveSession(ch, creqs, extra)
 		}()
 	}
 }
 
 // serveSession starts the SFTP server on the first "subsystem sftp" request
 // and refuses every other request.
-func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, extra bool) {
 	var started bool
 	for req := range reqs {
 		ok := !started && req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == "sftp"
@@ -333,7 +336,7 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.serveSFTP(ch)
+				s.serveSFTP(ch, extra)
 				_ = ch.Close()
 			}()
 		}
@@ -343,8 +346,9 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-func (s *Server) serveSFTP(ch ssh.Channel) {
-	rw := &sftpChannel{Channel: ch, received: &s.received, filter: s.noPosixRename}
+func (s *Server) serveSFTP(ch ssh.Channel, extra bool) {
+	rw := &sftpChannel{Channel: ch, received: &s.received, srv: s, filter: s.noPosixRename || s.fsync,
+		broken: extra && s.breakExtra}
 	if s.mem {
 		rs := sftp.NewRequestServer(rw, s.handlers)
 		_ = rs.Serve()
@@ -388,21 +392,54 @@ func (c *serverConn) Close() error {
 }
 
 // sftpChannel is the SFTP server's side of the session channel: it counts
-// the bytes received and can drop posix-rename@openssh.com from the
-// server's first packet, SSH_FXP_VERSION.
+// the bytes received, can drop posix-rename@openssh.com from (or add
+// fsync@openssh.com to) the server's first packet, SSH_FXP_VERSION, and
+// answers fsync@openssh.com itself (fsync.go).
 type sftpChannel struct {
 	ssh.Channel
 	received *atomic.Int64
+	srv      *Server
+	broken   bool // dies at its first fsync (WithBrokenExtraSessions)
 
 	mu      sync.Mutex
 	filter  bool   // still to rewrite the version packet
 	pending []byte // start of the version packet
+
+	inPending []byte // start of a client packet not yet whole
+	inOut     []byte // filtered client bytes not yet read by the server
 }
 
 func (c *sftpChannel) Read(p []byte) (int, error) {
-	n, err := c.Channel.Read(p)
-	c.received.Add(int64(n))
-	return n, err
+	if !c.srv.fsync {
+		n, err := c.Channel.Read(p)
+		c.received.Add(int64(n))
+		return n, err
+	}
+	buf := make([]byte, 32<<10)
+	for len(c.inOut) == 0 {
+		n, err := c.Channel.Read(buf)
+		c.received.Add(int64(n))
+		out, ferr := c.filterIn(buf[:n])
+		if ferr != nil {
+			_ = c.Channel.Close()
+			return 0, ferr
+		}
+		c.inOut = append(c.inOut, out...)
+		if err != nil && len(c.inOut) == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, c.inOut)
+	c.inOut = c.inOut[n:]
+	return n, nil
+}
+
+// writeRaw writes a packet of the channel's own (an fsync answer).
+func (c *sftpChannel) writeRaw(pkt []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.Channel.Write(pkt)
+	return err
 }
 
 func (c *sftpChannel) Write(p []byte) (int, error) {
@@ -419,7 +456,14 @@ func (c *sftpChannel) Write(p []byte) (int, error) {
 	if len(c.pending) < end {
 		return len(p), nil
 	}
-	out := append(dropExtension(c.pending[:end], "posix-rename@openssh.com"), c.pending[end:]...)
+	version := c.pending[:end]
+	if c.srv.noPosixRename {
+		version = dropExtension(version, "posix-rename@openssh.com")
+	}
+	if c.srv.fsync {
+		version = addExtension(version, "fsync@openssh.com", "1")
+	}
+	out := append(version, c.pending[end:]...)
 	c.filter, c.pending = false, nil
 	if _, err := c.Channel.Write(out); err != nil {
 		return 0, err
@@ -431,7 +475,6 @@ func (c *sftpChannel) Write(p []byte) (int, error) {
 // (uint32 length, byte 2, uint32 version, then name/data string pairs). Any
 // other packet is returned unchanged.
 func dropExtension(pkt []byte, name string) []byte {
-	const fxpVersion = 2
 	if len(pkt) < 9 || pkt[4] != fxpVersion {
 		return pkt
 	}
