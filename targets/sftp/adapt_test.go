@@ -1,11 +1,13 @@
 package sftp
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prepcast/prepcast/targets"
 	"github.com/prepcast/prepcast/targets/targettest"
@@ -194,5 +196,29 @@ func TestNoPosixRenameFallback(t *testing.T) {
 	}
 	if b, _ := tg.ReadFile(ctx, "main.json"); string(b) != "second" {
 		t.Errorf("a failed rename changed main.json to %q", b)
+	}
+}
+
+// An extra session that stops answering flushes (ProFTPD stuck under a
+// transfer rate limit) times the flush out once; the next flush, on a new
+// connection, runs on the main session and succeeds.
+func TestStalledExtraSessionFallsBackToTheMainSession(t *testing.T) {
+	srv := newOSServer(t, targettest.WithStalledExtraSessions())
+	cfg := configFor(srv)
+	cfg.OpTimeout = 500 * time.Millisecond
+	tg := newTarget(t, cfg)
+	ctx := t.Context()
+	if err := tg.WriteFileNoSync(ctx, "f", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	err := tg.SyncFiles(ctx, []string{"f"})
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !targets.IsRetryable(err) {
+		t.Fatalf("first flush: %v, want a retryable timeout", err)
+	}
+	if err := tg.SyncFiles(ctx, []string{"f"}); err != nil {
+		t.Fatalf("second flush: %v, want it done on the main session", err)
+	}
+	if st := tg.Strategy(); st.Fsync != "main session" || !strings.Contains(st.Reason, "an extra session failed") {
+		t.Errorf("Strategy = %+v, want the main session after a stalled extra session", st)
 	}
 }

@@ -364,7 +364,8 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		}
 		abs[i] = a
 	}
-	return t.do(ctx, opSpec{name: "sync", path: fmt.Sprintf("%d files", len(paths)), wait: true, retry: always}, func(c *conn, g *guard) error {
+	var extra atomic.Bool // the last attempt flushed on extra sessions
+	err := t.do(ctx, opSpec{name: "sync", path: fmt.Sprintf("%d files", len(paths)), wait: true, retry: always}, func(c *conn, g *guard) error {
 		if !c.feats.Fsync {
 			return nil
 		}
@@ -372,6 +373,7 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		if err != nil {
 			return err
 		}
+		extra.Store(clients[0] != c.sftp)
 		err = flushOn(clients, abs, paths, g)
 		if err != nil && clients[0] != c.sftp && c.cause() == nil && isConnLoss(err) {
 			// An extra session died while the connection lives (a server
@@ -383,6 +385,13 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		}
 		return err
 	})
+	if err != nil && extra.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The flush stalled on extra sessions (a server process stuck
+		// under a rate limit): the next attempt flushes on the main
+		// session.
+		t.noteSessionsFailed(err)
+	}
+	return err
 }
 
 // flushOn flushes the files abs (named paths in errors) with

@@ -23,6 +23,14 @@ func WithBrokenExtraSessions() ServerOption {
 	return func(s *Server) { s.fsync, s.breakExtra = true, true }
 }
 
+// WithStalledExtraSessions makes every session but the first of a
+// connection stop answering at its first fsync@openssh.com request (it
+// never answers it), as a server process stuck under a transfer rate limit.
+// It implies [WithFsync].
+func WithStalledExtraSessions() ServerOption {
+	return func(s *Server) { s.fsync, s.stallExtra = true, true }
+}
+
 // Fsyncs counts the fsync@openssh.com requests answered.
 func (s *Server) Fsyncs() int64 { return s.fsyncs.Load() }
 
@@ -49,6 +57,10 @@ func (c *sftpChannel) filterIn(raw []byte) ([]byte, error) {
 		if id, ok := fsyncRequest(pkt); ok {
 			if c.broken {
 				return nil, errSessionBroken
+			}
+			if c.stalled {
+				c.inPending = c.inPending[4+n:]
+				continue // never answered
 			}
 			c.srv.fsyncs.Add(1)
 			if err := c.writeRaw(statusOK(id)); err != nil {

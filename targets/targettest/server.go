@@ -51,6 +51,7 @@ type Server struct {
 	maxSessions   int  // 0: unlimited
 	fsync         bool // answer fsync@openssh.com (fsync.go)
 	breakExtra    bool // extra sessions die at their first fsync
+	stallExtra    bool // extra sessions never answer fsync
 	fsyncs        atomic.Int64
 	authorized    [][]byte // marshalled public keys
 
@@ -348,7 +349,7 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, extra bo
 
 func (s *Server) serveSFTP(ch ssh.Channel, extra bool) {
 	rw := &sftpChannel{Channel: ch, received: &s.received, srv: s, filter: s.noPosixRename || s.fsync,
-		broken: extra && s.breakExtra}
+		broken: extra && s.breakExtra, stalled: extra && s.stallExtra}
 	if s.mem {
 		rs := sftp.NewRequestServer(rw, s.handlers)
 		_ = rs.Serve()
@@ -400,6 +401,7 @@ type sftpChannel struct {
 	received *atomic.Int64
 	srv      *Server
 	broken   bool // dies at its first fsync (WithBrokenExtraSessions)
+	stalled  bool // never answers fsync (WithStalledExtraSessions)
 
 	mu      sync.Mutex
 	filter  bool   // still to rewrite the version packet
