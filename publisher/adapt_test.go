@@ -7,7 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"go.uber.org/zap/zaptest"
+
+	"github.com/prepcast/prepcast/state"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 	"github.com/prepcast/prepcast/targets/targettest"
 )
 
@@ -41,5 +46,47 @@ func TestMaxSessionsOnePushes(t *testing.T) {
 		if got, want := readAll(t, tg, "json/main.json"), fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, k); got != want {
 			t.Errorf("cut %d: main.json = %q, want %q", k, got, want)
 		}
+	}
+}
+
+// A server whose extra sessions stall costs one timed-out attempt to find
+// out; the state database remembers it, so the next process flushes on the
+// main session from the start, until AdaptationMemory has passed.
+func TestStalledSessionsRememberedAcrossProcesses(t *testing.T) {
+	f := newFixture(t)
+	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	srv := targettest.NewSFTPServer(t, "", targettest.WithStalledExtraSessions())
+	clock := time.Now()
+	process := func() Result { // a new process: new target, new engine
+		t.Helper()
+		tg, err := sftptarget.New(sftptarget.Config{Name: "proftpd", Address: srv.Addr, User: srv.User, Root: srv.Root,
+			IdentityFile: srv.ClientKeyPath, HostKey: srv.HostKeyLine, OpTimeout: 400 * time.Millisecond}, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tg.Close()
+		eng := f.engine()
+		eng.DB = db
+		eng.Now = func() time.Time { return clock }
+		f.cut()
+		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r
+	}
+	if r := process(); r.Attempts != 2 || !strings.Contains(r.Strategy, "an extra session failed") {
+		t.Errorf("first process: %d attempts, strategy %q; want one timed-out attempt, then the main session", r.Attempts, r.Strategy)
+	}
+	if r := process(); r.Attempts != 1 || !strings.Contains(r.Strategy, "found in an earlier push") {
+		t.Errorf("second process: %d attempts, strategy %q; want the main session from the start", r.Attempts, r.Strategy)
+	}
+	clock = clock.Add(AdaptationMemory + time.Hour)
+	if r := process(); r.Attempts != 2 {
+		t.Errorf("after AdaptationMemory: %d attempts, want extra sessions tried (and timed out) again", r.Attempts)
 	}
 }

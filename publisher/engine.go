@@ -286,6 +286,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 	log := e.Log.With(zap.String("target", name))
 	ctx, cancel := context.WithTimeout(ctx, e.CycleTimeout)
 	defer cancel()
+	e.recallAdaptation(log, t)
 	run := &targetRun{e: e, t: t, apply: spec.Apply, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{}, start: start}
 	var cur *cutRef
 	attempt := 0
@@ -391,6 +392,7 @@ func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRu
 	res.Duration = time.Since(run.start)
 	if a, ok := run.t.(targets.Adapter); ok {
 		res.Strategy = a.Adaptation()
+		e.rememberAdaptation(log, run.t)
 	}
 	fields := []zap.Field{zap.Int64("bytes", bytes), zap.Int("files", res.Files), zap.Duration("wire", res.Wire),
 		zap.Int("attempts", res.Attempts)}

@@ -110,6 +110,11 @@ type Adapter interface {
 	// Adaptation describes the fallbacks picked and why, in one line for
 	// the operator; empty when the target works the default way.
 	Adaptation() string
+	// Learned returns what this target found out about its server that a
+	// later process should start from (an opaque token; "" if nothing),
+	// and Recall hands such a token back to a new target.
+	Learned() string
+	Recall(token string)
 }
 
 // Commander is implemented by targets that can run a command on the

@@ -88,6 +88,8 @@ func (t *Target) strategyLocked() Strategy {
 	case n == 0:
 		s.Fsync = "main session"
 		switch r := t.sessionsRefused; {
+		case t.recalled:
+			why = append(why, "extra sessions did not work "+r)
 		case strings.HasPrefix(r, "an extra session failed"):
 			why = append(why, r)
 		case r != "":
@@ -108,6 +110,33 @@ func (t *Target) Adaptation() string {
 		return ""
 	}
 	return s.String()
+}
+
+// tokenNoExtraSessions is what Learned returns once the server refused an
+// extra session, or one failed under a flush.
+const tokenNoExtraSessions = "sftp: no extra sessions"
+
+// Learned implements [targets.Adapter]: a token when this Target found
+// that extra sessions do not work on its server (not when it was told by
+// Recall).
+func (t *Target) Learned() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sessionsRefused != "" && !t.recalled {
+		return tokenNoExtraSessions
+	}
+	return ""
+}
+
+// Recall implements [targets.Adapter]: a token from Learned in an earlier
+// process makes flushes start on the main session, without trying extra
+// sessions (a stalled one costs an operation timeout to find out).
+func (t *Target) Recall(token string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if token == tokenNoExtraSessions && t.sessionsRefused == "" {
+		t.sessionsRefused, t.recalled = "found in an earlier push", true
+	}
 }
 
 // fsyncSessionsLocked is how many extra sessions SyncFiles may open.

@@ -186,6 +186,7 @@ type Target struct {
 
 	connected       bool     // a connection was made at least once
 	sessionsRefused string   // why the server refused an extra session; "" if it never did
+	recalled        bool     // sessionsRefused came from Recall, not from this process
 	announced       Strategy // last strategy logged
 	modeWarn        sync.Once
 	chmodWarn       sync.Once
