@@ -238,7 +238,13 @@ func (t *Target) syncClients(c *conn) ([]*pkgsftp.Client, error) {
 // missing for about one round trip.
 func renameFallback(c *conn, oldpath, newpath string) error {
 	err := c.sftp.Rename(oldpath, newpath)
-	if err == nil || !existsRefusal(err) {
+	if err == nil {
+		return nil
+	}
+	if renameUnsupported(err) {
+		return targets.Permanent(fmt.Errorf("%w: %w", errCannotRename, err))
+	}
+	if !existsRefusal(err) {
 		return err
 	}
 	// Some servers check newpath before oldpath: never remove newpath for
@@ -250,6 +256,18 @@ func renameFallback(c *conn, oldpath, newpath string) error {
 		return fmt.Errorf("remove before rename: %w", rerr)
 	}
 	return c.sftp.Rename(oldpath, newpath)
+}
+
+// errCannotRename is the reason a server that cannot rename at all is
+// refused.
+var errCannotRename = errors.New("the server cannot rename files (SSH_FXP_RENAME unsupported), so nothing can be put in place whole: " +
+	"prepcast cannot publish to it; ask the difusor for an SFTP server with posix-rename@openssh.com (OpenSSH's sftp-server or internal-sftp)")
+
+// renameUnsupported reports whether a server answered a rename with
+// SSH_FX_OP_UNSUPPORTED.
+func renameUnsupported(err error) bool {
+	var se *pkgsftp.StatusError
+	return errors.As(err, &se) && se.FxCode() == pkgsftp.ErrSSHFxOpUnsupported
 }
 
 // existsRefusal reports whether a plain rename failed the way servers

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	pkgsftp "github.com/pkg/sftp"
+
 	"github.com/prepcast/prepcast/targets"
 	"github.com/prepcast/prepcast/targets/targettest"
 )
@@ -220,5 +222,29 @@ func TestStalledExtraSessionFallsBackToTheMainSession(t *testing.T) {
 	}
 	if st := tg.Strategy(); st.Fsync != "main session" || !strings.Contains(st.Reason, "an extra session failed") {
 		t.Errorf("Strategy = %+v, want the main session after a stalled extra session", st)
+	}
+}
+
+// How plain-rename answers are read: "exists" refusals lead to
+// remove-then-rename, an unsupported rename refuses the server for good.
+func TestRenameAnswers(t *testing.T) {
+	st := func(code uint32) error { return &pkgsftp.StatusError{Code: code} }
+	for _, tc := range []struct {
+		err                 error
+		exists, unsupported bool
+	}{
+		{st(4), true, false},  // SSH_FX_FAILURE: OpenSSH's link() hit EEXIST
+		{st(11), true, false}, // SSH_FX_FILE_ALREADY_EXISTS (version 5+)
+		{st(8), false, true},  // SSH_FX_OP_UNSUPPORTED
+		{st(2), false, false}, // no such file
+		{st(3), false, false}, // permission denied
+		{errors.New("connection lost"), false, false},
+	} {
+		if got := existsRefusal(tc.err); got != tc.exists {
+			t.Errorf("existsRefusal(%v) = %v", tc.err, got)
+		}
+		if got := renameUnsupported(tc.err); got != tc.unsupported {
+			t.Errorf("renameUnsupported(%v) = %v", tc.err, got)
+		}
 	}
 }
