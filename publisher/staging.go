@@ -109,7 +109,8 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
 			r.mu.Unlock()
 		case used:
 			// Overwritten by this push.
-		case fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json":
+		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json":
+			// (A server that reports no times never gets files removed.)
 			stale = append(stale, fi.Path)
 		}
 		return nil
