@@ -369,7 +369,7 @@ func (t *Target) Features() Features {
 // Connect makes sure a connection is up, dialing if needed. Calling it is
 // optional: every method connects on demand. It returns the dial error,
 // which is [targets.Permanent] for host key, authentication, missing
-// posix-rename and missing root.
+// posix-rename (unless Config.AllowNonAtomicReplace) and missing root.
 func (t *Target) Connect(ctx context.Context) error {
 	if _, err := t.getConn(ctx); err != nil {
 		return fmt.Errorf("sftp %s: %w", t.cfg.Name, err)
