@@ -161,7 +161,18 @@ type Target struct {
 	// user) can read them whatever the SFTP server's umask.
 	FileMode fs.FileMode
 	DirMode  fs.FileMode
-	Disabled bool // configured but skipped
+	// AllowNonAtomicReplace lets prepcast publish to an SFTP server without
+	// posix-rename@openssh.com: new files still appear whole under their
+	// final name, but a replaced file is removed and then renamed, so a
+	// reader may find it missing for about one round trip. Without it such
+	// a server is refused.
+	AllowNonAtomicReplace bool
+	// FsyncSessions is how many extra SSH sessions flush uploaded files to
+	// the difusor's disk (default DefaultFsyncSessions); 0 flushes on the
+	// main session. A server that refuses extra sessions (MaxSessions 1)
+	// gets the main session whatever this says.
+	FsyncSessions int
+	Disabled      bool // configured but skipped
 }
 
 // Default permissions of what prepcast writes on a difusor: readable by
@@ -169,6 +180,13 @@ type Target struct {
 const (
 	DefaultFileMode fs.FileMode = 0o644
 	DefaultDirMode  fs.FileMode = 0o755
+)
+
+// DefaultFsyncSessions is a target's fsync_sessions when unset, and
+// MaxFsyncSessions the most it may ask for.
+const (
+	DefaultFsyncSessions = 2
+	MaxFsyncSessions     = 16
 )
 
 // DefaultApplyCommand is the apply command of a mode exec target that sets
@@ -363,21 +381,23 @@ func (cv *converter) config(r *rawConfig) *Config {
 	for i, rt := range r.Targets {
 		f := func(name string) string { return fmt.Sprintf("targets[%d].%s", i, name) }
 		t := Target{
-			Name:          rt.Name.value,
-			Address:       rt.Address.value,
-			User:          rt.User.value,
-			IdentityFile:  cv.path(f("identity_file"), rt.IdentityFile),
-			PassphraseEnv: rt.PassphraseEnv.value,
-			KnownHosts:    cv.path(f("known_hosts"), rt.KnownHosts),
-			HostKey:       strings.TrimSpace(rt.HostKey.value),
-			Root:          rt.Root.value,
-			Limit:         cv.rate(f("limit"), rt.Limit, c.Limits.PerTarget),
-			Mode:          cv.str(rt.Mode, ModeSFTP),
-			ApplyCommand:  strings.TrimSpace(rt.ApplyCommand.value),
-			URL:           strings.TrimSpace(rt.URL.value),
-			FileMode:      cv.mode(f("file_mode"), rt.FileMode, DefaultFileMode),
-			DirMode:       cv.mode(f("dir_mode"), rt.DirMode, DefaultDirMode),
-			Disabled:      cv.bool(f("disabled"), rt.Disabled),
+			Name:                  rt.Name.value,
+			Address:               rt.Address.value,
+			User:                  rt.User.value,
+			IdentityFile:          cv.path(f("identity_file"), rt.IdentityFile),
+			PassphraseEnv:         rt.PassphraseEnv.value,
+			KnownHosts:            cv.path(f("known_hosts"), rt.KnownHosts),
+			HostKey:               strings.TrimSpace(rt.HostKey.value),
+			Root:                  rt.Root.value,
+			Limit:                 cv.rate(f("limit"), rt.Limit, c.Limits.PerTarget),
+			Mode:                  cv.str(rt.Mode, ModeSFTP),
+			ApplyCommand:          strings.TrimSpace(rt.ApplyCommand.value),
+			URL:                   strings.TrimSpace(rt.URL.value),
+			FileMode:              cv.mode(f("file_mode"), rt.FileMode, DefaultFileMode),
+			DirMode:               cv.mode(f("dir_mode"), rt.DirMode, DefaultDirMode),
+			FsyncSessions:         cv.int(f("fsync_sessions"), rt.FsyncSessions, DefaultFsyncSessions),
+			Disabled:              cv.bool(f("disabled"), rt.Disabled),
+			AllowNonAtomicReplace: cv.bool(f("allow_non_atomic_replace"), rt.AllowNonAtomicReplace),
 		}
 		t.Agent = t.IdentityFile == ""
 		if t.Mode == ModeExec && t.ApplyCommand == "" {

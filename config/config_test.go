@@ -154,6 +154,8 @@ func TestDefaults(t *testing.T) {
 			Mode:       "sftp",
 			FileMode:   0o644,
 			DirMode:    0o755,
+
+			FsyncSessions: config.DefaultFsyncSessions,
 		}},
 	}
 	if c.Zone.String() != want.Zone.String() {
@@ -180,7 +182,8 @@ func TestEveryFieldSet(t *testing.T) {
 		"log":       "{file: /var/log/prepcast.log, level: debug}",
 	})
 	t1 := with(baseTarget, kv{"identity_file": "/etc/prepcast/id", "passphrase_env": "PREP_PASS", "limit": "100Mbit", "mode": "exec", "apply_command": "/usr/local/bin/prepcast apply --root /var/www/prep", "disabled": "true",
-		"url": "https://prep.diario.example", "file_mode": "0664", "dir_mode": "0775"})
+		"url": "https://prep.diario.example", "file_mode": "0664", "dir_mode": "0775",
+		"allow_non_atomic_replace": "true", "fsync_sessions": "0"})
 	t2 := with(baseTarget, kv{"name": "tv", "address": `"[2001:db8::1]:2222"`, "known_hosts": del, "host_key": `"` + hk + `"`})
 	c, err := config.Parse(render(top, t1, t2), "/etc/prepcast")
 	if err != nil {
@@ -215,10 +218,12 @@ func TestEveryFieldSet(t *testing.T) {
 			IdentityFile: "/etc/prepcast/id", PassphraseEnv: "PREP_PASS", KnownHosts: "/etc/prepcast/known_hosts",
 			Root: "/var/www/prep", Limit: 12_500_000, Mode: "exec", ApplyCommand: "/usr/local/bin/prepcast apply --root /var/www/prep", Disabled: true,
 			URL: "https://prep.diario.example/", FileMode: 0o664, DirMode: 0o775,
+			AllowNonAtomicReplace: true, FsyncSessions: 0,
 		}},
 		{"target 1", c.Targets[1], config.Target{
 			Name: "tv", Address: "[2001:db8::1]:2222", User: "prep", Agent: true, HostKey: hk,
 			Root: "/var/www/prep", Limit: 40 << 20, Mode: "sftp", FileMode: 0o644, DirMode: 0o755,
+			FsyncSessions: config.DefaultFsyncSessions,
 		}},
 	}
 	for _, ck := range checks {
@@ -701,6 +706,10 @@ func TestTargetURLAndModes(t *testing.T) {
 		{kv{"file_mode": "rw-r--r--"}, "file_mode"},
 		{kv{"file_mode": "01777"}, "file_mode"},
 		{kv{"dir_mode": "0700"}, "dir_mode"},
+		{kv{"fsync_sessions": "-1"}, "fsync_sessions"},
+		{kv{"fsync_sessions": "17"}, "fsync_sessions"},
+		{kv{"fsync_sessions": "some"}, "fsync_sessions"},
+		{kv{"allow_non_atomic_replace": "si"}, "allow_non_atomic_replace"},
 		{kv{"file_mode": "0444", "dir_mode": "0555"}, "file_mode"},
 	} {
 		_, err := config.Parse(render(baseTop, with(baseTarget, tc.kv)), "/")

@@ -81,21 +81,23 @@ type rawLog struct {
 }
 
 type rawTarget struct {
-	Name          scalar `yaml:"name"`
-	Address       scalar `yaml:"address"`
-	User          scalar `yaml:"user"`
-	IdentityFile  scalar `yaml:"identity_file"`
-	PassphraseEnv scalar `yaml:"passphrase_env"`
-	KnownHosts    scalar `yaml:"known_hosts"`
-	HostKey       scalar `yaml:"host_key"`
-	Root          scalar `yaml:"root"`
-	Limit         scalar `yaml:"limit"`
-	Mode          scalar `yaml:"mode"`
-	ApplyCommand  scalar `yaml:"apply_command"`
-	URL           scalar `yaml:"url"`
-	FileMode      scalar `yaml:"file_mode"`
-	DirMode       scalar `yaml:"dir_mode"`
-	Disabled      scalar `yaml:"disabled"`
+	Name                  scalar `yaml:"name"`
+	Address               scalar `yaml:"address"`
+	User                  scalar `yaml:"user"`
+	IdentityFile          scalar `yaml:"identity_file"`
+	PassphraseEnv         scalar `yaml:"passphrase_env"`
+	KnownHosts            scalar `yaml:"known_hosts"`
+	HostKey               scalar `yaml:"host_key"`
+	Root                  scalar `yaml:"root"`
+	Limit                 scalar `yaml:"limit"`
+	Mode                  scalar `yaml:"mode"`
+	ApplyCommand          scalar `yaml:"apply_command"`
+	URL                   scalar `yaml:"url"`
+	FileMode              scalar `yaml:"file_mode"`
+	DirMode               scalar `yaml:"dir_mode"`
+	AllowNonAtomicReplace scalar `yaml:"allow_non_atomic_replace"`
+	FsyncSessions         scalar `yaml:"fsync_sessions"`
+	Disabled              scalar `yaml:"disabled"`
 }
 
 // scalar is one YAML value as written. A null or empty value counts as not

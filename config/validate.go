@@ -262,6 +262,10 @@ func (c *Config) validateTargets(e *collector) {
 			e.add(f("file_mode"), "file_mode %04o / dir_mode %04o must leave the SFTP account able to write (u+w on files, u+rwx on directories): prepcast replaces files at every cut", t.FileMode, t.DirMode)
 		}
 
+		if t.FsyncSessions < 0 || t.FsyncSessions > MaxFsyncSessions {
+			e.add(f("fsync_sessions"), "%d is out of range; use 0 (flush on the main session) to %d, default %d", t.FsyncSessions, MaxFsyncSessions, DefaultFsyncSessions)
+		}
+
 		if t.Disabled || t.Address == "" || e.has(f("address")) || e.has(f("root")) {
 			continue
 		}

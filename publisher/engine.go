@@ -53,7 +53,11 @@ type Engine struct {
 	Retry           RetryPolicy   // default 5 attempts, 1 s, 30 s
 	CycleTimeout    time.Duration // deadline for one target's push (default 10 min)
 	RetentionWindow time.Duration // retired files are deleted from targets after this (default 30 min)
-	Now             func() time.Time
+	// StaleStaging is how old a staging file that the current push does
+	// not use must be before the push removes it (default 1 h): younger
+	// ones may belong to a push in progress elsewhere.
+	StaleStaging time.Duration
+	Now          func() time.Time
 	// OnProgress, if set, is called as a target's push moves on. It must be
 	// quick and safe for concurrent use.
 	OnProgress func(Progress)
@@ -106,18 +110,39 @@ type Progress struct {
 
 // Result is the outcome of pushing to one target.
 type Result struct {
-	Target     string
-	Ack        *Ack // what the target acknowledges at the end; nil if unknown
-	Err        error
-	Attempts   int
-	Bytes      int64         // payload bytes sent, all attempts
-	Files      int           // files staged
-	Wire       time.Duration // time spent staging
-	Duration   time.Duration
+	Target   string
+	Ack      *Ack // what the target acknowledges at the end; nil if unknown
+	Err      error
+	Attempts int   // attempts made, the first included
+	Bytes    int64 // payload bytes sent, all attempts
+	// Files counts the files each acknowledged cut brought, once per cut
+	// however many attempts it took.
+	Files int
+	// Wire is the time spent staging, all attempts: Bytes/Wire is the rate
+	// the uploads ran at.
+	Wire     time.Duration
+	Duration time.Duration
+	// Strategy says how the target adapted to its server when it picked a
+	// fallback (see targets.Adapter); empty otherwise.
+	Strategy   string
 	Cuts       []int64  // cuts the target acknowledged during this push
 	Reconciled bool     // the target was reconciled by listing
 	Repaired   []string // files that verification found altered or missing and sent again
 	Verified   int      // files verification read back and hashed (or found missing)
+}
+
+// MinRateWire is the least staging time a rate is computed from: below it
+// the clock says more about scheduling than about the link.
+const MinRateWire = 50 * time.Millisecond
+
+// Rate is the rate the uploads ran at, in bytes per second: the bytes sent
+// over the time spent staging, both over all attempts. ok is false when
+// too little was sent to tell.
+func (r Result) Rate() (float64, bool) {
+	if r.Bytes <= 0 || r.Wire < MinRateWire {
+		return 0, false
+	}
+	return float64(r.Bytes) / r.Wire.Seconds(), true
 }
 
 // PushError records why a target did not acknowledge a cut.
@@ -267,6 +292,7 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 	log := e.Log.With(zap.String("target", name))
 	ctx, cancel := context.WithTimeout(ctx, e.CycleTimeout)
 	defer cancel()
+	e.recallAdaptation(log, t)
 	run := &targetRun{e: e, t: t, apply: spec.Apply, log: log, limiter: NewLimiter(spec.Limit), staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{}, start: start}
 	var cur *cutRef
 	attempt := 0
@@ -300,10 +326,10 @@ func (e *Engine) pushTarget(ctx context.Context, spec TargetSpec) Result {
 		sentBefore := run.sent.Load()
 		ack, st, err := run.pushCut(ctx, c)
 		e.endAttempt(attemptID, st, run.sent.Load()-sentBefore, err, ctx)
-		res.Files += st.Files
 		res.Wire += st.Wire
 		res.Reconciled = res.Reconciled || st.Reconciled
 		if err == nil {
+			res.Files += st.Files // once per acknowledged cut
 			res.Ack, res.Err, lastErr = ack, nil, nil
 			res.Cuts = append(res.Cuts, ack.Seq)
 			e.recordAck(log, name, ack)
@@ -371,10 +397,17 @@ func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRu
 	bytes := run.sent.Load()
 	res.Bytes = bytes
 	res.Duration = time.Since(run.start)
+	if a, ok := run.t.(targets.Adapter); ok {
+		res.Strategy = a.Adaptation()
+		e.rememberAdaptation(log, run.t)
+	}
 	fields := []zap.Field{zap.Int64("bytes", bytes), zap.Int("files", res.Files), zap.Duration("wire", res.Wire),
 		zap.Int("attempts", res.Attempts)}
-	if res.Wire > 0 {
-		fields = append(fields, zap.Float64("mb_per_s", float64(bytes)/1e6/res.Wire.Seconds()))
+	if r, ok := res.Rate(); ok {
+		fields = append(fields, zap.Float64("mb_per_s", r/1e6))
+	}
+	if res.Strategy != "" {
+		fields = append(fields, zap.String("strategy", res.Strategy))
 	}
 	p := Progress{Target: res.Target, Attempt: res.Attempts}
 	if cur != nil {
@@ -454,7 +487,7 @@ func (e *Engine) endAttempt(id int64, st attemptStats, bytes int64, err error, c
 	default:
 		result, text = "failed", err.Error()
 	}
-	if e2 := e.DB.EndAttempt(context.Background(), id, time.Now(), bytes, st.Files, st.Wire.Seconds(), result, text); e2 != nil {
+	if e2 := e.DB.EndAttempt(context.Background(), id, time.Now(), bytes, st.Uploaded, st.Wire.Seconds(), result, text); e2 != nil {
 		e.Log.Warn("record attempt", zap.Error(e2))
 	}
 }

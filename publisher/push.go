@@ -33,11 +33,12 @@ var ErrNoSpace = errors.New("not enough free space on the target")
 
 // attemptStats is what one push attempt moved.
 type attemptStats struct {
-	Files      int   // files staged
-	Bytes      int64 // payload bytes read for upload
-	Wire       time.Duration
-	Reconciled bool // the target's ack was missing or unknown
-	AlreadyHad bool // the target already held the cut
+	Files      int           // files of the cut staged (sent now or by an earlier attempt)
+	Uploaded   int           // files this attempt sent
+	Bytes      int64         // payload bytes read for upload by this attempt
+	Wire       time.Duration // time this attempt spent staging, failed or not
+	Reconciled bool          // the target's ack was missing or unknown
+	AlreadyHad bool          // the target already held the cut
 	FromSeq    int64
 	Deleted    int // retired files deleted
 }
@@ -58,8 +59,10 @@ type targetRun struct {
 	dirsMu sync.Mutex
 	dirs   map[string]bool // directories known to exist
 	sent   atomic.Int64    // payload bytes read for upload, all attempts
-	start  time.Time
-	prog   progressFunc
+	// uploaded counts the files sent, all attempts.
+	uploaded atomic.Int64
+	start    time.Time
+	prog     progressFunc
 	// verified is how many files the last verification checked.
 	verified int
 }
@@ -161,14 +164,16 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	// The destination directories are made while the files upload.
 	dirsDone := make(chan error, 1)
 	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
+	uploadedBefore := r.uploaded.Load()
 	err = r.stage(ctx, plan, need)
 	if derr := <-dirsDone; err == nil {
 		err = derr
 	}
+	st.Bytes, st.Wire, st.Uploaded = r.sent.Load()-sentBefore, time.Since(start), int(r.uploaded.Load()-uploadedBefore)
 	if err != nil {
 		return nil, st, err
 	}
-	st.Files, st.Bytes, st.Wire = len(plan), r.sent.Load()-sentBefore, time.Since(start)
+	st.Files = len(plan)
 
 	// Commit: everything else first, the pointers last, in manifest order.
 	if err := r.commit(ctx, plan, c.m); err != nil {

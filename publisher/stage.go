@@ -28,13 +28,14 @@ type staged struct {
 
 // stagingPlan names a staging file for every entry: the content hash, so
 // that a retry finds what it already sent, with a suffix for content that
-// appears at several paths.
+// appears at several paths; large files get resumable names (staging.go).
 func stagingPlan(changed []packager.Entry) []staged {
 	seen := map[string]int{}
 	plan := make([]staged, 0, len(changed))
 	for _, e := range changed {
 		plan = append(plan, stageAs(seen, e))
 	}
+	markResumable(plan)
 	return plan
 }
 
@@ -50,11 +51,11 @@ func stageAs(seen map[string]int, e packager.Entry) staged {
 	return staged{e: e, name: name}
 }
 
-// prepareStaging creates the staging directory. Files an interrupted
-// earlier process left there are never trusted (only files this run
-// uploaded and verified are, see staged) and are overwritten or removed
-// with the whole directory once a cut is acknowledged (cleanStaging), off
-// the path to the new cut.
+// prepareStaging creates the staging directory. Of the files an
+// interrupted earlier process left there, only resumable files written
+// whole are trusted (sweepStaging, called by stage); the rest are
+// overwritten, removed once stale, or removed with the whole directory
+// once a cut is acknowledged (cleanStaging), off the path to the new cut.
 func (r *targetRun) prepareStaging(ctx context.Context) error {
 	return r.mkdirs(ctx, []string{StagingDir})
 }
@@ -137,6 +138,7 @@ func destDirs(plan []staged) []string {
 // at a time, verifying each stored object's hash once per process before
 // its first upload.
 func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error {
+	r.sweepStaging(ctx, plan)
 	var todo []staged
 	var done int64
 	r.mu.Lock()
@@ -169,6 +171,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 			if err := r.upload(gctx, s); err != nil {
 				return err
 			}
+			r.uploaded.Add(1)
 			r.mu.Lock()
 			r.staged[s.name] = true
 			filesDone++
@@ -225,9 +228,9 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 		mf.hash = sha256.New()
 	}
 	if ds, ok := r.t.(targets.DeferredSyncer); ok {
-		err = ds.WriteFileNoSync(ctx, s.name, mf, s.e.Size) // flushed by flushStaged before the commit
+		err = ds.WriteFileNoSync(ctx, writeName(s), mf, s.e.Size) // flushed by flushStaged before the commit
 	} else {
-		err = r.t.WriteFile(ctx, s.name, mf, s.e.Size)
+		err = r.t.WriteFile(ctx, writeName(s), mf, s.e.Size)
 	}
 	if hashHere {
 		// A failed upload checked nothing: the next upload of the object
@@ -263,6 +266,9 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 				return targets.Permanent(verr)
 			}
 		}
+	}
+	if err := r.finishUpload(ctx, s); err != nil {
+		return fmt.Errorf("upload %s: %w", s.e.Path, err)
 	}
 	return nil
 }

@@ -107,6 +107,19 @@ type DeferredSyncer interface {
 	SyncFiles(ctx context.Context, paths []string) error
 }
 
+// Adapter is implemented by targets that adapt to what their server
+// allows (extensions, extra sessions) and may pick a fallback.
+type Adapter interface {
+	// Adaptation describes the fallbacks picked and why, in one line for
+	// the operator; empty when the target works the default way.
+	Adaptation() string
+	// Learned returns what this target found out about its server that a
+	// later process should start from (an opaque token; "" if nothing),
+	// and Recall hands such a token back to a new target.
+	Learned() string
+	Recall(token string)
+}
+
 // Commander is implemented by targets that can run a command on the
 // difusor's server over their connection: package mode streams a cut's
 // package to "prepcast apply" this way. A command may change the files

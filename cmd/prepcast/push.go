@@ -250,11 +250,22 @@ func newTarget(c *config.Config, tc *config.Target, log *zap.Logger) (targets.Ta
 		Name: tc.Name, Address: tc.Address, User: tc.User, Root: tc.Root,
 		IdentityFile: tc.IdentityFile, Passphrase: pass, KnownHosts: tc.KnownHosts, HostKey: tc.HostKey,
 		DialTimeout: c.Timeouts.Dial, OpTimeout: c.Timeouts.Operation, Keepalive: c.Timeouts.Keepalive,
+		FileMode: tc.FileMode, DirMode: tc.DirMode, AllowNonAtomicReplace: tc.AllowNonAtomicReplace,
+		FsyncSessions: fsyncSessions(tc.FsyncSessions),
 	}, log)
 	if err != nil {
 		return nil, fmt.Errorf("%w: target %s: %w", errConfig, tc.Name, err)
 	}
 	return t, nil
+}
+
+// fsyncSessions maps the config's fsync_sessions (0: the main session) to
+// the SFTP target's (negative: the main session).
+func fsyncSessions(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // printResults prints one line per target, failures first.
@@ -284,13 +295,19 @@ func printResults(w io.Writer, results []publisher.Result) {
 			result = "ok (reconciled)"
 		}
 		rate := "-"
-		if r.Wire > 0 && r.Bytes > 0 {
-			rate = fmt.Sprintf("%.1f MB/s", float64(r.Bytes)/1e6/r.Wire.Seconds())
+		if bps, ok := r.Rate(); ok {
+			rate = fmt.Sprintf("%.1f MB/s", bps/1e6)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
 			r.Duration.Round(time.Millisecond), r.Attempts)
 	}
 	tw.Flush()
+	// How targets adapted to their servers, where they had to.
+	for _, r := range rs {
+		if r.Strategy != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Target, r.Strategy)
+		}
+	}
 	// Bandwidth of the whole push: what left the uplink, and how fast.
 	var bytes int64
 	var longest time.Duration

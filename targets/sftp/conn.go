@@ -29,10 +29,6 @@ import (
 // as opposed to one that prepcast closed because it stopped answering.
 var errPeerClosed = errors.New("connection closed by the server or the network")
 
-// errNoPosixRename is returned at connect by a server that cannot replace a
-// file atomically.
-var errNoPosixRename = errors.New("server does not support posix-rename@openssh.com; prepcast needs it to switch files atomically (OpenSSH's sftp-server and internal-sftp have it)")
-
 // timeoutError reports a server that did not answer in time.
 type timeoutError struct{ d time.Duration }
 
@@ -60,24 +56,6 @@ type conn struct {
 
 	syncMu  sync.Mutex
 	syncers []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
-}
-
-// syncClients returns the extra SFTP sessions that flush files, opening
-// them on first use; they live as long as the connection.
-func (c *conn) syncClients() ([]*pkgsftp.Client, error) {
-	c.syncMu.Lock()
-	defer c.syncMu.Unlock()
-	for len(c.syncers) < syncSessions {
-		cl, err := pkgsftp.NewClient(c.ssh)
-		if err != nil {
-			if len(c.syncers) > 0 {
-				break // the server limits sessions: flush with those we have
-			}
-			return nil, fmt.Errorf("open a session for fsync: %w", err)
-		}
-		c.syncers = append(c.syncers, cl)
-	}
-	return c.syncers, nil
 }
 
 // kill closes the connection, which fails every request in flight on it.
@@ -226,7 +204,8 @@ func (t *Target) runDial(ctx context.Context, d *dialAttempt) {
 		c.kill(errors.New("superseded by another connection"))
 		c = t.cur
 	default:
-		t.cur, t.feats, t.lastErr = c, c.feats, nil
+		t.cur, t.feats, t.lastErr, t.connected = c, c.feats, nil, true
+		t.announceLocked()
 		t.log.Debug("sftp connected",
 			zap.String("address", t.cfg.Address),
 			zap.Duration("took", time.Since(start)),
@@ -344,13 +323,15 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 		Fsync:       has("fsync@openssh.com", "1"),
 		StatVFS:     has("statvfs@openssh.com", ""),
 		Hardlink:    has("hardlink@openssh.com", ""),
+		Limits:      has("limits@openssh.com", ""),
+		CopyData:    has("copy-data", ""),
 	}
 	fail := func(err error) (*conn, error) {
 		c.kill(err)
 		_ = sc2.Close()
 		return nil, err
 	}
-	if !c.feats.PosixRename {
+	if !c.feats.PosixRename && !t.cfg.AllowNonAtomicReplace {
 		return fail(targets.Permanent(errNoPosixRename))
 	}
 	fi, err := sc2.Stat(t.root)

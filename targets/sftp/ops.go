@@ -382,7 +382,9 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 
 // WriteFile creates or truncates path and writes exactly size bytes of r to
 // it, many 32 KiB requests in flight at once. It then checks that the server
-// holds size bytes (pkg/sftp can report success on a short write), flushes
+// holds size bytes (pkg/sftp can report success on a short write), gives the
+// file Config.FileMode unless the server already reports it (a umask such
+// as internal-sftp -u 0077 must not hide the site), flushes
 // the file with fsync@openssh.com when offered, and closes it. A source
 // shorter than size is a permanent error wrapping io.ErrUnexpectedEOF; r is
 // never read past size bytes, nor after WriteFile returns.
@@ -395,19 +397,16 @@ func (t *Target) WriteFileNoSync(ctx context.Context, p string, r io.Reader, siz
 	return t.writeFile(ctx, p, r, size, false)
 }
 
-// syncSessions is how many extra SFTP sessions SyncFiles flushes through.
-// OpenSSH's sftp-server answers one request at a time, so a flush on the
-// session that carries the uploads would stall them all; separate sessions
-// (separate server processes) flush in parallel, and the kernel groups
-// their journal commits.
-const syncSessions = 8
-
-// syncPerSession is how many flushes each of those sessions has in flight.
+// syncPerSession is how many flushes each session that flushes has in
+// flight (see Target.syncClients for which sessions those are).
 const syncPerSession = 8
 
 // SyncFiles flushes the given files to the server's disk with
-// fsync@openssh.com, several at once on sessions of their own. A server
-// without that extension makes it a no-op.
+// fsync@openssh.com, several at once: on sessions of their own (OpenSSH's
+// sftp-server answers one request at a time, so a flush on the session
+// that carries the uploads would stall them), or pipelined on the main
+// session when the server refuses extra sessions or Config.FsyncSessions
+// is negative. A server without that extension makes it a no-op.
 func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 	if len(paths) == 0 {
 		return nil
@@ -420,44 +419,67 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 		}
 		abs[i] = a
 	}
-	return t.do(ctx, opSpec{name: "sync", path: fmt.Sprintf("%d files", len(paths)), wait: true, retry: always}, func(c *conn, g *guard) error {
+	var extra atomic.Bool // the last attempt flushed on extra sessions
+	err := t.do(ctx, opSpec{name: "sync", path: fmt.Sprintf("%d files", len(paths)), wait: true, retry: always}, func(c *conn, g *guard) error {
 		if !c.feats.Fsync {
 			return nil
 		}
-		clients, err := c.syncClients()
+		clients, err := t.syncClients(c)
 		if err != nil {
 			return err
 		}
-		// Several requests in flight per session hide the round trips
-		// (open, fsync, close) on a distant difusor; the sessions flush in
-		// parallel on the server.
-		workers := len(clients) * syncPerSession
-		var wg sync.WaitGroup
-		errs := make([]error, workers)
-		for w := 0; w < workers; w++ {
-			cl := clients[w%len(clients)]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := w; j < len(abs); j += workers {
-					f, err := cl.OpenFile(abs[j], os.O_RDONLY)
-					if err == nil {
-						err = f.Sync()
-						if cerr := f.Close(); err == nil {
-							err = cerr
-						}
-					}
-					if err != nil {
-						errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
-						return
-					}
-					g.alive()
-				}
-			}()
+		extra.Store(clients[0] != c.sftp)
+		err = flushOn(clients, abs, paths, g)
+		if err != nil && clients[0] != c.sftp && c.cause() == nil && isConnLoss(err) {
+			// An extra session died while the connection lives (a server
+			// process that crashed under load): flush on the main session
+			// from now on, and this time.
+			t.noteSessionsFailed(err)
+			c.dropSyncers()
+			err = flushOn([]*pkgsftp.Client{c.sftp}, abs, paths, g)
 		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return err
 	})
+	if err != nil && extra.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The flush stalled on extra sessions (a server process stuck
+		// under a rate limit): the next attempt flushes on the main
+		// session.
+		t.noteSessionsFailed(err)
+	}
+	return err
+}
+
+// flushOn flushes the files abs (named paths in errors) with
+// fsync@openssh.com on the given sessions, several requests in flight per
+// session: they hide the round trips (open, fsync, close) on a distant
+// difusor, and separate sessions flush in parallel on the server.
+func flushOn(clients []*pkgsftp.Client, abs, paths []string, g *guard) error {
+	workers := len(clients) * syncPerSession
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := 0; w < workers; w++ {
+		cl := clients[w%len(clients)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := w; j < len(abs); j += workers {
+				f, err := cl.OpenFile(abs[j], os.O_RDONLY)
+				if err == nil {
+					err = f.Sync()
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
+					return
+				}
+				g.alive()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int64, flush bool) error {
@@ -497,6 +519,11 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 			_ = f.Close()
 			return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
 		}
+		g.alive()
+		if err := t.fixMode(f, fi); err != nil {
+			_ = f.Close()
+			return err
+		}
 		if c.feats.Fsync && flush {
 			g.alive()
 			if err := f.Sync(); err != nil {
@@ -513,8 +540,10 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 }
 
 // Rename replaces newpath with oldpath atomically (posix-rename@openssh.com).
-// It is not retried on a new connection: the first attempt may have taken
-// effect.
+// On a server without it (allowed by Config.AllowNonAtomicReplace) a new
+// newpath is still renamed atomically, but an existing one is removed first
+// and may be missing for about one round trip. It is not retried on a new
+// connection: the first attempt may have taken effect.
 func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
 	desc := oldpath + " to " + newpath
 	absOld, err := t.abs(oldpath)
@@ -528,11 +557,15 @@ func (t *Target) Rename(ctx context.Context, oldpath, newpath string) error {
 	return t.do(ctx, opSpec{name: "rename", path: desc}, func(c *conn, g *guard) error {
 		c.forgetDirs(oldpath, false)
 		c.forgetDirs(newpath, false)
+		if !c.feats.PosixRename {
+			return renameFallback(c, absOld, absNew)
+		}
 		return c.sftp.PosixRename(absOld, absNew)
 	})
 }
 
-// MkdirAll creates dir and its missing parents. "" and "." name the root,
+// MkdirAll creates dir and its missing parents, each with Config.DirMode
+// whatever the server's umask. "" and "." name the root,
 // which exists; an existing link to a directory counts as a directory.
 // Directories found or made are remembered for the life of the connection,
 // so that repeated calls cost no round trip. If a directory is removed by
@@ -590,6 +623,14 @@ func (t *Target) mkdirAll(ctx context.Context, dir string) error {
 			if fi, serr := c.sftp.Stat(abs); serr != nil || !fi.IsDir() {
 				return err
 			}
+			c.addDir(dir)
+			return nil
+		}
+		// The server's umask chose the mode: set the configured one.
+		err := t.setMode(func() error { return c.sftp.Chmod(abs, t.cfg.DirMode) },
+			func() (fs.FileInfo, error) { return c.sftp.Stat(abs) }, t.cfg.DirMode, "directory")
+		if err != nil {
+			return err
 		}
 		c.addDir(dir)
 		return nil

@@ -8,14 +8,19 @@
 // a bound is hit the connection is closed, which fails everything in flight
 // on it at once with a retryable error; the next call dials again.
 //
-// The server must offer posix-rename@openssh.com (OpenSSH's sftp-server and
-// internal-sftp do): it is what lets prepcast switch a file atomically.
+// The server should offer posix-rename@openssh.com (OpenSSH's sftp-server and
+// internal-sftp do): it is what lets prepcast switch a file atomically. A
+// server without it is refused unless Config.AllowNonAtomicReplace is set.
+// What else the server allows (extra sessions for fsync, extensions) is
+// detected per connection, and the fallback picked is logged once per
+// target (see [Strategy]).
 package sftp
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path"
@@ -119,6 +124,26 @@ type Config struct {
 	// back to the AES-CTR ciphers.
 	Ciphers []string
 
+	// FileMode is the permission every file written gets (default 0644),
+	// whatever the server's umask; DirMode that of every directory created
+	// (default 0755).
+	FileMode fs.FileMode
+	DirMode  fs.FileMode
+
+	// AllowNonAtomicReplace lets the target publish to a server without
+	// posix-rename@openssh.com: a new path is still renamed into place
+	// atomically, but a replaced file is removed and then renamed, so a
+	// reader may find it missing for about one round trip. Without it such
+	// a server is refused at connect.
+	AllowNonAtomicReplace bool
+
+	// FsyncSessions is how many extra SFTP sessions flush files
+	// (fsync@openssh.com) alongside the uploads: 0 means
+	// DefaultFsyncSessions, negative means none (flushes are pipelined on
+	// the main session). A server that refuses extra sessions gets the
+	// main session whatever this says.
+	FsyncSessions int
+
 	// Dial opens the TCP connection; tests and fault-injection proxies set
 	// it. The default is a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -127,10 +152,12 @@ type Config struct {
 // Features lists the optional SFTP extensions the server offered when the
 // connection was made.
 type Features struct {
-	PosixRename bool // posix-rename@openssh.com: atomic replace; required
+	PosixRename bool // posix-rename@openssh.com: atomic replace
 	Fsync       bool // fsync@openssh.com: used after every upload
 	StatVFS     bool // statvfs@openssh.com: used by FreeSpace
 	Hardlink    bool // hardlink@openssh.com
+	Limits      bool // limits@openssh.com
+	CopyData    bool // copy-data: server-side copy
 }
 
 // Target is a difusor reached over SFTP. It implements [targets.Target] and
@@ -158,12 +185,20 @@ type Target struct {
 	lastErr  error // of the last failed dial
 	lastFail time.Time
 	feats    Features
+
+	connected       bool     // a connection was made at least once
+	sessionsRefused string   // why the server refused an extra session; "" if it never did
+	recalled        bool     // sessionsRefused came from Recall, not from this process
+	announced       Strategy // last strategy logged
+	modeWarn        sync.Once
+	chmodWarn       sync.Once
 }
 
 var (
 	_ targets.Target        = (*Target)(nil)
 	_ targets.SpaceReporter = (*Target)(nil)
 	_ targets.BoundedReader = (*Target)(nil)
+	_ targets.Adapter       = (*Target)(nil)
 )
 
 // New checks cfg and returns a Target that connects on first use. Every
@@ -221,6 +256,19 @@ func New(cfg Config, log *zap.Logger) (*Target, error) {
 		case *d.v < 0 && d.name != "keepalive":
 			return nil, bad("%s %v is negative: use a positive duration, or 0 for the default %v", d.name, *d.v, d.def)
 		}
+	}
+
+	if t.cfg.FileMode == 0 {
+		t.cfg.FileMode = DefaultFileMode
+	}
+	if t.cfg.DirMode == 0 {
+		t.cfg.DirMode = DefaultDirMode
+	}
+	if t.cfg.FileMode&^fs.ModePerm != 0 || t.cfg.DirMode&^fs.ModePerm != 0 {
+		return nil, bad("file_mode %04o / dir_mode %04o: only permission bits (0777) may be set", uint32(t.cfg.FileMode), uint32(t.cfg.DirMode))
+	}
+	if t.cfg.FsyncSessions == 0 {
+		t.cfg.FsyncSessions = DefaultFsyncSessions
 	}
 
 	if err := t.setCiphers(cfg.Ciphers); err != nil {
@@ -324,7 +372,7 @@ func (t *Target) Features() Features {
 // Connect makes sure a connection is up, dialing if needed. Calling it is
 // optional: every method connects on demand. It returns the dial error,
 // which is [targets.Permanent] for host key, authentication, missing
-// posix-rename and missing root.
+// posix-rename (unless Config.AllowNonAtomicReplace) and missing root.
 func (t *Target) Connect(ctx context.Context) error {
 	if _, err := t.getConn(ctx); err != nil {
 		return fmt.Errorf("sftp %s: %w", t.cfg.Name, remoteText(err))

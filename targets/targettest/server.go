@@ -48,6 +48,11 @@ type Server struct {
 	mem           bool
 	handlers      sftp.Handlers
 	noPosixRename bool
+	maxSessions   int  // 0: unlimited
+	fsync         bool // answer fsync@openssh.com (fsync.go)
+	breakExtra    bool // extra sessions die at their first fsync
+	stallExtra    bool // extra sessions never answer fsync
+	fsyncs        atomic.Int64
 	authorized    [][]byte // marshalled public keys
 
 	ln       net.Listener
@@ -77,6 +82,11 @@ func WithMemFS() ServerOption { return func(s *Server) { s.mem = true } }
 // extensions it announces. pkg/sftp's servers always announce it, so the
 // server rewrites its SSH_FXP_VERSION packet on the way out.
 func WithoutPosixRename() ServerOption { return func(s *Server) { s.noPosixRename = true } }
+
+// WithMaxSessions makes the server refuse a session channel while n are
+// open on the same connection, as OpenSSH's "MaxSessions n" does (the
+// client sees "ssh: rejected: connect failed").
+func WithMaxSessions(n int) ServerOption { return func(s *Server) { s.maxSessions = n } }
 
 // WithAuthorizedKey makes the server also accept key for User.
 func WithAuthorizedKey(key ssh.PublicKey) ServerOption {
@@ -289,26 +299,33 @@ func (s *Server) serveConn(nc *serverConn) {
 		defer s.wg.Done()
 		ssh.DiscardRequests(reqs) // answers keepalives with a failure, as OpenSSH does
 	}()
+	var open atomic.Int64
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "only session channels are served")
+			continue
+		}
+		if s.maxSessions > 0 && open.Load() >= int64(s.maxSessions) {
+			_ = nch.Reject(ssh.ConnectionFailed, "")
 			continue
 		}
 		ch, creqs, err := nch.Accept()
 		if err != nil {
 			continue
 		}
+		extra := open.Add(1) > 1
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveSession(ch, creqs)
+			defer open.Add(-1)
+			s.serveSession(ch, creqs, extra)
 		}()
 	}
 }
 
 // serveSession starts the SFTP server on the first "subsystem sftp" request
 // and refuses every other request.
-func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request, extra bool) {
 	var started bool
 	for req := range reqs {
 		ok := !started && req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == "sftp"
@@ -320,7 +337,7 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.serveSFTP(ch)
+				s.serveSFTP(ch, extra)
 				_ = ch.Close()
 			}()
 		}
@@ -330,8 +347,9 @@ func (s *Server) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	}
 }
 
-func (s *Server) serveSFTP(ch ssh.Channel) {
-	rw := &sftpChannel{Channel: ch, received: &s.received, filter: s.noPosixRename}
+func (s *Server) serveSFTP(ch ssh.Channel, extra bool) {
+	rw := &sftpChannel{Channel: ch, received: &s.received, srv: s, filter: s.noPosixRename || s.fsync,
+		broken: extra && s.breakExtra, stalled: extra && s.stallExtra}
 	if s.mem {
 		rs := sftp.NewRequestServer(rw, s.handlers)
 		_ = rs.Serve()
@@ -375,21 +393,55 @@ func (c *serverConn) Close() error {
 }
 
 // sftpChannel is the SFTP server's side of the session channel: it counts
-// the bytes received and can drop posix-rename@openssh.com from the
-// server's first packet, SSH_FXP_VERSION.
+// the bytes received, can drop posix-rename@openssh.com from (or add
+// fsync@openssh.com to) the server's first packet, SSH_FXP_VERSION, and
+// answers fsync@openssh.com itself (fsync.go).
 type sftpChannel struct {
 	ssh.Channel
 	received *atomic.Int64
+	srv      *Server
+	broken   bool // dies at its first fsync (WithBrokenExtraSessions)
+	stalled  bool // never answers fsync (WithStalledExtraSessions)
 
 	mu      sync.Mutex
 	filter  bool   // still to rewrite the version packet
 	pending []byte // start of the version packet
+
+	inPending []byte // start of a client packet not yet whole
+	inOut     []byte // filtered client bytes not yet read by the server
 }
 
 func (c *sftpChannel) Read(p []byte) (int, error) {
-	n, err := c.Channel.Read(p)
-	c.received.Add(int64(n))
-	return n, err
+	if !c.srv.fsync {
+		n, err := c.Channel.Read(p)
+		c.received.Add(int64(n))
+		return n, err
+	}
+	buf := make([]byte, 32<<10)
+	for len(c.inOut) == 0 {
+		n, err := c.Channel.Read(buf)
+		c.received.Add(int64(n))
+		out, ferr := c.filterIn(buf[:n])
+		if ferr != nil {
+			_ = c.Channel.Close()
+			return 0, ferr
+		}
+		c.inOut = append(c.inOut, out...)
+		if err != nil && len(c.inOut) == 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, c.inOut)
+	c.inOut = c.inOut[n:]
+	return n, nil
+}
+
+// writeRaw writes a packet of the channel's own (an fsync answer).
+func (c *sftpChannel) writeRaw(pkt []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.Channel.Write(pkt)
+	return err
 }
 
 func (c *sftpChannel) Write(p []byte) (int, error) {
@@ -406,7 +458,14 @@ func (c *sftpChannel) Write(p []byte) (int, error) {
 	if len(c.pending) < end {
 		return len(p), nil
 	}
-	out := append(dropExtension(c.pending[:end], "posix-rename@openssh.com"), c.pending[end:]...)
+	version := c.pending[:end]
+	if c.srv.noPosixRename {
+		version = dropExtension(version, "posix-rename@openssh.com")
+	}
+	if c.srv.fsync {
+		version = addExtension(version, "fsync@openssh.com", "1")
+	}
+	out := append(version, c.pending[end:]...)
 	c.filter, c.pending = false, nil
 	if _, err := c.Channel.Write(out); err != nil {
 		return 0, err
@@ -418,7 +477,6 @@ func (c *sftpChannel) Write(p []byte) (int, error) {
 // (uint32 length, byte 2, uint32 version, then name/data string pairs). Any
 // other packet is returned unchanged.
 func dropExtension(pkt []byte, name string) []byte {
-	const fxpVersion = 2
 	if len(pkt) < 9 || pkt[4] != fxpVersion {
 		return pkt
 	}

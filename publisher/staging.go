@@ -1,0 +1,145 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/prepcast/prepcast/targets"
+)
+
+// Staging hygiene and resume.
+//
+// A push that fails or is killed leaves staged files behind. They are of
+// two kinds:
+//
+//   - resumable files (at least ResumeMinSize bytes) are uploaded to
+//     "<name>.part" and renamed to "<name>" (a name ending in wholeSuffix)
+//     only once every byte is written and the object's hash checked. A
+//     file under such a name with the size the manifest gives is whole,
+//     whoever wrote it: a later push (of any process) renames it into place
+//     instead of sending it again.
+//   - everything else (small files, ".part" files) may be partial: it is
+//     never trusted, only overwritten.
+//
+// Before staging, files that the current plan does not use and that are
+// older than StaleStaging are removed: a push in progress elsewhere (a
+// second publisher, a difusor's "prepcast apply") writes files younger
+// than that, and the leftovers of failed pushes cannot pile up beyond what
+// StaleStaging of cuts changed.
+
+// ResumeMinSize is the smallest file a push resumes across processes;
+// smaller files are sent again (cheaper than the rename that marks a file
+// whole).
+const ResumeMinSize = 256 << 10
+
+// wholeSuffix ends the staging name of a resumable file.
+const wholeSuffix = ".whole"
+
+// partSuffix ends the name a resumable file is written under.
+const partSuffix = ".part"
+
+// DefaultStaleStaging is how old a staging file must be before a push that
+// does not use it removes it.
+const DefaultStaleStaging = time.Hour
+
+// resumable reports whether s is staged whole-then-renamed.
+func resumable(s staged) bool { return strings.HasSuffix(s.name, wholeSuffix) }
+
+// markResumable gives the large files of plan their resumable names.
+func markResumable(plan []staged) {
+	for i := range plan {
+		if plan[i].e.Size >= ResumeMinSize {
+			plan[i].name += wholeSuffix
+		}
+	}
+}
+
+// writeName is the name an upload of s writes to.
+func writeName(s staged) string {
+	if resumable(s) {
+		return s.name + partSuffix
+	}
+	return s.name
+}
+
+// finishUpload renames a resumable file to its whole name once its upload
+// and its object's check succeeded.
+func (r *targetRun) finishUpload(ctx context.Context, s staged) error {
+	if !resumable(s) {
+		return nil
+	}
+	return r.t.Rename(ctx, writeName(s), s.name)
+}
+
+// sweepStaging lists the staging directory once: whole files of plan with
+// the right size count as staged (they are not sent again), and files plan
+// does not use that are older than the engine's StaleStaging are removed.
+// Listing or removal failures are logged and do not stop the push.
+func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
+	inPlan := make(map[string]staged, len(plan))
+	for _, s := range plan {
+		inPlan[s.name] = s
+		if resumable(s) {
+			inPlan[writeName(s)] = s
+		}
+	}
+	cutoff := r.e.now().Add(-r.e.staleStaging())
+	var stale []string
+	resumed, resumedBytes := 0, int64(0)
+	err := r.t.Walk(ctx, StagingDir, func(fi targets.FileInfo) error {
+		if path.Dir(fi.Path) != StagingDir {
+			return nil
+		}
+		s, used := inPlan[fi.Path]
+		switch {
+		case used && fi.Path == s.name && resumable(s) && !fi.Symlink && fi.Size == s.e.Size:
+			r.mu.Lock()
+			if !r.staged[s.name] {
+				r.staged[s.name] = true
+				resumed++
+				resumedBytes += s.e.Size
+			}
+			r.mu.Unlock()
+		case used:
+			// Overwritten by this push.
+		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json":
+			// (A server that reports no times never gets files removed.)
+			stale = append(stale, fi.Path)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.log.Warn("list staging directory (stale files stay until the next push)", zap.Error(err))
+		return
+	}
+	if resumed > 0 {
+		r.log.Info("resuming staged files a previous push wrote whole", zap.Int("files", resumed), zap.Int64("bytes", resumedBytes))
+	}
+	if len(stale) == 0 {
+		return
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.e.filesInFlight())
+	for _, p := range stale {
+		g.Go(func() error { return r.t.Remove(gctx, p) })
+	}
+	if err := g.Wait(); err != nil {
+		r.log.Warn("remove stale staging files", zap.Int("files", len(stale)), zap.Error(err))
+		return
+	}
+	r.log.Info("removed stale staging files of earlier pushes", zap.Int("files", len(stale)))
+}
+
+func (e *Engine) staleStaging() time.Duration {
+	if e.StaleStaging > 0 {
+		return e.StaleStaging
+	}
+	return DefaultStaleStaging
+}
