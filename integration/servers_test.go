@@ -27,28 +27,9 @@ import (
 	"github.com/prepcast/prepcast/state"
 )
 
-// What prepcast copes with today, per limit of a server (issue 16). A
-// server with a limit prepcast does not handle yet runs only the parts of
-// the suite the limit does not break; the rest is skipped, naming the
-// missing capability. Set the constant to true once prepcast has it.
-const (
-	// handlesOneSession: fsync on the main session (pipelined) when the
-	// server refuses extra sessions (OpenSSH MaxSessions 1,
-	// MySecureShell LimitConnectionByUser 1). Without it every push fails.
-	handlesOneSession = false
-	// handlesRestrictiveModes: files and directories set to file_mode and
-	// dir_mode before commit, whatever the server's umask. Without it
-	// nginx, another user, answers 403 for every file.
-	handlesRestrictiveModes = false
-	// handlesNoPosixRename: the opt-in remove-then-rename fallback for
-	// servers without posix-rename@openssh.com, enabled in the target's
-	// config by renameFallbackOptIn. Without it prepcast refuses them.
-	handlesNoPosixRename = false
-)
-
 // renameFallbackOptIn is the target config (YAML flow fields, without
 // braces) that opts in to the remove-then-rename fallback on servers
-// without posix-rename; set it with handlesNoPosixRename.
+// without posix-rename.
 const renameFallbackOptIn = "allow_non_atomic_replace: true"
 
 // matrixEnv selects the servers TestServerMatrix runs: unset or "quick"
@@ -92,21 +73,6 @@ func matrixSpecs(t *testing.T) []servers.Spec {
 	}
 }
 
-// missing returns why prepcast cannot yet publish to spec's server at all,
-// or "".
-func missing(spec servers.Spec) string {
-	var why []string
-	if spec.Has(servers.OneSession) && !handlesOneSession {
-		why = append(why, "fsync on the main session when the server refuses extra sessions")
-	}
-	if spec.Has(servers.NoPosixRename) && !handlesNoPosixRename {
-		why = append(why, "the opt-in remove-then-rename fallback for servers without posix-rename")
-	}
-	if len(why) == 0 {
-		return ""
-	}
-	return "prepcast lacks " + strings.Join(why, " and ") + " (issue 16)"
-}
 
 // TestServerMatrix runs one suite against every real SFTP server that
 // difusores run (integration/servers), through the prepcast command as an
@@ -149,8 +115,6 @@ func TestServerMatrix(t *testing.T) {
 				line := fmt.Sprintf("%-26s %-5s %5.1fs", spec.Name, result, time.Since(start).Seconds())
 				if run != nil {
 					line += "  " + strings.Join(append(run.steps, run.notes...), " ")
-				} else if why := missing(spec); why != "" {
-					line += "  " + why
 				}
 				summary = append(summary, line)
 			})
@@ -190,13 +154,10 @@ func newMatrixRun(t *testing.T, bin, signingKey string, pub ed25519.PublicKey, s
 	t.Helper()
 	srv := servers.Start(t, spec)
 	t.Logf("%s on %s: %s", spec.Name, srv.Addr, spec.Setup)
-	if why := missing(spec); why != "" {
-		t.Skip(why)
-	}
 	dir := t.TempDir()
 	m := &matrixRun{t: t, bin: bin, spec: spec, srv: srv, pub: pub, gen: newTreeGen(16),
 		src: filepath.Join(dir, "results"), state: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "prepcast.yaml")}
-	m.served = !spec.Has(servers.RestrictiveModes) || handlesRestrictiveModes
+	m.served = true
 	url := ""
 	if m.served {
 		m.web = nginxtest.Start(t, nginxtest.Options{Root: srv.WebRoot})
