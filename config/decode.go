@@ -34,6 +34,14 @@ type rawConfig struct {
 	Listen     scalar       `yaml:"listen"`
 	Log        rawLog       `yaml:"log"`
 	Targets    []rawTarget  `yaml:"targets"`
+	Check      rawCheck     `yaml:"check"`
+}
+
+type rawCheck struct {
+	MinFreeDisk    scalar `yaml:"min_free_disk"`
+	MinUploadRate  scalar `yaml:"min_upload_rate"`
+	UploadTest     scalar `yaml:"upload_test"`
+	PublicationEnd scalar `yaml:"publication_end"`
 }
 
 type rawSchedule struct {
@@ -88,6 +96,9 @@ type rawTarget struct {
 	URL           scalar `yaml:"url"`
 	FileMode      scalar `yaml:"file_mode"`
 	DirMode       scalar `yaml:"dir_mode"`
+	DisplayName   scalar `yaml:"display_name"`
+	Logo          scalar `yaml:"logo"`
+	Contact       scalar `yaml:"contact"`
 	Disabled      scalar `yaml:"disabled"`
 }
 

@@ -50,6 +50,11 @@ func (c *Config) CheckFiles() error {
 				"create a key with \"ssh-keygen -t ed25519 -f %s\" and install %s.pub for user %s on the difusor, or remove identity_file to use ssh-agent",
 				t.IdentityFile, t.IdentityFile, t.User))
 		}
+		if t.Logo != "" {
+			if err := CheckLogo(t.Logo); err != nil {
+				e.add(f("logo"), "%v", err)
+			}
+		}
 		if t.KnownHosts != "" {
 			host, port := t.Address, DefaultPort
 			if h, p, err := net.SplitHostPort(t.Address); err == nil {

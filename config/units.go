@@ -68,6 +68,32 @@ func ParseRate(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
+// sizeExamples is appended to every size error.
+const sizeExamples = `e.g. "20GB", "500MB", "20GiB" or "20000000000" (bytes)`
+
+var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) ?(k|K|M|G|T|Ki|Mi|Gi|Ti)?(B)?$`)
+
+// ParseSize parses an amount of data and returns it in bytes: a plain
+// number of bytes, or a number followed by an SI (k, M, G, T = 1000^n) or
+// binary (Ki, Mi, Gi, Ti = 1024^n) prefix and "B": "20GB", "20GiB".
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	m := sizeRE.FindStringSubmatch(s)
+	if m == nil || (m[2] != "" && m[3] == "") {
+		return 0, fmt.Errorf("%q is not a size; %s", s, sizeExamples)
+	}
+	v, ok := new(big.Rat).SetString(m[1])
+	if !ok {
+		return 0, fmt.Errorf("%q is not a size; %s", s, sizeExamples)
+	}
+	v.Mul(v, new(big.Rat).SetInt64(ratePrefix[m[2]]))
+	n := new(big.Int).Quo(v.Num(), v.Denom())
+	if !n.IsInt64() {
+		return 0, fmt.Errorf("%q is too large; %s", s, sizeExamples)
+	}
+	return n.Int64(), nil
+}
+
 // durationExamples is appended to every duration error.
 const durationExamples = `e.g. "30s", "10m" or "1h30m"`
 
