@@ -86,6 +86,16 @@ type Target struct {
 	ETASeconds   float64 `json:"eta_seconds,omitempty"`
 	LastPushMBps float64 `json:"last_push_mb_per_second"` // last finished push that moved bytes
 	Probe        *Probe  `json:"probe,omitempty"`
+	// LastCheck is the latest "prepcast check" of the difusor; nil if it was
+	// never checked.
+	LastCheck *LastCheck `json:"last_check,omitempty"`
+}
+
+// LastCheck summarises a difusor's checks against the call's rules.
+type LastCheck struct {
+	Time       time.Time `json:"time"`
+	Passed     bool      `json:"passed"`
+	LastPassed time.Time `json:"last_passed,omitzero"` // the latest check that passed
 }
 
 // Probe is what the target's own .prepcast/ack.json says (status --probe).
@@ -119,7 +129,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 	acks := map[string]state.Ack{}
 	progress := map[string]state.Progress{}
 	last := map[string]state.Attempt{}
+	checks := map[string]state.CheckSummary{}
 	if src.DB != nil {
+		if checks, err = src.DB.LastChecks(ctx); err != nil {
+			return nil, err
+		}
 		if acks, err = src.DB.Acks(ctx); err != nil {
 			return nil, err
 		}
@@ -151,6 +165,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 			t.LagSeconds = max(0, now.Sub(firstMissing(cuts, t.AckedSeq)).Seconds())
 		}
 		t.Behind = t.LagCuts > 0 && t.LagSeconds > src.MaxLag.Seconds()
+		if ck, ok := checks[name]; ok {
+			t.LastCheck = &LastCheck{Time: ck.Last, Passed: ck.Passed, LastPassed: ck.LastPassed}
+		}
 		if la, ok := last[name]; ok {
 			t.LastPushMBps = float64(la.Bytes) / 1e6 / la.WireSeconds
 		}
