@@ -245,3 +245,52 @@ func TestCheckFreeDiskBelowThresholdFails(t *testing.T) {
 	got := runCheck(t, d, checkConfig(t, d, "min_free_disk: 1000TB, min_upload_rate: 100kB/s"))
 	wantVerdict(t, got, check.RowFreeDisk, check.Fail, "below the call's minimum of 1000000.0 GB")
 }
+
+// TestCheckWhilePublishing runs a check while cuts are pushed to the same
+// difusor: every push acks, the site ends holding exactly the last cut (no
+// file of the check left, none of the cut touched), and the check passes.
+// The check takes no lock: it writes only its own names.
+func TestCheckWhilePublishing(t *testing.T) {
+	e := newEnv(t, 1)
+	s := e.servers[0]
+	eng := e.engine()
+	ci := e.nextCut()
+	requireOK(t, eng.Push(context.Background(), e.specs()), ci.Seq)
+	ng := nginxtest.Start(t, nginxtest.Options{Root: s.WebRoot()})
+	c := checkConfig(t, &difusorSite{sshd: s, nginx: ng}, "min_free_disk: 1MB, min_upload_rate: 10kB/s")
+
+	done := make(chan *check.Result, 1)
+	go func() {
+		res, err := check.Run(context.Background(), check.Options{Config: c, Targets: c.EnabledTargets(), UploadTest: 2 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	pushes := 0
+	var res *check.Result
+	for res == nil || pushes < 2 {
+		ci = e.nextCut()
+		requireOK(t, eng.Push(context.Background(), e.specs()), ci.Seq)
+		pushes++
+		if res == nil {
+			select {
+			case res = <-done:
+			default:
+			}
+		}
+	}
+	e.checkTarget(s.WebRoot(), ci.Seq)
+	if res == nil {
+		t.Fatal("no check result")
+	}
+	for _, r := range res.Difusores[0].Rows {
+		if r.Verdict == check.Fail {
+			t.Errorf("%s failed while publishing: %s %s", r.ID, r.Value, r.Detail)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.WebRoot(), ".well-known")); err == nil {
+		t.Error("the check left .well-known behind")
+	}
+	t.Logf("%d pushes during the check", pushes)
+}
