@@ -77,7 +77,9 @@ func (r *runner) one(ctx context.Context, tc *config.Target) (d Difusor) {
 		r.sftpRows(ctx, tc, ssh, add, log)
 	} else {
 		for _, id := range []string{RowSFTPExtensions, RowSFTPSessions, RowPushMode, RowFreeDisk, RowUploadRate, RowWriteRename, RowFileModes} {
-			add(Row{ID: id, Verdict: Fail, Value: "not measured", Detail: "no SFTP connection (see the SSH rows)"})
+			if d.Row(id) == nil {
+				add(Row{ID: id, Verdict: Fail, Value: "not measured", Detail: "no SFTP connection (see the SSH rows)"})
+			}
 		}
 	}
 	r.webRows(ctx, tc, add)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -261,7 +262,7 @@ func TestCheckWhilePublishing(t *testing.T) {
 
 	done := make(chan *check.Result, 1)
 	go func() {
-		res, err := check.Run(context.Background(), check.Options{Config: c, Targets: c.EnabledTargets(), UploadTest: 2 * time.Second})
+		res, err := check.Run(context.Background(), check.Options{Config: c, Targets: c.EnabledTargets(), UploadTest: 2 * time.Second, Store: e.store})
 		if err != nil {
 			t.Error(err)
 		}
@@ -289,8 +290,60 @@ func TestCheckWhilePublishing(t *testing.T) {
 			t.Errorf("%s failed while publishing: %s %s", r.ID, r.Value, r.Detail)
 		}
 	}
+	if r := res.Difusores[0].Row(check.RowRetainedCuts); r == nil || r.Verdict != check.Pass || !strings.Contains(r.Detail, "latest cut ") {
+		t.Errorf("retained cuts row: %+v", r)
+	}
 	if _, err := os.Stat(filepath.Join(s.WebRoot(), ".well-known")); err == nil {
 		t.Error("the check left .well-known behind")
 	}
 	t.Logf("%d pushes during the check", pushes)
+}
+
+// TestCheckSSHFailuresNameTheStep: a changed host key fails ssh_host_key,
+// a key the server does not know fails ssh_auth (the host key passing),
+// each with targets/sftp's error; a closed port fails ssh_reach.
+func TestCheckSSHFailuresNameTheStep(t *testing.T) {
+	s := sshdtest.Start(t, sshdtest.Options{})
+	other := sshdtest.Start(t, sshdtest.Options{})
+	stranger := filepath.Join(t.TempDir(), "id_ed25519")
+	if _, err := sshdtest.GenerateKey(stranger); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(hostKey, identity, addr string) *config.Config {
+		dir := t.TempDir()
+		c, err := config.Parse([]byte(fmt.Sprintf("source: %s/s\nstate_dir: %s/st\nsigning_key: %s/k\ntargets:\n  - {name: d, address: %q, user: root, identity_file: %s, host_key: %q, root: %s}\n",
+			dir, dir, dir, addr, identity, hostKey, s.Root())), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Timeouts.Dial, c.Timeouts.Operation = 3*time.Second, 5*time.Second
+		return c
+	}
+	run := func(c *config.Config) check.Difusor {
+		res, err := check.Run(context.Background(), check.Options{Config: c, Targets: c.EnabledTargets(), UploadTest: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Difusores[0]
+	}
+	d := run(cfg(other.HostKeyLine(), s.ClientKeyPath(), s.Addr()))
+	wantVerdict(t, d, check.RowSSHReach, check.Pass)
+	wantVerdict(t, d, check.RowSSHHostKey, check.Fail, "HOST KEY CHANGED")
+	wantVerdict(t, d, check.RowSSHAuth, check.Fail)
+
+	d = run(cfg(s.HostKeyLine(), stranger, s.Addr()))
+	wantVerdict(t, d, check.RowSSHHostKey, check.Pass)
+	wantVerdict(t, d, check.RowSSHAuth, check.Fail, "refused the key", "authorized_keys")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	d = run(cfg(s.HostKeyLine(), s.ClientKeyPath(), addr))
+	wantVerdict(t, d, check.RowSSHReach, check.Fail, "connection refused")
+	if d.Passed {
+		t.Error("an unreachable difusor passed")
+	}
 }
