@@ -17,7 +17,7 @@ import (
 // sized to about a quarter of a second of upload, so the test ends soon
 // after its window and uses little disk.
 const (
-	minChunk      = 256 << 10
+	minChunk      = 1 << 20 // twice what the uploader reads ahead per file
 	maxChunk      = 8 << 20
 	maxWorkers    = 16
 	sampleEvery   = 50 * time.Millisecond
@@ -77,17 +77,18 @@ func measureUpload(ctx context.Context, window time.Duration, workers int, put f
 		defer sampler.Done()
 		tk := time.NewTicker(sampleEvery)
 		defer tk.Stop()
-		adapted := false
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-tk.C:
 				el := now.Sub(start)
-				samples = append(samples, sample{el, sent.Load()})
-				if !adapted && el >= ramp && el > 0 {
-					adapted = true
-					per := float64(sent.Load()) / el.Seconds() / float64(workers) * chunkDuration.Seconds()
+				n := sent.Load()
+				samples = append(samples, sample{el, n})
+				// Size the next files to about chunkDuration of upload each
+				// at the rate so far.
+				if el > 0 {
+					per := float64(n) / el.Seconds() / float64(workers) * chunkDuration.Seconds()
 					chunk.Store(int64(min(max(per, minChunk), maxChunk)))
 				}
 			}
@@ -120,25 +121,41 @@ func measureUpload(ctx context.Context, window time.Duration, workers int, put f
 	if err := ctx.Err(); err != nil {
 		return 0, sent.Load(), err
 	}
-	// The rate between the first sample after the ramp-up and the last
-	// sample within the window.
-	var a, b *sample
-	for i := range samples {
-		if a == nil && samples[i].at >= ramp {
-			a = &samples[i]
+	// The slope of the bytes sent against time, fitted (least squares)
+	// over the samples between the ramp-up and the end of the window, so
+	// that the steps of files opening and closing do not weigh on where
+	// the window's edges fall.
+	var k, st, sn, stt, stn float64
+	var first, last int64 = -1, -1
+	for _, sm := range samples {
+		if sm.at < ramp || sm.at > window {
+			continue
 		}
-		if samples[i].at <= window {
-			b = &samples[i]
+		x, y := sm.at.Seconds(), float64(sm.n)
+		k++
+		st += x
+		sn += y
+		stt += x * x
+		stn += x * y
+		if first < 0 {
+			first = sm.n
 		}
+		last = sm.n
 	}
-	if a == nil || b == nil || b.at <= a.at {
-		el := time.Since(start)
-		return float64(sent.Load()) / el.Seconds(), sent.Load(), nil
+	den := k*stt - st*st
+	if k < 3 || den <= 0 || last == first {
+		// Too short a window to fit: everything sent over the whole run,
+		// ramp included.
+		return float64(sent.Load()) / time.Since(start).Seconds(), sent.Load(), nil
 	}
-	return float64(b.n-a.n) / (b.at - a.at).Seconds(), sent.Load(), nil
+	return max(0, (k*stn-st*sn)/den), sent.Load(), nil
 }
 
-// noiseReader yields left bytes of noise, counting them in sent.
+// noiseReader yields left bytes of noise, counting them in sent as the
+// uploader takes them. The uploader reads at most its window of requests
+// in flight (512 KiB a file) ahead of what the server acknowledged, the
+// same at both ends of a steady window, so the slope of this count is the
+// rate the server takes.
 type noiseReader struct {
 	noise []byte
 	off   int

@@ -159,6 +159,7 @@ func TestCheckCompliantDifusorPasses(t *testing.T) {
 			t.Errorf("row %s is missing or not tied to the call", id)
 		}
 	}
+	t.Logf("upload: %s (%s)", got.Row(check.RowUploadRate).Value, got.Row(check.RowUploadRate).Detail)
 	if r := got.Row(check.RowUploadRate); r.Number == nil || *r.Number <= 0 {
 		t.Errorf("upload rate %v: no sustained figure", r.Value)
 	}
