@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/internal/i18n"
 )
 
@@ -195,8 +196,53 @@ func TestReportsNameTheCallsRequirements(t *testing.T) {
 				t.Errorf("%s report lacks %q:\n%s", c.lang, w, md)
 			}
 		}
+		if c.lang == i18n.ES {
+			last := -1
+			for _, item := range []string{"inciso a)", "inciso b)", "inciso c)", "inciso d)", "inciso e)"} {
+				i := strings.Index(string(md), item)
+				if i < last {
+					t.Errorf("the call's items are not in order: %s comes too early", item)
+				}
+				last = i
+			}
+		}
 		if strings.Contains(string(md), "<script>") || strings.Contains(string(md), "no-cache | <") {
 			t.Errorf("%s report carries a hostile value unescaped", c.lang)
 		}
+	}
+}
+
+// TestSpanishReportTranslatesPrepcastsWords: every value and threshold
+// prepcast writes in English reads in Spanish in a Spanish report; what
+// the difusor said (a banner, a header) stays as measured.
+func TestSpanishReportTranslatesPrepcastsWords(t *testing.T) {
+	tc := &config.Target{Mode: config.ModeSFTP}
+	all := map[string]bool{"fsync@openssh.com": true, "statvfs@openssh.com": true}
+	var phrases []string
+	for _, r := range []Row{
+		pushModeRow(tc, 16, 9, all),
+		pushModeRow(tc, 16, 1, all),
+		pushModeRow(tc, 16, 9, map[string]bool{}),
+		pushModeRow(&config.Target{Mode: config.ModeExec, ApplyCommand: "prepcast apply --root /var/www/prep"}, 16, 9, all),
+	} {
+		phrases = append(phrases, r.Value)
+	}
+	for k := range fixedWords {
+		phrases = append(phrases, k)
+	}
+	phrases = append(phrases, "authenticated as prep", "9 or more", "81.7 GB free", "valid until 2024-07-01 00:00 UTC",
+		"HTTP 200, other bytes", "(no Server header), HTTP 200", "SSH banner from sftp.diario.example:22",
+		"write, rename, delete in /var/www/prep", "9 (what prepcast uses)")
+	for _, p := range phrases {
+		es := say(i18n.ES, p)
+		if es == p || strings.Contains(es, "[check.") {
+			t.Errorf("not translated: %q -> %q", p, es)
+		}
+		if en := say(i18n.EN, p); en != p {
+			t.Errorf("English changed: %q -> %q", p, en)
+		}
+	}
+	if got := say(i18n.ES, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"); got != "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10" {
+		t.Errorf("a banner was changed: %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -132,10 +133,10 @@ func (res *Result) markdown(b *strings.Builder, d Difusor, l i18n.Lang) {
 	fmt.Fprintf(b, "## %s\n\n", l.T("check.section.call"))
 	fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n|---|---|---|---|---|\n",
 		l.T("check.col.call"), l.T("check.col.requirement"), l.T("check.col.measured"), l.T("check.col.threshold"), l.T("check.col.verdict"))
-	for _, r := range d.Rows {
-		if r.Call != "" {
-			res.mdRow(b, r, l)
-		}
+	callRows := slices.DeleteFunc(slices.Clone(d.Rows), func(r Row) bool { return r.Call == "" })
+	slices.SortStableFunc(callRows, func(a, b Row) int { return strings.Compare(a.Call, b.Call) })
+	for _, r := range callRows {
+		res.mdRow(b, r, l)
 	}
 	fmt.Fprintf(b, "\n## %s\n\n", l.T("check.section.operation"))
 	fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n|---|---|---|---|---|\n",
@@ -170,15 +171,10 @@ func (res *Result) mdRow(b *strings.Builder, r Row, l i18n.Lang) {
 		call = l.T("check.call_item", r.Call[:1], r.Call[1:])
 	}
 	value := r.Value
-	switch value {
-	case "", "not measured":
-		value = l.T("check.value.not_measured")
-	case "works":
-		value = l.T("check.value.works")
-	case "fails":
-		value = l.T("check.value.fails")
+	if value == "" {
+		value = "not measured"
 	}
-	fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", call, mdText(l.T("check.req."+r.ID)), mdText(value), mdText(orDash(r.Threshold)),
+	fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", call, mdText(l.T("check.req."+r.ID)), mdText(say(l, value)), mdText(say(l, orDash(r.Threshold))),
 		l.T("check.verdict."+string(r.Verdict)))
 }
 
