@@ -2,11 +2,15 @@ package list
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/xml"
 	"image"
 	"image/png"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +145,63 @@ func TestListPageEmpty(t *testing.T) {
 		t.Errorf("empty list page:\n%s", b.String())
 	}
 	parse(t, b.Bytes())
+}
+
+// TestListPageInChromium opens the page in headless Chromium (when it is
+// installed) and reads the DOM the browser built: the language, each logo
+// as an embedded image inside the link to its site, and no script run.
+func TestListPageInChromium(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skip("no " + chromium)
+	}
+	dir := t.TempDir()
+	page := filepath.Join(dir, "difusores.html")
+	f, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Write(f, Page{Lang: i18n.ES, Generated: time.Now(), Entries: []Entry{
+		{Name: "Diario Ejemplo", URL: "https://prep.diario.example/", Logo: logo(t)},
+		{Name: `Radio <img src=x onerror="document.title='pwned'">`, URL: "https://radio.example/"},
+	}})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir="+filepath.Join(dir, "profile"),
+		"--dump-dom", "file://"+page)
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	els := parse(t, dom)
+	if els[0].name != "html" || els[0].attrs["lang"] != "es-MX" {
+		t.Errorf("the browser sees <%s lang=%q>", els[0].name, els[0].attrs["lang"])
+	}
+	var imgs, links int
+	for i, e := range els {
+		switch e.name {
+		case "img":
+			imgs++
+			if !strings.HasPrefix(e.attrs["src"], "data:image/png;base64,") || els[i-1].attrs["href"] != "https://prep.diario.example/" {
+				t.Errorf("the browser sees an image %.40q outside its link", e.attrs["src"])
+			}
+		case "a":
+			links++
+		case "title":
+			if strings.Contains(e.text, "pwned") {
+				t.Error("a difusor's name ran script in the page")
+			}
+		}
+	}
+	if imgs != 1 || links != 2 {
+		t.Errorf("the browser sees %d images and %d links, want 1 and 2:\n%s", imgs, links, dom)
+	}
 }
