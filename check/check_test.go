@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -244,5 +245,21 @@ func TestSpanishReportTranslatesPrepcastsWords(t *testing.T) {
 	}
 	if got := say(i18n.ES, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10"); got != "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10" {
 		t.Errorf("a banner was changed: %q", got)
+	}
+}
+
+// TestFixesInBothLanguages: every fix a row suggests has its words in both
+// catalogues, the English one the same as the operator sees.
+func TestFixesInBothLanguages(t *testing.T) {
+	for fix, id := range fixIDs {
+		if en := i18n.EN.T("check.fixtext." + id); en != fix {
+			t.Errorf("%s: English catalogue %q differs from the fix %q", id, en, fix)
+		}
+		if es := i18n.ES.T("check.fixtext." + id); es == fix || strings.HasPrefix(es, "[") {
+			t.Errorf("%s: no Spanish fix (%q)", id, es)
+		}
+	}
+	if !strings.Contains(fixSessions, fmt.Sprint(maxSessions)) {
+		t.Errorf("the sessions fix %q does not say %d", fixSessions, maxSessions)
 	}
 }

@@ -107,7 +107,7 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 	if err != nil {
 		add(Row{ID: RowOS, Verdict: Fail, Value: "not measured", Detail: "the SSH server is not reachable"})
 		add(Row{ID: RowSSHReach, Verdict: Fail, Value: "unreachable", Threshold: "SSH banner from " + tc.Address,
-			Detail: termsafe.String(err.Error()), Fix: "open the SSH port to the institute's address and check that sshd runs"})
+			Detail: termsafe.String(err.Error()), Fix: fixSSHPort})
 		add(Row{ID: RowSSHHostKey, Verdict: Fail, Value: "not measured"})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "not measured"})
 		return nil
@@ -151,12 +151,12 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 		add(Row{ID: RowSSHAuth, Verdict: Pass, Value: "authenticated as " + termsafe.Clip(tc.User, 64)})
 	case out.hostKeyChecked && out.hostKeyErr != nil:
 		add(Row{ID: RowSSHHostKey, Verdict: Fail, Value: "does not match", Detail: detail(perr),
-			Fix: "confirm the server's fingerprint with the difusor and pin it (known_hosts or host_key)"})
+			Fix: fixHostKey})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "not measured"})
 	case out.hostKeyChecked:
 		add(Row{ID: RowSSHHostKey, Verdict: Pass, Value: "matches the pinned key"})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "refused", Detail: detail(perr),
-			Fix: "install the institute's public key in the SSH user's authorized_keys on the difusor"})
+			Fix: fixAuth})
 	default:
 		add(Row{ID: RowSSHHostKey, Verdict: Fail, Value: "not measured", Detail: detail(perr)})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "not measured"})
@@ -194,7 +194,7 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 		if serr != nil {
 			sess.Detail += ": " + termsafe.String(serr.Error())
 		}
-		sess.Fix = fmt.Sprintf("allow at least %d sessions per connection (OpenSSH: MaxSessions, default 10)", maxSessions)
+		sess.Fix = fixSessions
 	}
 	add(sess)
 	add(pushModeRow(tc, c.Limits.FilesInFlight, n, has))
@@ -207,14 +207,14 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 	case !ok:
 		fd.Verdict, fd.Value = Warn, "not measured"
 		fd.Detail = "the server does not offer statvfs@openssh.com, so free disk cannot be read over SFTP"
-		fd.Fix = "send the institute proof of the free disk (df -h of root), or use OpenSSH's SFTP server"
+		fd.Fix = fixFreeDiskProof
 	default:
 		fd.Value, fd.Number, fd.Unit = fmtBytes(free), num(float64(free)), "bytes"
 		fd.Verdict = Pass
 		if free < r.th.MinFreeDisk {
 			fd.Verdict = Fail
 			fd.Detail = fmt.Sprintf("%s free in %s, below the call's minimum of %s", fmtBytes(free), tc.Root, fmtBytes(r.th.MinFreeDisk))
-			fd.Fix = "free or add disk space on the filesystem that holds root"
+			fd.Fix = fixFreeDisk
 		}
 	}
 	add(fd)
@@ -224,7 +224,7 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 			Detail: fmt.Sprintf("estimate: latest cut %d holds %s; %d retained cuts plus one being staged", r.retained.seq, fmtBytes(r.retained.bytes), r.retained.cuts)}
 		if free < need {
 			row.Verdict = Fail
-			row.Fix = "free disk space on the difusor: the retained cuts of the night would not fit"
+			row.Fix = fixRetained
 		}
 		add(row)
 	}
@@ -269,7 +269,7 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 	wr := Row{ID: RowWriteRename, Verdict: Pass, Value: "works", Threshold: "write, rename, delete in " + tc.Root}
 	if err := r.writeRenameDelete(ctx, s, scratch, mk); err != nil {
 		wr.Verdict, wr.Value, wr.Detail = Fail, "fails", termsafe.String(err.Error())
-		wr.Fix = "give the SSH user write access to root and everything below it"
+		wr.Fix = fixWrite
 		add(wr)
 		add(Row{ID: RowFileModes, Verdict: Fail, Value: "not measured", Detail: "cannot write in root"})
 		add(Row{ID: RowUploadRate, Verdict: Fail, Value: "not measured", Detail: "cannot write in root"})
@@ -334,7 +334,7 @@ func (r *runner) fileModes(ctx context.Context, tc *config.Target, s *sshState, 
 	if tc.URL == "" {
 		row.Verdict, row.Value = Fail, "not measured"
 		row.Detail = "url is not set, so the check cannot see what the public gets"
-		row.Fix = "set url: to the public address at which the difusor serves root"
+		row.Fix = fixSetURL
 		return row, nil
 	}
 	rel := path.Join(PublicProofDir, probeName)
@@ -366,7 +366,7 @@ func (r *runner) fileModes(ctx context.Context, tc *config.Target, s *sshState, 
 	case err != nil:
 		row.Verdict, row.Value = Fail, "not measured"
 		row.Detail = "fetch " + u + ": " + termsafe.String(err.Error())
-		row.Fix = "check that url is the public address that serves root"
+		row.Fix = fixCheckURL
 	case resp.Status == http.StatusOK && bytes.Equal(resp.Body, data):
 		row.Verdict, row.Value = Pass, "HTTP 200, same bytes"
 	default:
@@ -383,7 +383,7 @@ func (r *runner) fileModes(ctx context.Context, tc *config.Target, s *sshState, 
 		if why != "" {
 			row.Detail += "; " + why
 		}
-		row.Fix = "let the web server's user read what the SFTP user writes: keep file_mode 0644 and dir_mode 0755 in the config, make root and its parent directories searchable (o+x), set the SFTP server's umask to 022 (internal-sftp -u 022), or run the web server as a user in the SFTP user's group"
+		row.Fix = fixFileModes
 	}
 	if skew == nil && resp != nil {
 		if dt, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
@@ -433,7 +433,7 @@ func clockRow(remote, before, after time.Time, how string) *Row {
 		Threshold: "within ±30 s", Detail: "from the " + how}
 	if skew.Abs() > 30*time.Second {
 		row.Verdict = Warn
-		row.Fix = "synchronise the difusor's clock (NTP: systemd-timesyncd or chrony); Last-Modified and logs then agree with the institute's"
+		row.Fix = fixClock
 	}
 	return row
 }

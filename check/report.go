@@ -157,7 +157,11 @@ func (res *Result) markdown(b *strings.Builder, d Difusor, l i18n.Lang) {
 		for _, r := range notes {
 			fmt.Fprintf(b, "- **%s** (%s): %s", mdText(l.T("check.req."+r.ID)), l.T("check.verdict."+string(r.Verdict)), mdText(r.Detail))
 			if r.Fix != "" {
-				fmt.Fprintf(b, " — %s: %s", l.T("check.fix"), mdText(r.Fix))
+				fix := r.Fix
+				if id, ok := fixIDs[fix]; ok && l != i18n.EN {
+					fix = l.T("check.fixtext." + id)
+				}
+				fmt.Fprintf(b, " — %s: %s", l.T("check.fix"), mdText(fix))
 			}
 			b.WriteString("\n")
 		}

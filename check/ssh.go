@@ -291,9 +291,9 @@ func extensionsRow(p *probeConn) (Row, map[string]bool) {
 	}
 	switch row.Verdict {
 	case Fail:
-		row.Fix = "prepcast cannot switch files atomically on this server: use OpenSSH's sftp-server or internal-sftp (Subsystem sftp internal-sftp in sshd_config)"
+		row.Fix = fixPosixRename
 	case Warn:
-		row.Fix = "an OpenSSH SFTP server (sftp-server or internal-sftp) offers every extension prepcast uses"
+		row.Fix = fixExtensions
 	}
 	return row, has
 }

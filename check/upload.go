@@ -47,7 +47,7 @@ func (r *runner) uploadRow(ctx context.Context, s *sshState, scratch string) Row
 	row.Verdict = Pass
 	if rate < float64(r.th.MinUploadRate) {
 		row.Verdict = Fail
-		row.Fix = "raise the difusor's bandwidth or the SSH server's capacity (CPU for the cipher); check that nothing throttles SFTP"
+		row.Fix = fixUpload
 	}
 	return row
 }

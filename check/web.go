@@ -102,7 +102,6 @@ func evalCacheControl(resp *webResponse) Row {
 	if cc == "" {
 		row.Value = "(none)"
 	}
-	fix := `add the rule to the web server for /json/main.json, e.g. nginx: location = /json/main.json { add_header Cache-Control "no-cache, no-store, must-revalidate" always; expires off; } (Apache: Header always set Cache-Control "no-cache, no-store, must-revalidate" in <Files "main.json">)`
 	have := map[string]bool{}
 	var contra []string
 	for _, d := range strings.Split(cc, ",") {
@@ -143,19 +142,19 @@ func evalCacheControl(resp *webResponse) Row {
 	case resp.Status == http.StatusNotFound && cc == "":
 		row.Verdict = Warn
 		row.Detail = "json/main.json is not published yet (404) and the 404 carries no Cache-Control, so the rule cannot be seen; check again after the first push (nginx's \"always\" sets it on a 404 too)"
-		row.Fix = fix
+		row.Fix = fixCacheControl
 	case resp.Status != http.StatusOK && resp.Status != http.StatusNotFound:
 		row.Verdict = Fail
 		row.Detail = fmt.Sprintf("json/main.json answered HTTP %d", resp.Status)
-		row.Fix = "the web server must serve json/main.json to everyone"
+		row.Fix = fixMainJSONPublic
 	case len(missing) > 0:
 		row.Verdict = Fail
 		row.Detail = fmt.Sprintf("the Cache-Control rule on json/main.json is missing %s; the call requires exactly %q", strings.Join(missing, ", "), RequiredCacheControl)
-		row.Fix = fix
+		row.Fix = fixCacheControl
 	case len(contra) > 0:
 		row.Verdict = Fail
 		row.Detail = "json/main.json carries caching headers that contradict the Cache-Control rule: " + strings.Join(contra, "; ")
-		row.Fix = "remove them (nginx: expires off; no max-age/public for this location)"
+		row.Fix = fixContradicting
 	default:
 		row.Verdict = Pass
 	}
@@ -174,7 +173,7 @@ func evalCertificate(resp *webResponse, err error, end time.Time, now time.Time)
 	case err != nil && (errors.As(err, &cve) || errors.As(err, &hne) || errors.As(err, &uae) || errors.As(err, &cie)):
 		row.Verdict, row.Value = Fail, "invalid"
 		row.Detail = "the HTTPS certificate is not valid: " + termsafe.Clip(err.Error(), 300)
-		row.Fix = "install a certificate for the site's name from a public authority (e.g. Let's Encrypt), with its whole chain"
+		row.Fix = fixCertInvalid
 		return row
 	case err != nil:
 		row.Verdict, row.Value = Fail, "not measured"
@@ -191,7 +190,7 @@ func evalCertificate(resp *webResponse, err error, end time.Time, now time.Time)
 	if leaf.NotAfter.Before(end) {
 		row.Verdict = Fail
 		row.Detail = fmt.Sprintf("the certificate expires on %s, before the publication period ends (%s)", leaf.NotAfter.UTC().Format("2006-01-02"), end.Format("2006-01-02 15:04 MST"))
-		row.Fix = "renew the certificate now, or make sure automatic renewal works, so that it covers the whole publication period"
+		row.Fix = fixCertRenew
 		return row
 	}
 	row.Verdict = Pass

@@ -16,7 +16,7 @@ func (r *runner) webRows(ctx context.Context, tc *config.Target, add func(Row)) 
 	if tc.URL == "" {
 		for _, id := range []string{RowWebServer, RowCacheControl} {
 			add(Row{ID: id, Verdict: Fail, Value: "not measured", Detail: "url is not set",
-				Fix: "set url: to the public address at which the difusor serves root"})
+				Fix: fixSetURL})
 		}
 		return
 	}
@@ -25,7 +25,7 @@ func (r *runner) webRows(ctx context.Context, tc *config.Target, add func(Row)) 
 	ws := Row{ID: RowWebServer, Threshold: "Apache, nginx, IIS…"}
 	if err != nil {
 		ws.Verdict, ws.Value, ws.Detail = Fail, "unreachable", "fetch "+u+": "+termsafe.String(err.Error())
-		ws.Fix = "check that the web server runs and that url is its public address"
+		ws.Fix = fixWebServer
 		add(ws)
 		add(Row{ID: RowCacheControl, Verdict: Fail, Value: "not measured", Detail: ws.Detail})
 	} else {
