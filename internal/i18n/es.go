@@ -33,7 +33,7 @@ var es = map[string]string{
 	"check.summary.fail":             "El difusor no cumple %d requisito(s); vea los detalles al final.",
 	"check.section.call":             "Requisitos de la convocatoria (sección 2)",
 	"check.section.operation":        "Requisitos para la publicación con prepcast",
-	"check.section.details": "Detalles y cómo corregir (el detalle técnico va en inglés, tal como lo reporta prepcast)",
+	"check.section.details":          "Detalles y cómo corregir (el detalle técnico va en inglés, tal como lo reporta prepcast)",
 	"check.col.call":                 "Convocatoria",
 	"check.col.requirement":          "Requisito",
 	"check.col.measured":             "Medido",
