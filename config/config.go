@@ -43,6 +43,9 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultLogName         = "prepcast.log" // in state_dir
 	DefaultPort            = "22"
+	DefaultMinFreeDisk     = 20_000_000_000 // 20 GB, the call's minimum
+	DefaultMinUploadRate   = 40_000_000     // 40 MB/s over SFTP/SSH, the call's minimum
+	DefaultUploadTest      = 15 * time.Second
 )
 
 // MinEvery is the shortest schedule.every accepted.
@@ -74,6 +77,21 @@ type Config struct {
 	Listen     string // host:port for /metrics and /status in daemon mode; default "127.0.0.1:9466"
 	Log        Log
 	Targets    []Target
+	Check      Check
+}
+
+// Check holds the thresholds of "prepcast check": the call for difusores'
+// minimums, as defaults.
+type Check struct {
+	MinFreeDisk   int64         // bytes free in a target's root; default 20 GB
+	MinUploadRate int64         // sustained upload rate in bytes per second; default 40 MB/s
+	UploadTest    time.Duration // how long the upload rate is measured; default 15s
+	// PublicationEnd is when the publication period ends: an HTTPS
+	// certificate must stay valid until then. Default schedule.hold_until,
+	// else 15 June 23:59 of the year of schedule.start (or end); zero when
+	// the schedule sets neither (the check then uses 15 June of the current
+	// year).
+	PublicationEnd time.Time
 }
 
 // Schedule says when the daemon ("prepcast run") cuts and pushes.
@@ -172,7 +190,14 @@ type Target struct {
 	// main session. A server that refuses extra sessions (MaxSessions 1)
 	// gets the main session whatever this says.
 	FsyncSessions int
-	Disabled      bool // configured but skipped
+	// DisplayName, Logo and Contact describe the difusor in the public list
+	// of official difusores ("prepcast list"): the name shown (default
+	// Name), a PNG file linking to URL, and how to reach its
+	// administrators. All optional.
+	DisplayName string
+	Logo        string
+	Contact     string
+	Disabled    bool // configured but skipped
 }
 
 // Default permissions of what prepcast writes on a difusor: readable by
@@ -350,7 +375,7 @@ func (cv *converter) config(r *rawConfig) *Config {
 	}
 	c.Verify = Verify{
 		Period:       cv.duration("verify.period", r.Verify.Period, DefaultVerifyPeriod),
-		BytesPerPush: cv.size("verify.bytes_per_push", r.Verify.BytesPerPush),
+		BytesPerPush: cv.size("verify.bytes_per_push", r.Verify.BytesPerPush, 0),
 		FilesPerPush: cv.int("verify.files_per_push", r.Verify.FilesPerPush, 0),
 	}
 	c.Limits = Limits{
@@ -398,6 +423,9 @@ func (cv *converter) config(r *rawConfig) *Config {
 			FsyncSessions:         cv.int(f("fsync_sessions"), rt.FsyncSessions, DefaultFsyncSessions),
 			Disabled:              cv.bool(f("disabled"), rt.Disabled),
 			AllowNonAtomicReplace: cv.bool(f("allow_non_atomic_replace"), rt.AllowNonAtomicReplace),
+			DisplayName:           strings.TrimSpace(rt.DisplayName.value),
+			Logo:                  cv.path(f("logo"), rt.Logo),
+			Contact:               strings.TrimSpace(rt.Contact.value),
 		}
 		t.Agent = t.IdentityFile == ""
 		if t.Mode == ModeExec && t.ApplyCommand == "" {
@@ -415,7 +443,44 @@ func (cv *converter) config(r *rawConfig) *Config {
 		}
 		c.Targets = append(c.Targets, t)
 	}
+
+	c.Check = Check{
+		MinFreeDisk:    cv.size("check.min_free_disk", r.Check.MinFreeDisk, DefaultMinFreeDisk),
+		MinUploadRate:  cv.rate("check.min_upload_rate", r.Check.MinUploadRate, DefaultMinUploadRate),
+		UploadTest:     cv.duration("check.upload_test", r.Check.UploadTest, DefaultUploadTest),
+		PublicationEnd: cv.time("check.publication_end", r.Check.PublicationEnd, c.Zone),
+	}
+	if c.Check.PublicationEnd.IsZero() && !r.Check.PublicationEnd.set() && c.Zone != nil {
+		c.Check.PublicationEnd = DefaultPublicationEnd(c.Schedule, c.Zone)
+	}
 	return c
+}
+
+// DefaultPublicationEnd is check.publication_end when the config sets none:
+// s.HoldUntil, else 15 June 23:59 of the year of s.Start (or s.End) in loc,
+// else zero.
+func DefaultPublicationEnd(s Schedule, loc *time.Location) time.Time {
+	switch {
+	case !s.HoldUntil.IsZero():
+		return s.HoldUntil
+	case !s.Start.IsZero():
+		return time.Date(s.Start.In(loc).Year(), time.June, 15, 23, 59, 0, 0, loc)
+	case !s.End.IsZero():
+		return time.Date(s.End.In(loc).Year(), time.June, 15, 23, 59, 0, 0, loc)
+	}
+	return time.Time{}
+}
+
+func (cv *converter) size(field string, s scalar, def int64) int64 {
+	if !s.set() {
+		return def
+	}
+	n, err := ParseSize(s.value)
+	if err != nil {
+		cv.e.add(field, "%v", err)
+		return def
+	}
+	return n
 }
 
 func (cv *converter) str(s scalar, def string) string {
@@ -477,18 +542,6 @@ func (cv *converter) rate(field string, s scalar, def int64) int64 {
 	if err != nil {
 		cv.e.add(field, "%v", err)
 		return def
-	}
-	return n
-}
-
-func (cv *converter) size(field string, s scalar) int64 {
-	if !s.set() {
-		return 0
-	}
-	n, err := ParseSize(s.value)
-	if err != nil {
-		cv.e.add(field, "%v", err)
-		return 0
 	}
 	return n
 }

@@ -144,6 +144,7 @@ func TestDefaults(t *testing.T) {
 		Retry:      config.Retry{Attempts: 5, Base: time.Second, Max: 30 * time.Second},
 		Listen:     "127.0.0.1:9466",
 		Log:        config.Log{File: "/var/lib/prepcast/prepcast.log", Level: "info"},
+		Check:      config.Check{MinFreeDisk: 20e9, MinUploadRate: 40e6, UploadTest: 15 * time.Second},
 		Targets: []config.Target{{
 			Name:       "diario",
 			Address:    "sftp.diario.example:22",

@@ -35,6 +35,14 @@ type rawConfig struct {
 	Listen     scalar       `yaml:"listen"`
 	Log        rawLog       `yaml:"log"`
 	Targets    []rawTarget  `yaml:"targets"`
+	Check      rawCheck     `yaml:"check"`
+}
+
+type rawCheck struct {
+	MinFreeDisk    scalar `yaml:"min_free_disk"`
+	MinUploadRate  scalar `yaml:"min_upload_rate"`
+	UploadTest     scalar `yaml:"upload_test"`
+	PublicationEnd scalar `yaml:"publication_end"`
 }
 
 type rawSchedule struct {
@@ -97,6 +105,9 @@ type rawTarget struct {
 	DirMode               scalar `yaml:"dir_mode"`
 	AllowNonAtomicReplace scalar `yaml:"allow_non_atomic_replace"`
 	FsyncSessions         scalar `yaml:"fsync_sessions"`
+	DisplayName           scalar `yaml:"display_name"`
+	Logo                  scalar `yaml:"logo"`
+	Contact               scalar `yaml:"contact"`
 	Disabled              scalar `yaml:"disabled"`
 }
 

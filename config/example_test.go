@@ -149,6 +149,7 @@ func TestSchemaMatchesConfig(t *testing.T) {
 		{reflect.TypeFor[Retry](), reflect.TypeFor[rawRetry]()},
 		{reflect.TypeFor[Log](), reflect.TypeFor[rawLog]()},
 		{reflect.TypeFor[Target](), reflect.TypeFor[rawTarget]()},
+		{reflect.TypeFor[Check](), reflect.TypeFor[rawCheck]()},
 	}
 	for _, p := range pairs {
 		var cfg, raw []string

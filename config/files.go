@@ -52,6 +52,11 @@ func (c *Config) CheckFiles() error {
 				t.IdentityFile, t.IdentityFile, t.User))
 			checkPrivate(&e, f("identity_file"), t.IdentityFile)
 		}
+		if t.Logo != "" {
+			if err := CheckLogo(t.Logo); err != nil {
+				e.add(f("logo"), "%v", err)
+			}
+		}
 		if t.KnownHosts != "" {
 			host, port := t.Address, DefaultPort
 			if h, p, err := net.SplitHostPort(t.Address); err == nil {

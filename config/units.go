@@ -68,26 +68,30 @@ func ParseRate(s string) (int64, error) {
 	return n.Int64(), nil
 }
 
-var sizeRE = regexp.MustCompile(`^([0-9]+) ?(k|K|M|G|T|Ki|Mi|Gi|Ti)?(B)?$`)
+// sizeExamples is appended to every size error.
+const sizeExamples = `e.g. "20GB", "500MB", "20GiB" or "20000000000" (bytes)`
 
-// ParseSize parses a number of bytes: a plain number ("1048576") or a whole
-// number with a prefix (k, M, G, T = 1000^n; Ki, Mi, Gi, Ti = 1024^n) and
-// the unit B: "64MiB", "500MB", "1GiB". "0" is 0.
+var sizeRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?) ?(k|K|M|G|T|Ki|Mi|Gi|Ti)?(B)?$`)
+
+// ParseSize parses an amount of data and returns it in bytes: a plain
+// number of bytes, or a number followed by an SI (k, M, G, T = 1000^n) or
+// binary (Ki, Mi, Gi, Ti = 1024^n) prefix and "B": "20GB", "20GiB".
 func ParseSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	m := sizeRE.FindStringSubmatch(s)
 	if m == nil || (m[2] != "" && m[3] == "") {
-		return 0, fmt.Errorf("%q is not a size in bytes; write e.g. \"64MiB\", \"500MB\", \"1GiB\" or a number of bytes", s)
+		return 0, fmt.Errorf("%q is not a size; %s", s, sizeExamples)
 	}
-	v, ok := new(big.Int).SetString(m[1], 10)
+	v, ok := new(big.Rat).SetString(m[1])
 	if !ok {
-		return 0, fmt.Errorf("%q is not a size in bytes", s)
+		return 0, fmt.Errorf("%q is not a size; %s", s, sizeExamples)
 	}
-	v.Mul(v, big.NewInt(ratePrefix[m[2]]))
-	if !v.IsInt64() {
-		return 0, fmt.Errorf("%q is too large", s)
+	v.Mul(v, new(big.Rat).SetInt64(ratePrefix[m[2]]))
+	n := new(big.Int).Quo(v.Num(), v.Denom())
+	if !n.IsInt64() {
+		return 0, fmt.Errorf("%q is too large; %s", s, sizeExamples)
 	}
-	return v.Int64(), nil
+	return n.Int64(), nil
 }
 
 // durationExamples is appended to every duration error.

@@ -65,6 +65,7 @@ func (c *Config) validate(e *collector) {
 
 	c.validatePointer(e)
 	c.validateSchedule(e)
+	c.validateCheck(e)
 
 	if c.Retention.Cuts < 1 {
 		e.add("retention.cuts", "is %d; keep at least 1 cut (default %d)", c.Retention.Cuts, DefaultRetentionCuts)
@@ -254,6 +255,14 @@ func (c *Config) validateTargets(e *collector) {
 		}
 		if t.FileMode&0o444 != 0o444 {
 			e.add(f("file_mode"), "%04o does not let the web server read the files; use 0644 (or 0444)", t.FileMode)
+		}
+		publicText(e, f("display_name"), t.DisplayName, 100, "the name shown in the public list, e.g. \"Diario Ejemplo\"")
+		publicText(e, f("contact"), t.Contact, 200, "how to reach the difusor's administrators, e.g. \"sistemas@diario.example\"")
+		if t.Logo != "" {
+			absPath(e, f("logo"), t.Logo, false, "")
+			if t.URL == "" {
+				e.add(f("logo"), "is set but url is not; the public list links each logo to the difusor's site, so set url")
+			}
 		}
 		if t.DirMode&0o555 != 0o555 {
 			e.add(f("dir_mode"), "%04o does not let the web server enter the directories; use 0755 (or 0555)", t.DirMode)
@@ -483,4 +492,29 @@ func checkSiteURL(raw string) error {
 		return fmt.Errorf("%q contains spaces", raw)
 	}
 	return nil
+}
+
+// validateCheck checks the thresholds of "prepcast check".
+func (c *Config) validateCheck(e *collector) {
+	if c.Check.MinFreeDisk < 0 {
+		e.add("check.min_free_disk", "is negative; %s", sizeExamples)
+	}
+	if c.Check.MinUploadRate < 0 {
+		e.add("check.min_upload_rate", "is negative; %s", rateExamples)
+	}
+	if d := c.Check.UploadTest; d < time.Second || d > 5*time.Minute {
+		e.add("check.upload_test", "%s is out of range; measure the upload for 1s to 5m (default %s): long enough to pass the ramp-up, short enough not to load the difusor", fmtDur(d), fmtDur(DefaultUploadTest))
+	}
+}
+
+// publicText reports text shown to the public that is too long or holds
+// control characters or invalid UTF-8.
+func publicText(e *collector, field, s string, maxRunes int, what string) {
+	switch {
+	case s == "":
+	case !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl):
+		e.add(field, "contains control characters or invalid UTF-8; give %s", what)
+	case utf8.RuneCountInString(s) > maxRunes:
+		e.add(field, "is %d characters long; keep it to %d: %s", utf8.RuneCountInString(s), maxRunes, what)
+	}
 }

@@ -58,6 +58,19 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 ) STRICT;
 `,
+	// 2: checks, the results of "prepcast check" per difusor.
+	`
+CREATE TABLE checks (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	target  TEXT NOT NULL,
+	at_ns   INTEGER NOT NULL,
+	passed  INTEGER NOT NULL,           -- 1: no requirement failed
+	fails   INTEGER NOT NULL,
+	warns   INTEGER NOT NULL,
+	report  TEXT NOT NULL DEFAULT ''    -- the check's JSON document for this target
+) STRICT;
+CREATE INDEX checks_by_target ON checks (target, at_ns);
+`,
 }
 
 // schemaVersion is the user_version this code reads and writes.

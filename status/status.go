@@ -91,6 +91,9 @@ type Target struct {
 	// Verify is what the rotating verification of the files the target
 	// serves found; absent before its first check.
 	Verify *Verify `json:"verify,omitempty"`
+	// LastCheck is the latest "prepcast check" of the difusor; nil if it was
+	// never checked.
+	LastCheck *LastCheck `json:"last_check,omitempty"`
 }
 
 // Verify is what reading back and hashing the target's files found.
@@ -106,6 +109,13 @@ type Verify struct {
 	Pending        []string  `json:"pending,omitempty"`
 	Repaired       []string  `json:"repaired,omitempty"`
 	RepairedAt     time.Time `json:"repaired_at,omitzero"`
+}
+
+// LastCheck summarises a difusor's checks against the call's rules.
+type LastCheck struct {
+	Time       time.Time `json:"time"`
+	Passed     bool      `json:"passed"`
+	LastPassed time.Time `json:"last_passed,omitzero"` // the latest check that passed
 }
 
 // Probe is what the target's own .prepcast/ack.json says (status --probe).
@@ -143,7 +153,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 	progress := map[string]state.Progress{}
 	verifies := map[string]state.Verify{}
 	last := map[string]state.Attempt{}
+	checks := map[string]state.CheckSummary{}
 	if src.DB != nil {
+		if checks, err = src.DB.LastChecks(ctx); err != nil {
+			return nil, err
+		}
 		if acks, err = src.DB.Acks(ctx); err != nil {
 			return nil, err
 		}
@@ -178,6 +192,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 			t.LagSeconds = max(0, now.Sub(firstMissing(cuts, t.AckedSeq)).Seconds())
 		}
 		t.Behind = t.LagCuts > 0 && t.LagSeconds > src.MaxLag.Seconds()
+		if ck, ok := checks[name]; ok {
+			t.LastCheck = &LastCheck{Time: ck.Last, Passed: ck.Passed, LastPassed: ck.LastPassed}
+		}
 		if la, ok := last[name]; ok {
 			t.LastPushMBps = float64(la.Bytes) / 1e6 / la.WireSeconds
 		}

@@ -268,3 +268,39 @@ func TestMetricsParse(t *testing.T) {
 		t.Errorf("el-sol bytes %v", v)
 	}
 }
+
+// TestLastCheckInStatus checks that status shows each difusor's latest
+// check and when it last passed, and leaves last_check out for one never
+// checked.
+func TestLastCheckInStatus(t *testing.T) {
+	src, now := fixture(t)
+	ctx := context.Background()
+	t0 := now.Add(-48 * time.Hour)
+	src.DB.RecordCheck(ctx, state.CheckRecord{Target: "el-sol", At: t0, Passed: true})
+	src.DB.RecordCheck(ctx, state.CheckRecord{Target: "el-sol", At: t0.Add(time.Hour), Passed: false, Fails: 1})
+	v, err := Build(ctx, src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(v)
+	var raw struct {
+		Targets []map[string]json.RawMessage `json:"targets"`
+	}
+	json.Unmarshal(data, &raw)
+	for _, tg := range raw.Targets {
+		name := strings.Trim(string(tg["name"]), `"`)
+		lc, ok := tg["last_check"]
+		switch {
+		case name == "el-sol" && !ok:
+			t.Error("el-sol: no last_check")
+		case name == "el-sol":
+			var got LastCheck
+			json.Unmarshal(lc, &got)
+			if got.Passed || !got.Time.Equal(t0.Add(time.Hour)) || !got.LastPassed.Equal(t0) {
+				t.Errorf("el-sol last_check = %s", lc)
+			}
+		case ok:
+			t.Errorf("%s: last_check %s, but it was never checked", name, lc)
+		}
+	}
+}

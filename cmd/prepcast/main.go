@@ -116,6 +116,11 @@ Usage:
                                                       per-target lag; exit 1 if over max_lag
   prepcast apply    --root DIR [--public-key F]       on a difusor: apply the package on stdin
                                                       (what mode: exec targets run over SSH)
+  prepcast check    [--config F] [--target NAME]... [--json] [--report DIR] [--lang es|en]
+                                                      measure each difusor against the call's rules;
+                                                      exit 1 if any requirement fails
+  prepcast list     [--config F] --html OUT [--lang es|en] [--passed-only]
+                                                      public list of official difusores (logos → sites)
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
 
@@ -151,6 +156,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdApply(ctx, rest, os.Stdin, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "check":
+		err = cmdCheck(ctx, rest, stdout, stderr)
+	case "list":
+		err = cmdList(ctx, rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "prepcast", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,328 @@
+package check
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	pkgsftp "github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/internal/termsafe"
+)
+
+// maxSessions is how many SFTP sessions the check tries to open on one
+// connection: one for the uploads and the eight that prepcast flushes
+// files through (targets/sftp's syncSessions).
+const maxSessions = 9
+
+// extensions are the SFTP extensions the check reports, those prepcast
+// uses first.
+var extensions = []struct {
+	name, use string
+	required  bool
+}{
+	{"posix-rename@openssh.com", "atomic switch of every file (required)", true},
+	{"fsync@openssh.com", "flushes uploads to disk before the pointer switches", false},
+	{"statvfs@openssh.com", "free disk before staging", false},
+	{"hardlink@openssh.com", "", false},
+	{"copy-data", "", false},
+	{"lsetstat@openssh.com", "", false},
+	{"limits@openssh.com", "", false},
+	{"expand-path@openssh.com", "", false},
+}
+
+// readBanner connects to addr and reads the SSH server's identification
+// line ("SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13"), bounded in time and size.
+func readBanner(ctx context.Context, addr string, timeout time.Duration) (string, error) {
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("dial %s: %w", addr, err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	br := bufio.NewReaderSize(nc, 1024)
+	for i := 0; i < 16; i++ { // RFC 4253 lets a server send other lines first
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return "", fmt.Errorf("read the SSH banner of %s: %w", addr, err)
+		}
+		if s := strings.TrimRight(string(line), "\r\n"); strings.HasPrefix(s, "SSH-") {
+			return termsafe.Clip(s, 200), nil
+		}
+	}
+	return "", fmt.Errorf("%s sent no SSH banner in its first 16 lines", addr)
+}
+
+// osFromBanner names the operating system a banner's comment reveals, if
+// any: OpenSSH packages append their distribution ("Ubuntu-3ubuntu13").
+func osFromBanner(b string) string {
+	low := strings.ToLower(b)
+	for _, o := range []struct{ key, name string }{
+		{"ubuntu", "Linux (Ubuntu)"}, {"debian", "Linux (Debian)"}, {"raspbian", "Linux (Raspbian)"},
+		{"freebsd", "FreeBSD"}, {"openbsd", "OpenBSD"}, {"netbsd", "NetBSD"}, {"windows", "Windows"},
+		{"rhel", "Linux (Red Hat)"}, {"el8", "Linux (Red Hat)"}, {"el9", "Linux (Red Hat)"},
+	} {
+		if strings.Contains(low, o.key) {
+			return o.name
+		}
+	}
+	return ""
+}
+
+// probeConn is the check's own SSH connection, with the same pinned host
+// key and keys as the target's: what targets/sftp does not expose (every
+// extension, extra sessions, chmod, lstat).
+type probeConn struct {
+	ssh  *ssh.Client
+	sftp *pkgsftp.Client
+}
+
+func (p *probeConn) Close() {
+	_ = p.sftp.Close()
+	_ = p.ssh.Close()
+}
+
+// handshakeOutcome says how far a failed handshake got.
+type handshakeOutcome struct {
+	hostKeyChecked bool  // the server presented a host key
+	hostKeyErr     error // and it was refused
+	authTried      bool  // keys were offered
+}
+
+// dialProbe opens the check's own connection.
+func dialProbe(ctx context.Context, tc *config.Target, pass []byte, dial, op time.Duration) (*probeConn, handshakeOutcome, error) {
+	var out handshakeOutcome
+	cb, algos, err := hostKeyCallback(tc)
+	if err != nil {
+		return nil, out, err
+	}
+	signers, closeAgent, err := signers(ctx, tc, pass)
+	if err != nil {
+		return nil, out, err
+	}
+	defer closeAgent()
+	var tried atomic.Bool
+	cc := &ssh.ClientConfig{
+		User: tc.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+			tried.Store(true)
+			return signers, nil
+		})},
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			out.hostKeyChecked = true
+			out.hostKeyErr = cb(host, remote, key)
+			return out.hostKeyErr
+		},
+		HostKeyAlgorithms: algos,
+		Config:            ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}},
+	}
+	dctx, cancel := context.WithTimeout(ctx, dial)
+	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", tc.Address)
+	cancel()
+	if err != nil {
+		return nil, out, fmt.Errorf("dial %s: %w", tc.Address, err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(op))
+	sc, chans, reqs, err := ssh.NewClientConn(nc, tc.Address, cc)
+	out.authTried = tried.Load()
+	if err != nil {
+		nc.Close()
+		return nil, out, fmt.Errorf("ssh handshake with %s: %w", tc.Address, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	client := ssh.NewClient(sc, chans, reqs)
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	sc2, err := pkgsftp.NewClient(client)
+	if err != nil {
+		client.Close()
+		return nil, out, fmt.Errorf("start the sftp subsystem: %w", err)
+	}
+	return &probeConn{ssh: client, sftp: sc2}, out, nil
+}
+
+// hostKeyCallback pins tc's host key as targets/sftp does: host_key, or the
+// keys known_hosts lists for the address (and only their algorithms are
+// asked for).
+func hostKeyCallback(tc *config.Target) (ssh.HostKeyCallback, []string, error) {
+	if tc.HostKey != "" {
+		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(tc.HostKey))
+		if err != nil {
+			return nil, nil, fmt.Errorf("parse host_key: %w", err)
+		}
+		return ssh.FixedHostKey(key), algorithmsFor([]string{key.Type()}), nil
+	}
+	cb, err := knownhosts.New(tc.KnownHosts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read known_hosts: %w", err)
+	}
+	wrapped := func(_ string, _ net.Addr, key ssh.PublicKey) error {
+		return cb(tc.Address, addrString(tc.Address), key)
+	}
+	var algos []string
+	dummy, _ := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	var ke *knownhosts.KeyError
+	if err := cb(tc.Address, addrString(tc.Address), dummy); errors.As(err, &ke) {
+		var types []string
+		for _, k := range ke.Want {
+			types = append(types, k.Key.Type())
+		}
+		algos = algorithmsFor(types)
+	}
+	return wrapped, algos, nil
+}
+
+func algorithmsFor(types []string) []string {
+	supported := ssh.SupportedAlgorithms().HostKeys
+	var out []string
+	for _, typ := range types {
+		cands := []string{typ}
+		if typ == ssh.KeyAlgoRSA {
+			cands = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+		}
+		for _, a := range cands {
+			if slices.Contains(supported, a) && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+type addrString string
+
+func (a addrString) Network() string { return "tcp" }
+func (a addrString) String() string  { return string(a) }
+
+// signers returns the keys of tc: its identity file, or the ssh-agent's.
+func signers(ctx context.Context, tc *config.Target, pass []byte) ([]ssh.Signer, func(), error) {
+	if tc.IdentityFile != "" {
+		pem, err := os.ReadFile(tc.IdentityFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read identity_file: %w", err)
+		}
+		var s ssh.Signer
+		if len(pass) > 0 {
+			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
+		} else {
+			s, err = ssh.ParsePrivateKey(pem)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("parse identity_file %s: %w", tc.IdentityFile, err)
+		}
+		return []ssh.Signer{s}, func() {}, nil
+	}
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	ac, err := (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to ssh-agent at SSH_AUTH_SOCK=%q: %w", sock, err)
+	}
+	ss, err := agent.NewClient(ac).Signers()
+	if err != nil {
+		ac.Close()
+		return nil, nil, fmt.Errorf("list ssh-agent keys: %w", err)
+	}
+	return ss, func() { ac.Close() }, nil
+}
+
+// sessions opens extra SFTP sessions on p's connection, up to maxSessions
+// in all, closes them, and returns how many were open at once (the first
+// included) and the refusal that stopped it, if any.
+func (p *probeConn) sessions() (int, error) {
+	var extra []*pkgsftp.Client
+	defer func() {
+		for _, c := range extra {
+			_ = c.Close()
+		}
+	}()
+	for 1+len(extra) < maxSessions {
+		c, err := pkgsftp.NewClient(p.ssh)
+		if err != nil {
+			return 1 + len(extra), err
+		}
+		extra = append(extra, c)
+	}
+	return maxSessions, nil
+}
+
+// extensionsRow reports the SFTP extensions the server offers.
+func extensionsRow(p *probeConn) (Row, map[string]bool) {
+	has := map[string]bool{}
+	var offered, missing []string
+	row := Row{ID: RowSFTPExtensions, Verdict: Pass, Threshold: "posix-rename@openssh.com"}
+	for _, e := range extensions {
+		_, ok := p.sftp.HasExtension(e.name)
+		has[e.name] = ok
+		short := strings.TrimSuffix(e.name, "@openssh.com")
+		if ok {
+			offered = append(offered, short)
+			continue
+		}
+		if e.use != "" {
+			missing = append(missing, fmt.Sprintf("%s (%s)", short, e.use))
+		}
+		switch {
+		case e.required:
+			row.Verdict = Fail
+		case e.use != "" && row.Verdict == Pass:
+			row.Verdict = Warn
+		}
+	}
+	row.Value = strings.Join(offered, ", ")
+	if row.Value == "" {
+		row.Value = "none"
+	}
+	if len(missing) > 0 {
+		row.Detail = "missing: " + strings.Join(missing, "; ")
+	}
+	switch row.Verdict {
+	case Fail:
+		row.Fix = fixPosixRename
+	case Warn:
+		row.Fix = fixExtensions
+	}
+	return row, has
+}
+
+// pushModeRow says how prepcast will push to this server given what it
+// offers.
+func pushModeRow(tc *config.Target, filesInFlight, sessions int, has map[string]bool) Row {
+	row := Row{ID: RowPushMode, Verdict: Pass}
+	if tc.Mode == config.ModeExec {
+		row.Value = "exec (package mode): one signed package per cut to \"" + termsafe.Clip(tc.ApplyCommand, 80) + "\"; SFTP for probes"
+		return row
+	}
+	var parts []string
+	parts = append(parts, fmt.Sprintf("sftp, %d files in flight on one connection", filesInFlight))
+	switch {
+	case !has["fsync@openssh.com"]:
+		parts = append(parts, "no fsync (the server cannot flush uploads to disk)")
+		row.Verdict = Warn
+	case sessions > 1:
+		parts = append(parts, fmt.Sprintf("fsync through %d extra sessions", min(sessions-1, maxSessions-1)))
+	default:
+		parts = append(parts, "fsync on the upload session (slower: the server allows one session per connection)")
+		row.Verdict = Warn
+	}
+	if has["statvfs@openssh.com"] {
+		parts = append(parts, "free space checked before staging")
+	} else {
+		parts = append(parts, "no free-space check before staging")
+	}
+	row.Value = strings.Join(parts, "; ")
+	return row
+}
