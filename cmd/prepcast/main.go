@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
@@ -36,6 +37,11 @@ const (
 // once. It is nil (never closed) when run is called from tests.
 var drain chan struct{}
 
+// terminated is set when the first stop signal was SIGTERM: the daemon
+// then exits 0 once it has stopped cleanly, as service managers (systemd)
+// expect of a requested stop; SIGINT (an operator's Ctrl-C) exits 130.
+var terminated atomic.Bool
+
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -45,7 +51,9 @@ func main() {
 		drain = make(chan struct{})
 	}
 	go func() {
-		<-sigs
+		if s := <-sigs; s == syscall.SIGTERM {
+			terminated.Store(true)
+		}
 		if pushes {
 			fmt.Fprintln(os.Stderr, "prepcast: stopping after the files in flight (interrupt again to stop at once)")
 			close(drain)
@@ -120,6 +128,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitCode(ctx, &usageError{fmt.Sprintf("unknown command %q", name)}, stderr)
 	}
 	err := c.run(ctx, rest, stdout, stderr)
+	if name == "run" && terminated.Load() && (errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled)) {
+		fmt.Fprintln(stderr, "prepcast: stopped on SIGTERM")
+		return exitOK
+	}
 	var h *helpRequest
 	if errors.As(err, &h) {
 		writeCommandHelp(stdout, c, h.fs)

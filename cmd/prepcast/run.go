@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -103,6 +104,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return errors.Join(cutErr, err)
 		},
 	}
+	// A difusor that lags (the daemon was down, or restarted after a
+	// failure) is caught up now, not at the next tick.
+	if lagging, err := laggingTargets(ctx, c); err != nil {
+		log.Warn("read status at start", zap.Error(err))
+	} else if len(lagging) > 0 {
+		log.Info("catching up lagging difusores at start", zap.Strings("targets", lagging))
+		fmt.Fprintf(stdout, "catching up %d lagging difusores: %s\n", len(lagging), strings.Join(lagging, ", "))
+		if err := pushLoop(ctx, c, targets, pool, false, stdout, log); err != nil && !errors.Is(err, errFailed) {
+			if ctx.Err() != nil || draining() {
+				return errInterrupted
+			}
+			log.Error("catch-up at start", zap.Error(err))
+		}
+	}
 	// A graceful stop ends the schedule once the cycle in flight has
 	// stopped.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -151,4 +166,19 @@ func statusHandler(c *config.Config) http.Handler {
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	return mux
+}
+
+// laggingTargets names the enabled targets that lack the latest cut.
+func laggingTargets(ctx context.Context, c *config.Config) ([]string, error) {
+	v, err := statusView(ctx, c, time.Now(), false)
+	if err != nil || v.Latest == nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range v.Targets {
+		if t.LagCuts > 0 {
+			out = append(out, t.Name)
+		}
+	}
+	return out, nil
 }
