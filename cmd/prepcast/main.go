@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
@@ -139,7 +140,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var ue *usageError
 	if errors.As(err, &ue) && name != "help" {
-		fmt.Fprintf(stderr, "prepcast %s: %v\n(\"prepcast help %s\" shows its flags and examples)\n", name, err, name)
+		msg := strings.TrimPrefix(err.Error(), name+": ")
+		fmt.Fprintf(stderr, "prepcast %s: %s\n(\"prepcast help %s\" shows its flags and examples)\n", name, msg, name)
 		return exitUsage
 	}
 	return exitCode(ctx, err, stderr)
