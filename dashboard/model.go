@@ -126,7 +126,11 @@ func build(s *snapshot, h History, next time.Time, lang i18n.Lang, now time.Time
 	if next.IsZero() {
 		p.Next = lang.T("dash.next_none")
 	} else {
-		p.Next = lang.T("dash.next", lang.Time(next), dur(max(0, next.Sub(now).Seconds())))
+		at := lang.Time(next)
+		if next.Sub(now) > 12*time.Hour {
+			at = lang.Date(next)
+		}
+		p.Next = lang.T("dash.next", at, dur(max(0, next.Sub(now).Seconds())))
 	}
 	c := s.Counts
 	p.Counts = lang.T("dash.counts", lang.Int(int64(c.Targets)), lang.Int(int64(c.Acked)), lang.Int(int64(c.Pushing)),
