@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -90,6 +91,27 @@ func TestDaemonCatchesUpAtStartAndStopsCleanly(t *testing.T) {
 	cmd, out := startDaemon(t, c.cfg)
 	waitAcked(t, addr, 2, 15*time.Second)
 	t.Logf("caught up 2 difusores %s after start", time.Since(start).Round(time.Millisecond))
+	// The listener is read-only: the dashboard at /, and 405 for any
+	// method but GET and HEAD on every path.
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "Último corte: 1 (") || !strings.Contains(string(page), `data-difusor="d2"`) {
+		t.Fatalf("GET /: %s\n%s", resp.Status, page)
+	}
+	for _, path := range []string{"/", "/status", "/metrics", "/healthz", "/events"} {
+		resp, err := http.Post("http://"+addr+path, "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST %s: %s, want 405", path, resp.Status)
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
