@@ -98,6 +98,7 @@ func TestPageShowsEveryDifusorEscaped(t *testing.T) {
 		"connect 127.0.0.1:22: &lt;script&gt;alert(1)&lt;/script&gt; HOST KEY CHANGED …", // the cause, escaped
 		`<progress max="100" value="40">`, "40.0 MiB de 100.0 MiB",
 		`<svg class="chart over"`, `<line class="max"`,
+		`<noscript><meta http-equiv="refresh" content="15"></noscript>`, // readable without JavaScript
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
