@@ -19,4 +19,7 @@
   });
   es.addEventListener("open", function () { state(true); });
   es.addEventListener("error", function () { state(false); });
+  // The publisher answered but could not read its status: keep the last
+  // rows and say that they are not current.
+  es.addEventListener("failure", function () { state(false); });
 })();
