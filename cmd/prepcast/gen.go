@@ -19,7 +19,7 @@ func init() {
 	register(&command{name: "gen", summary: "write a Puebla 2024 results tree (real IEE data) into a directory and advance it cut by cut, to try prepcast against your own servers",
 		required: []string{"dir"},
 		examples: []string{
-			"prepcast gen --dir /srv/prep-results            # the first cut, then the next at every call",
+			"prepcast gen --dir /srv/prep-results            # the first cut, then the next at every call (--next)",
 			"prepcast gen --dir /srv/prep-results --cut 97   # jump to the final results",
 			"prepcast gen --dir /srv/prep-results && prepcast cycle --config prepcast.yaml",
 		},
@@ -37,10 +37,14 @@ func cmdGen(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlags("gen")
 	dir := fs.String("dir", "", "directory of the results tree (created if missing); point source in the config at it")
 	cut := fs.Int("cut", 0, "write this cut, 1 to --cuts (default: the cut after the tree's current one, or 1)")
+	next := fs.Bool("next", false, "write the cut after the tree's current one (or cut 1): what gen does without --cut")
 	cuts := fs.Int("cuts", 97, "cuts in the night, spread over the real 24 hours (97: every 15 minutes); use the same value on every call")
 	scale := fs.Float64("scale", 0.05, "fraction of the ~22,000 actas (1 = all, about 8 GB of images); use the same value on every call")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *next && *cut != 0 {
+		return &usageError{"gen: give --cut N or --next, not both"}
 	}
 	if *dir == "" {
 		return &usageError{"gen: give --dir DIR, the directory to write the results tree to"}

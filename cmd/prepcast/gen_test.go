@@ -34,7 +34,7 @@ func TestGenAdvancesATreeThatCutsTake(t *testing.T) {
 		return m.Cut.ID, m.Cut.Index, m.JSONDir
 	}
 	var ids []string
-	for i, args := range [][]string{{}, {"--cut", "3"}} {
+	for i, args := range [][]string{{"--next"}, {"--cut", "3"}} {
 		code, out := c.run(append([]string{"gen", "--dir", tree, "--cuts", "3", "--scale", "0.01"}, args...)...)
 		if code != 0 {
 			t.Fatalf("gen %v: exit %d\n%s", args, code, out)
@@ -62,6 +62,9 @@ func TestGenAdvancesATreeThatCutsTake(t *testing.T) {
 	}
 	if code, out := c.run("gen", "--dir", tree, "--cuts", "3", "--cut", "4"); code != exitUsage || !strings.Contains(out, "want 1 to 3") {
 		t.Fatalf("gen --cut 6 of 5: exit %d\n%s", code, out)
+	}
+	if code, out := c.run("gen", "--dir", tree, "--next", "--cut", "2"); code != exitUsage || !strings.Contains(out, "not both") {
+		t.Fatalf("gen --next --cut 2: exit %d\n%s", code, out)
 	}
 	if code, out := c.run("gen"); code != exitUsage || !strings.Contains(out, "--dir") {
 		t.Fatalf("gen without --dir: exit %d\n%s", code, out)
