@@ -223,7 +223,12 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		if created.Before(prev.Created) {
 			log.Warn("clock is behind the previous cut; keeping cut times in order",
 				zap.Time("now", created), zap.Time("previous", prev.Created))
-			created = prev.Created
+		}
+		// Ids name seconds: a cut made in the same second as the previous
+		// one (or while the clock is behind) takes the next second, so every
+		// id is unique and ids sort as cuts do.
+		if !created.After(prev.Created) {
+			created = prev.Created.Add(time.Second)
 		}
 	}
 	m.Created = created.In(zone)

@@ -526,6 +526,61 @@ func TestCutClockJumpBack(t *testing.T) {
 	}
 }
 
+// Cuts made in the same minute, and in the same second, get distinct ids
+// that sort as the cuts do and name the second they were made.
+func TestCutIDsUniqueWithinAMinute(t *testing.T) {
+	e := newCutEnv(t)
+	at := time.Date(2024, 6, 3, 2, 10, 7, 0, time.UTC)
+	times := []time.Time{at, at.Add(20 * time.Second), at.Add(20 * time.Second), at.Add(20*time.Second + 300*time.Millisecond)}
+	var ids []string
+	for i, now := range times {
+		writeTree(t, e.src, map[string][]byte{"json/main.json": []byte(fmt.Sprint(i))})
+		o := e.opts()
+		o.Now = func() time.Time { return now }
+		res, err := e.store.Cut(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, res.Info.ID)
+	}
+	want := []string{"20240602_201007", "20240602_201027", "20240602_201028", "20240602_201029"} // America/Mexico_City, the default zone
+	for i := range want {
+		if ids[i] != want[i] {
+			t.Fatalf("ids %v, want %v", ids, want)
+		}
+	}
+	cuts, err := e.store.Cuts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cuts {
+		if _, _, _, err := e.store.VerifiedManifest(c.Seq, e.pub); err != nil {
+			t.Fatalf("cut %d: %v", c.Seq, err)
+		}
+		if i > 0 && c.ID <= cuts[i-1].ID {
+			t.Fatalf("ids do not sort as cuts: %s after %s", c.ID, cuts[i-1].ID)
+		}
+	}
+}
+
+// A manifest made before ids had seconds (YYYYMMDD_HHMM) still verifies,
+// and its id sorts before the ids of later minutes.
+func TestLegacyCutIDStillValid(t *testing.T) {
+	m := testManifest(t, 1, Entry{"json/main.json", 10, sha('1')})
+	m.ID = m.Created.Format(LegacyIDLayout)
+	data, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseManifest(data); err != nil {
+		t.Fatalf("legacy id %s refused: %v", m.ID, err)
+	}
+	later := m.Created.Add(time.Minute).Format(IDLayout)
+	if !(m.ID < later) {
+		t.Fatalf("legacy id %s does not sort before %s", m.ID, later)
+	}
+}
+
 // A file of more than 2 GiB (sizes past 32 bits) is cut like any other.
 func TestCutFileOver2GiB(t *testing.T) {
 	if testing.Short() {

@@ -24,8 +24,16 @@ import (
 // ManifestFormat is the format tag every manifest carries.
 const ManifestFormat = "prepcast-manifest/1"
 
-// IDLayout is the time layout of a cut ID (YYYYMMDD_HHMM in the configured zone).
-const IDLayout = "20060102_1504"
+// IDLayout is the time layout of a cut ID: YYYYMMDD_HHMMSS in the configured
+// zone. Cut times are whole seconds and never go back, so ids sort as the
+// cuts do; two cuts made in the same second would share an id, which
+// [Store.Cut] prevents by giving the later one the next second.
+const IDLayout = "20060102_150405"
+
+// LegacyIDLayout is the layout of ids made before seconds were added
+// (YYYYMMDD_HHMM). Manifests with such ids stay valid; an old id sorts
+// before every new id of a later minute, so mixed lists keep their order.
+const LegacyIDLayout = "20060102_1504"
 
 // Entry is one regular file of a cut.
 type Entry struct {
@@ -39,7 +47,7 @@ type Entry struct {
 type Manifest struct {
 	Format   string    `json:"format"`
 	Seq      int64     `json:"seq"`      // 1, 2, …
-	ID       string    `json:"id"`       // YYYYMMDD_HHMM in Zone
+	ID       string    `json:"id"`       // YYYYMMDD_HHMMSS in Zone (YYYYMMDD_HHMM before seconds were added)
 	Created  time.Time `json:"created"`  // when the cut was made, second precision
 	Zone     string    `json:"zone"`     // IANA zone of ID and Created
 	Prev     string    `json:"prev"`     // hex SHA-256 of the previous cut's manifest; "" for the first
@@ -168,7 +176,7 @@ func (m *Manifest) Validate() error {
 	if err != nil {
 		return fmt.Errorf("manifest: zone %q: %w", m.Zone, err)
 	}
-	if want := m.Created.In(loc).Format(IDLayout); m.ID != want {
+	if want := m.Created.In(loc).Format(IDLayout); m.ID != want && m.ID != m.Created.In(loc).Format(LegacyIDLayout) {
 		return fmt.Errorf("manifest: id %q does not match created %s (want %q)", m.ID, m.Created.Format(time.RFC3339), want)
 	}
 	if m.Created.Nanosecond() != 0 {

@@ -46,7 +46,7 @@ func TestManifestCanonicalRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"format":"prepcast-manifest/1","seq":2,"id":"20240602_2030","created":"2024-06-02T20:30:00-06:00","zone":"America/Mexico_City","prev":"` + strings.Repeat("ab", 32) + `","pointers":["json/main.json"],"files":4,"bytes":4013162,"entries":[
+	want := `{"format":"prepcast-manifest/1","seq":2,"id":"20240602_203000","created":"2024-06-02T20:30:00-06:00","zone":"America/Mexico_City","prev":"` + strings.Repeat("ab", 32) + `","pointers":["json/main.json"],"files":4,"bytes":4013162,"entries":[
 {"path":"actas/GUB/Gubernatura_024_TEHUACAN_1972_B01.jpg","size":312345,"sha256":"` + sha('1') + `"},
 {"path":"datos/PUE_GUB_2024.csv","size":3700000,"sha256":"` + sha('2') + `"},
 {"path":"json/main.json","size":812,"sha256":"` + sha('3') + `"},
@@ -86,7 +86,8 @@ func TestParseManifestRejects(t *testing.T) {
 		{"bad hash", sha('1'), strings.Repeat("X", 64)},
 		{"size sum", `"bytes":3`, `"bytes":4`},
 		{"files count", `"files":2`, `"files":3`},
-		{"id mismatch", `"id":"20240602_2015"`, `"id":"20240602_2016"`},
+		{"id mismatch", `"id":"20240602_201500"`, `"id":"20240602_201600"`},
+		{"id seconds mismatch", `"id":"20240602_201500"`, `"id":"20240602_201501"`},
 		{"trailing data", "]}\n", "]}\n{}"},
 		{"prev on first", `"prev":""`, `"prev":"` + sha('a') + `"`},
 	}

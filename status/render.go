@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -15,9 +16,21 @@ import (
 )
 
 // WriteTable writes the view for a terminal: a header line with the latest
-// cut and the counts, then one line per target, worst first. Times of day
-// are shown in zone.
+// cut and the counts, then one line per target, worst first, each error by
+// its cause (see [Cause]); below the table, the whole text of every error
+// the table had to shorten. Times of day are shown in zone. All text that
+// came from a difusor is escaped.
 func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
+	return v.writeTable(w, zone, false)
+}
+
+// WriteTableVerbose is [View.WriteTable] with the whole text of every error
+// of a target that is not ok below the table.
+func (v *View) WriteTableVerbose(w io.Writer, zone *time.Location) error {
+	return v.writeTable(w, zone, true)
+}
+
+func (v *View) writeTable(w io.Writer, zone *time.Location, verbose bool) error {
 	if v.Latest == nil {
 		fmt.Fprintf(w, "no cuts yet · %d difusores\n", v.Counts.Targets)
 	} else {
@@ -25,8 +38,10 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 			v.Latest.Seq, v.Latest.ID, secs(v.Latest.AgeSeconds), v.Counts.Targets, v.Counts.Acked, v.Counts.Pushing,
 			v.Counts.Retrying, v.Counts.Failing, v.Counts.Behind, secs(v.MaxLagSeconds))
 	}
+	var names []string
+	full := map[string]string{}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK")
+	fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK\tCAUSE")
 	for _, t := range v.Targets {
 		acked, lastAck := "-", "-"
 		if t.AckedSeq > 0 {
@@ -51,17 +66,35 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 		if t.State == StatePushing && t.BytesTotal > 0 {
 			sent = fmt.Sprintf("%s / %s (%d)", FormatBytes(t.BytesDone), FormatBytes(t.BytesTotal), t.PushingSeq)
 		}
-		detail := t.Detail
+		detail, cause := t.StateWords(), ""
+		if t.State != StateOK && t.LastError != "" {
+			cause = Cause(t.LastError)
+			if verbose || Clipped(t.LastError) {
+				names = append(names, t.Name)
+				full[t.Name] = t.LastError
+			}
+		}
 		if t.Probe != nil && !t.Probe.Agrees {
 			if t.Probe.Error != "" {
-				detail += " · probe: " + ShortCause(t.Probe.Error, 50)
+				cause = strings.TrimPrefix(cause+" · probe: "+Cause(t.Probe.Error), " · ")
+				if verbose || Clipped(t.Probe.Error) {
+					names = append(names, t.Name+" (probe)")
+					full[t.Name+" (probe)"] = t.Probe.Error
+				}
 			} else {
 				detail += fmt.Sprintf(" · probe: target says cut %d", t.Probe.RemoteSeq)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, acked, lag, detail, rate, sent, lastAck)
+		if cause == "" {
+			cause = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, acked, lag, detail, rate, sent, lastAck, cause)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	WriteErrors(w, names, full)
+	return nil
 }
 
 // secs formats seconds as a short duration.

@@ -94,6 +94,8 @@ type Target struct {
 	// LastCheck is the latest "prepcast check" of the difusor; nil if it was
 	// never checked.
 	LastCheck *LastCheck `json:"last_check,omitempty"`
+
+	words string // Detail without the error's cause, which a table shows apart
 }
 
 // Verify is what reading back and hashing the target's files found.
@@ -116,6 +118,15 @@ type LastCheck struct {
 	Time       time.Time `json:"time"`
 	Passed     bool      `json:"passed"`
 	LastPassed time.Time `json:"last_passed,omitzero"` // the latest check that passed
+}
+
+// StateWords is the target's state in words without the error's cause
+// (shown apart, by [Cause], in its own column).
+func (t *Target) StateWords() string {
+	if t.words != "" {
+		return t.words
+	}
+	return t.Detail
 }
 
 // Probe is what the target's own .prepcast/ack.json says (status --probe).
@@ -154,6 +165,7 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 	verifies := map[string]state.Verify{}
 	last := map[string]state.Attempt{}
 	checks := map[string]state.CheckSummary{}
+	lastFail := map[string]state.Attempt{} // newest failed attempt: its whole error text
 	if src.DB != nil {
 		if checks, err = src.DB.LastChecks(ctx); err != nil {
 			return nil, err
@@ -176,6 +188,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 			return nil, err
 		}
 		for _, a := range hist { // newest first
+			if _, ok := lastFail[a.Target]; !ok && a.Result != state.ResultOK && a.Error != "" {
+				lastFail[a.Target] = a
+			}
 			if _, ok := last[a.Target]; !ok && a.Result == state.ResultOK && a.Bytes > 0 && a.WireSeconds > 0 {
 				last[a.Target] = a
 			}
@@ -200,6 +215,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		}
 		t.State, t.Detail = StateOK, "ok"
 		if p, ok := progress[name]; ok {
+			// The progress row holds the error bounded; the attempt
+			// history holds its whole text.
+			if f, ok := lastFail[name]; ok && f.Seq == p.Seq && strings.HasSuffix(p.LastError, "…") {
+				p.LastError = f.Error
+			}
 			describe(&t, p, now)
 		} else if t.LagCuts > 0 {
 			t.State, t.Detail = StateBehind, "behind; no push running"
@@ -296,16 +316,22 @@ func describe(t *Target, p state.Progress, now time.Time) {
 		t.State, t.RetryAt = StateRetrying, p.RetryAt
 		in := max(0, p.RetryAt.Sub(now)).Round(time.Second)
 		t.Detail = fmt.Sprintf("retrying in %s (attempt %d)", in, p.Attempt)
+		t.words = t.Detail
 		if p.LastError != "" {
-			t.Detail += ": " + ShortCause(p.LastError, 60)
+			t.Detail += ": " + Cause(p.LastError)
 		}
 	case state.StateFailing:
-		t.State, t.Detail = StateFailing, "failing: "+ShortCause(p.LastError, 70)
-	default: // ok, idle
+		t.State, t.Detail, t.words = StateFailing, "failing: "+Cause(p.LastError), "failing"
+	default: // ok, idle: no push in flight, so no progress to show
+		t.PushingSeq, t.BytesDone, t.BytesTotal, t.FilesDone, t.FilesTotal, t.RateBps = 0, 0, 0, 0, 0, 0
+		if t.LagCuts == 0 {
+			t.LastError = ""
+		}
 		if t.LagCuts > 0 {
 			t.State, t.Detail = StateBehind, "behind; no push running"
+			t.words = t.Detail
 			if p.LastError != "" {
-				t.Detail += " (last: " + ShortCause(p.LastError, 50) + ")"
+				t.Detail += " (last: " + Cause(p.LastError) + ")"
 			}
 		}
 	}

@@ -179,13 +179,16 @@ func TestLagAndStates(t *testing.T) {
 				tt.state, tt.lagCuts, tt.lagMinutes*60, tt.behind)
 		}
 	}
+	if tv := by["tv-azteca"]; tv.PushingSeq != 0 || tv.BytesDone != 0 || tv.LastError != "" {
+		t.Errorf("an idle target shows stale progress: pushing_seq %d bytes_done %d last_error %q", tv.PushingSeq, tv.BytesDone, tv.LastError)
+	}
 	if d := by["la-jornada"].Detail; d != "pushing 37 % ETA 0:44" {
 		t.Errorf("pushing detail %q", d)
 	}
 	if d := by["milenio"].Detail; !strings.HasPrefix(d, "retrying in 20s (attempt 3)") {
 		t.Errorf("retrying detail %q", d)
 	}
-	if d := by["buap"].Detail; d != "failing: dial: dial tcp 127.0.0.1:2222: connect: connection refused" {
+	if d := by["buap"].Detail; d != "failing: read ack: read .prepcast/ack.json: connect 127.0.0.1:2222: dial: dial tcp 127.0.0.1:2222: connect: connection refused" {
 		t.Errorf("failing detail %q", d)
 	}
 	if v.Counts != (Counts{Targets: 5, Acked: 2, Pushing: 1, Retrying: 1, Failing: 1, Behind: 2}) {
@@ -302,5 +305,56 @@ func TestLastCheckInStatus(t *testing.T) {
 		case ok:
 			t.Errorf("%s: last_check %s, but it was never checked", name, lc)
 		}
+	}
+}
+
+// An error is shown by its cause, read from its start (a changed host key
+// is named, not cut away from the left), escaped, with the whole text
+// below the table; an ok target shows no stale progress or error.
+func TestTableShowsErrorsByCause(t *testing.T) {
+	hostKey := "push cut 4 (20240603_013000) to d1: sftp d1: connect 127.0.0.1:2222: HOST KEY CHANGED for 127.0.0.1:2222: host_key pins ssh-ed25519 SHA256:aaaa, but the server offered ssh-ed25519 SHA256:bbbb. This may be an attack (someone in the middle) or a reinstalled server: confirm the new fingerprint with the difusor before you pin it with `ssh-keyscan -p 2222 127.0.0.1 >> /etc/prepcast/known_hosts`"
+	hostile := "upload x: sftp d2: server says \x1b[2Jcleared\nsecond line \x1b]0;title\x07"
+	v := &View{Latest: &Cut{Seq: 4, ID: "20240603_013000"}, Targets: []Target{
+		{Name: "d1", State: StateFailing, Detail: "failing: " + Cause(hostKey), words: "failing", LastError: hostKey, LagCuts: 1},
+		{Name: "d2", State: StateRetrying, Detail: "retrying", LastError: hostile, LagCuts: 1},
+		{Name: "d3", State: StateOK, Detail: "ok", AckedSeq: 4, AckedID: "20240603_013000"},
+	}}
+	var b strings.Builder
+	if err := v.WriteTable(&b, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	row := func(name string) string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, name+" ") {
+				return l
+			}
+		}
+		t.Fatalf("no row for %s:\n%s", name, out)
+		return ""
+	}
+	if r := row("d1"); !strings.Contains(r, "connect 127.0.0.1:2222: HOST KEY CHANGED for 127.0.0.1:2222") || strings.Contains(r, "push cut 4") {
+		t.Errorf("host key row does not start with the cause:\n%s", r)
+	}
+	if r := row("d2"); !strings.Contains(r, `upload x: server says \x1b[2Jcleared …`) {
+		t.Errorf("hostile error row:\n%s", r)
+	}
+	if strings.ContainsAny(out, "\x1b\x07") {
+		t.Errorf("table holds raw control bytes:\n%q", out)
+	}
+	if !strings.Contains(out, "errors in full:\nd2:\n    upload x: sftp d2: server says \\x1b[2Jcleared\n    second line \\x1b]0;title\\a\n") {
+		t.Errorf("the whole text of a multi-line error is not below the table:\n%s", out)
+	}
+	if strings.Contains(out, "d1:\n") {
+		t.Errorf("a one-line error shown whole in the table is repeated below it:\n%s", out)
+	}
+	if r := row("d3"); !strings.HasSuffix(strings.TrimSpace(r), "-") {
+		t.Errorf("ok row shows a cause: %s", r)
+	}
+	b.Reset()
+	v.WriteTableVerbose(&b, time.UTC)
+	if !strings.Contains(b.String(), "d1:\n    push cut 4 (20240603_013000) to d1: sftp d1: connect") {
+		t.Errorf("--verbose does not show every error in full:\n%s", b.String())
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,16 +28,12 @@ const applyLockWait = 2 * time.Minute
 // cmdApply is the difusor's side of package mode: the publisher runs it
 // over SSH and streams one package to its standard input.
 func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("apply")
 	root := fs.String("root", "", "the webroot to bring to the package's cut (required)")
 	keyPath := fs.String("public-key", "", "the institute's manifest.pub; default: trust the publisher's key on first use and pin it in ROOT/.prepcast/publisher.pub")
 	logPath := fs.String("log", "", "append a JSON log to this file (default: errors to standard error)")
-	if err := fs.Parse(args); err != nil {
-		return &usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return &usageError{fmt.Sprintf("apply: unexpected argument %q", fs.Arg(0))}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *root == "" {
 		return &usageError{"apply: --root is required: the directory the difusor's web server serves"}

@@ -15,6 +15,16 @@ import (
 	"github.com/prepcast/prepcast/state"
 )
 
+func init() {
+	register(&command{name: "check", summary: "measure each difusor against the call's rules (SSH, SFTP, disk, upload rate, file modes, Cache-Control); exit 1 if any requirement fails",
+		examples: []string{
+			"prepcast check --config /etc/prepcast/prepcast.yaml",
+			"prepcast check --target difusor-3 --report /srv/prep/evidencia   # dated reports (Spanish) to file",
+			"prepcast check --json | jq '.difusores[] | select(.passed | not)'",
+		},
+		run: cmdCheck})
+}
+
 // cmdCheck measures each difusor against the call's rules. It exits 0 when
 // every difusor passes, 1 when any requirement fails, 2 on usage or config
 // errors. It does not take the push lock.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -70,6 +71,11 @@ type cutFlags struct{ rehash, allowEmpty bool }
 // store: that happens after a push (see pruneStore), off the path from a
 // new results tree to the difusores.
 func makeCut(ctx context.Context, c *config.Config, f cutFlags, log *zap.Logger) (*packager.CutResult, error) {
+	if fi, err := os.Stat(c.Source); err != nil {
+		return nil, fmt.Errorf("%w: source %s: %w (set source in the config or pass --source DIR)", errConfig, c.Source, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: source %s is not a directory (set source in the config or pass --source DIR)", errConfig, c.Source)
+	}
 	key, err := packager.LoadPrivateKey(c.SigningKey)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,16 @@ import (
 	"github.com/prepcast/prepcast/status"
 )
 
+func init() {
+	register(&command{name: "list", summary: "write the public list of official difusores (logos linking to their sites)",
+		required: []string{"html"},
+		examples: []string{
+			"prepcast list --html /srv/instituto/difusores.html",
+			"prepcast list --html difusores.html --passed-only --lang en",
+		},
+		run: func(ctx context.Context, a []string, out, _ io.Writer) error { return cmdList(ctx, a, out) }})
+}
+
 // cmdList writes the public list of official difusores.
 func cmdList(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("list")

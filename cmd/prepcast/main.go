@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
+	"sync/atomic"
 	"syscall"
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
@@ -36,6 +38,11 @@ const (
 // once. It is nil (never closed) when run is called from tests.
 var drain chan struct{}
 
+// terminated is set when the first stop signal was SIGTERM: the daemon
+// then exits 0 once it has stopped cleanly, as service managers (systemd)
+// expect of a requested stop; SIGINT (an operator's Ctrl-C) exits 130.
+var terminated atomic.Bool
+
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
@@ -45,7 +52,9 @@ func main() {
 		drain = make(chan struct{})
 	}
 	go func() {
-		<-sigs
+		if s := <-sigs; s == syscall.SIGTERM {
+			terminated.Store(true)
+		}
 		if pushes {
 			fmt.Fprintln(os.Stderr, "prepcast: stopping after the files in flight (interrupt again to stop at once)")
 			close(drain)
@@ -100,72 +109,40 @@ func (e *usageError) Error() string { return e.msg }
 // already said so.
 var errFailed = errors.New("some targets did not acknowledge the latest cut")
 
-const usage = `prepcast publishes PREP results to difusores over SFTP.
-
-Usage:
-  prepcast keygen   [--out DIR]                       ed25519 signing key pair for manifests
-  prepcast cut      [--config F] [--source DIR] [--rehash] [--allow-empty]
-                                                      build the next cut; prints its seq and id
-  prepcast cuts     [--config F]                      list cuts in the local store
-  prepcast package  [--config F] [--cut N] [--from M] --out F|-
-                                                      write a cut's package (tar in zstd), checked
-  prepcast push     [--config F] [--target NAME]...   push the latest cut until each target acks it
-  prepcast cycle    [--config F]                      cut + push; what cron runs; never overlaps a push
-  prepcast run      [--config F]                      daemon: the configured schedule, /metrics, /status
-  prepcast status   [--config F] [--json] [--watch] [--probe]
-                                                      per-target lag; exit 1 if over max_lag
-  prepcast apply    --root DIR [--public-key F]       on a difusor: apply the package on stdin
-                                                      (what mode: exec targets run over SSH)
-  prepcast check    [--config F] [--target NAME]... [--json] [--report DIR] [--lang es|en]
-                                                      measure each difusor against the call's rules;
-                                                      exit 1 if any requirement fails
-  prepcast list     [--config F] --html OUT [--lang es|en] [--passed-only]
-                                                      public list of official difusores (logos → sites)
-  prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
-  prepcast version
-
---config defaults to ./prepcast.yaml. Exit codes: 0 all good; 1 some targets
-failed or lag; 2 usage or config error; 130 interrupted.
-`
-
+// run runs the command line args (without the program name) and returns
+// the exit code. Commands come from the registry (see register); help text
+// is generated from their flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		writeUsage(stderr)
 		return exitUsage
 	}
-	cmd, rest := args[0], args[1:]
-	var err error
-	switch cmd {
-	case "keygen":
-		err = cmdKeygen(rest, stdout)
-	case "cut":
-		err = cmdCut(ctx, rest, stdout, stderr)
-	case "cuts":
-		err = cmdCuts(rest, stdout)
-	case "package":
-		err = cmdPackage(rest, stdout, stderr)
-	case "push":
-		err = cmdPush(ctx, rest, stdout, stderr, false)
-	case "cycle":
-		err = cmdPush(ctx, rest, stdout, stderr, true)
-	case "run":
-		err = cmdRun(ctx, rest, stdout, stderr)
-	case "status":
-		err = cmdStatus(ctx, rest, stdout)
-	case "apply":
-		err = cmdApply(ctx, rest, os.Stdin, stdout, stderr)
-	case "demo":
-		err = cmdDemo(ctx, rest, stdout, stderr)
-	case "check":
-		err = cmdCheck(ctx, rest, stdout, stderr)
-	case "list":
-		err = cmdList(ctx, rest, stdout)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "prepcast", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		err = &usageError{fmt.Sprintf("unknown command %q", cmd)}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "-h", "--help", "-help":
+		name = "help"
+	case "--version":
+		name = "version"
+	}
+	c, ok := commands[name]
+	if !ok {
+		return exitCode(ctx, &usageError{fmt.Sprintf("unknown command %q", name)}, stderr)
+	}
+	err := c.run(ctx, rest, stdout, stderr)
+	if name == "run" && terminated.Load() && (errors.Is(err, errInterrupted) || errors.Is(err, context.Canceled)) {
+		fmt.Fprintln(stderr, "prepcast: stopped on SIGTERM")
+		return exitOK
+	}
+	var h *helpRequest
+	if errors.As(err, &h) {
+		writeCommandHelp(stdout, c, h.fs)
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) && name != "help" {
+		msg := strings.TrimPrefix(err.Error(), name+": ")
+		fmt.Fprintf(stderr, "prepcast %s: %s\n(\"prepcast help %s\" shows its flags and examples)\n", name, msg, name)
+		return exitUsage
 	}
 	return exitCode(ctx, err, stderr)
 }
@@ -182,7 +159,8 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "prepcast: interrupted")
 		return exitInterrupted
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "prepcast: %v\n\n%s", err, usage)
+		fmt.Fprintf(stderr, "prepcast: %v\n\n", err)
+		writeUsage(stderr)
 		return exitUsage
 	case errors.As(err, &ce), errors.Is(err, errConfig):
 		fmt.Fprintln(stderr, "prepcast:", err)
@@ -214,9 +192,7 @@ func newFlags(name string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fs.PrintDefaults()
-			return err
+			return &helpRequest{fs}
 		}
 		return &usageError{err.Error()}
 	}

@@ -52,9 +52,9 @@ func (v *lineView) update(p publisher.Progress) {
 	case "ok":
 		fmt.Fprintf(v.w, "%s: cut %d acknowledged\n", p.Target, p.Seq)
 	case "retrying":
-		fmt.Fprintf(v.w, "%s: cut %d: attempt %d failed, retrying: %s\n", p.Target, p.Seq, p.Attempt, status.ShortCause(p.LastError, 100))
+		fmt.Fprintf(v.w, "%s: cut %d: attempt %d failed, retrying: %s\n", p.Target, p.Seq, p.Attempt, status.Cause(p.LastError))
 	case "failing":
-		fmt.Fprintf(v.w, "%s: cut %d: FAILED: %s\n", p.Target, p.Seq, status.ShortCause(p.LastError, 100))
+		fmt.Fprintf(v.w, "%s: cut %d: FAILED: %s\n", p.Target, p.Seq, status.Cause(p.LastError))
 	}
 }
 
@@ -107,7 +107,7 @@ func (v *barView) update(p publisher.Progress) {
 	case "retrying":
 		label = fmt.Sprintf("cut %d retrying (attempt %d)", p.Seq, p.Attempt)
 	case "failing":
-		label = "FAILED: " + status.ShortCause(p.LastError, 60)
+		label = "FAILED: " + clipRunes(status.Cause(p.LastError), 60)
 	}
 	tb.label.Store(label)
 	tb.ops.Lock()
@@ -137,4 +137,12 @@ func (v *barView) close() {
 	}
 	v.mu.Unlock()
 	v.p.Wait()
+}
+
+// clipRunes bounds s, already escaped, to n runes with "…".
+func clipRunes(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
 }

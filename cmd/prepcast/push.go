@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/state"
@@ -281,16 +282,22 @@ func printResults(w io.Writer, results []publisher.Result) {
 		return 1
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS")
+	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS\tCAUSE")
+	var failed []string
+	full := map[string]string{}
 	for _, r := range rs {
-		cut, result := "-", "ok"
+		cut, result, cause := "-", "ok", "-"
 		if r.Ack != nil {
 			cut = fmt.Sprintf("%d %s", r.Ack.Seq, r.Ack.ID)
 		}
 		if r.Err != nil {
-			result = "FAILED: " + status.ShortCause(r.Err.Error(), 80)
+			result, cause = "FAILED", status.Cause(r.Err.Error())
+			if status.Clipped(r.Err.Error()) {
+				failed = append(failed, r.Target)
+				full[r.Target] = r.Err.Error()
+			}
 		} else if len(r.Repaired) > 0 {
-			result = fmt.Sprintf("ok (repaired %d altered or missing files)", len(r.Repaired))
+			result = fmt.Sprintf("ok, repaired %d", len(r.Repaired))
 		} else if r.Reconciled {
 			result = "ok (reconciled)"
 		}
@@ -298,14 +305,28 @@ func printResults(w io.Writer, results []publisher.Result) {
 		if bps, ok := r.Rate(); ok {
 			rate = fmt.Sprintf("%.1f MB/s", bps/1e6)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
-			r.Duration.Round(time.Millisecond), r.Attempts)
+		// Files sent: those of the push, and those verification repaired.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.Target, result, cut, r.Files+len(r.Repaired), status.FormatBytes(r.Bytes), rate,
+			r.Duration.Round(time.Millisecond), r.Attempts, cause)
 	}
 	tw.Flush()
 	// How targets adapted to their servers, where they had to.
 	for _, r := range rs {
 		if r.Strategy != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Target, r.Strategy)
+		}
+	}
+	status.WriteErrors(w, failed, full)
+	for _, r := range rs {
+		if len(r.Repaired) > 0 {
+			fmt.Fprintf(w, "%s: repaired %d altered or missing files:\n", r.Target, len(r.Repaired))
+			for i, p := range r.Repaired {
+				if i == 20 {
+					fmt.Fprintf(w, "    … and %d more (all in the log)\n", len(r.Repaired)-i)
+					break
+				}
+				fmt.Fprintf(w, "    %s\n", termsafe.String(p))
+			}
 		}
 	}
 	// Bandwidth of the whole push: what left the uplink, and how fast.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/dashboard"
+	"github.com/prepcast/prepcast/internal/i18n"
+	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/schedule"
 	"github.com/prepcast/prepcast/state"
 	"github.com/prepcast/prepcast/status"
@@ -30,8 +34,13 @@ import (
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run")
 	cfgPath := fs.String("config", "prepcast.yaml", "config file")
+	langFlag := fs.String("lang", string(i18n.Default), "language of the dashboard at /: es (español) or en (English); a page may ask for the other with ?lang=")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	lang, err := i18n.Parse(*langFlag)
+	if err != nil {
+		return &usageError{"--lang: " + err.Error()}
 	}
 	c, err := loadTargetsConfig(*cfgPath)
 	if err != nil {
@@ -61,21 +70,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("%w: listen: %w (change listen in the config)", errConfig, err)
 	}
-	srv := &http.Server{Handler: statusHandler(c), ReadHeaderTimeout: 10 * time.Second}
+	plan := schedule.Plan{Every: c.Schedule.Every, Start: c.Schedule.Start, End: c.Schedule.End, HoldUntil: c.Schedule.HoldUntil, Zone: c.Zone}
+	srv := &http.Server{Handler: statusHandler(c, plan, lang), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", zap.Error(err))
 		}
 	}()
 	defer srv.Close()
-	log.Info("serving /metrics and /status", zap.String("listen", ln.Addr().String()))
+	log.Info("serving the dashboard at /, /metrics and /status", zap.String("listen", ln.Addr().String()))
 
 	targets := c.EnabledTargets()
 	// One connection per difusor for the whole night, not one per cut.
 	pool := newTargetPool(c, log)
 	defer pool.Close()
 	r := &schedule.Runner{
-		Plan:    schedule.Plan{Every: c.Schedule.Every, Start: c.Schedule.Start, End: c.Schedule.End, HoldUntil: c.Schedule.HoldUntil, Zone: c.Zone},
+		Plan:    plan,
 		Trigger: trigger,
 		Log:     log,
 		OnWait: func(p schedule.Phase, next time.Time) {
@@ -105,6 +115,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return errors.Join(cutErr, err)
 		},
 	}
+	// A difusor that lags (the daemon was down, or restarted after a
+	// failure) is caught up now, not at the next tick.
+	if lagging, err := laggingTargets(ctx, c); err != nil {
+		log.Warn("read status at start", zap.Error(err))
+	} else if len(lagging) > 0 {
+		log.Info("catching up lagging difusores at start", zap.Strings("targets", lagging))
+		fmt.Fprintf(stdout, "catching up %d lagging difusores: %s\n", len(lagging), strings.Join(lagging, ", "))
+		if err := pushLoop(ctx, c, targets, pool, false, stdout, log); err != nil && !errors.Is(err, errFailed) {
+			if ctx.Err() != nil || draining() {
+				return errInterrupted
+			}
+			log.Error("catch-up at start", zap.Error(err))
+		}
+	}
 	// A graceful stop ends the schedule once the cycle in flight has
 	// stopped.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -123,9 +147,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
-// statusHandler serves /status (the JSON of status --json), /metrics
-// (Prometheus) and /healthz.
-func statusHandler(c *config.Config) http.Handler {
+// statusHandler serves the dashboard at / (see package dashboard), /status
+// (the JSON of status --json), /metrics (Prometheus) and /healthz; all
+// read-only.
+func statusHandler(c *config.Config, plan schedule.Plan, lang i18n.Lang) http.Handler {
 	view := func(ctx context.Context) (*status.View, error) { return statusView(ctx, c, time.Now(), false) }
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -152,5 +177,70 @@ func statusHandler(c *config.Config) http.Handler {
 		_ = enc.Encode(v)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/", dashboard.New(dashboard.Options{
+		View:    view,
+		History: func(ctx context.Context) (dashboard.History, error) { return nightHistory(ctx, c) },
+		Next: func(now time.Time) time.Time {
+			switch plan.PhaseAt(now) {
+			case schedule.Over:
+				return time.Time{}
+			case schedule.Before:
+				return plan.Start
+			}
+			return plan.Next(now)
+		},
+		Lang: lang,
+	}))
 	return mux
+}
+
+// historyLimit bounds the attempts the dashboard's lag charts read: a
+// night of 30 difusores and 150 cuts with retries fits.
+const historyLimit = 20000
+
+// nightHistory returns the cuts in the store and every acknowledgement the
+// state database recorded, for the dashboard's lag charts.
+func nightHistory(ctx context.Context, c *config.Config) (dashboard.History, error) {
+	var h dashboard.History
+	store, err := packager.OpenStore(c.StateDir)
+	if err != nil {
+		return h, err
+	}
+	cuts, err := store.Cuts()
+	if err != nil {
+		return h, err
+	}
+	for _, ci := range cuts {
+		h.Cuts = append(h.Cuts, dashboard.CutPoint{Seq: ci.Seq, Created: ci.Created})
+	}
+	db, err := status.OpenDB(statePath(c))
+	if err != nil || db == nil {
+		return h, err
+	}
+	defer db.Close()
+	hist, err := db.History(ctx, "", historyLimit)
+	if err != nil {
+		return h, err
+	}
+	for _, a := range hist {
+		if a.Result == state.ResultOK && !a.End.IsZero() {
+			h.Acks = append(h.Acks, dashboard.AckPoint{Target: a.Target, Seq: a.Seq, At: a.End})
+		}
+	}
+	return h, nil
+}
+
+// laggingTargets names the enabled targets that lack the latest cut.
+func laggingTargets(ctx context.Context, c *config.Config) ([]string, error) {
+	v, err := statusView(ctx, c, time.Now(), false)
+	if err != nil || v.Latest == nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range v.Targets {
+		if t.LagCuts > 0 {
+			out = append(out, t.Name)
+		}
+	}
+	return out, nil
 }

@@ -24,6 +24,7 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON (schema "+status.Schema+")")
 	watch := fs.Bool("watch", false, "refresh every 2 s until interrupted")
 	probe := fs.Bool("probe", false, "also read every target's own ack.json and flag disagreement with the local state")
+	verbose := fs.Bool("verbose", false, "below the table, the whole text of every error (otherwise only of those the table shortens)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,6 +48,10 @@ func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		} else if *verbose {
+			if err := v.WriteTableVerbose(stdout, c.Zone); err != nil {
 				return err
 			}
 		} else if err := v.WriteTable(stdout, c.Zone); err != nil {

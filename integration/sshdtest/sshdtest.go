@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,9 +49,18 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// SSHDPath is the sshd binary every Server runs. sshd re-executes itself per
-// connection and therefore needs an absolute path.
-const SSHDPath = "/usr/sbin/sshd"
+// SSHDPath is the sshd binary every Server runs: /usr/sbin/sshd, or the
+// absolute path in PREPCAST_SSHD (an sshd elsewhere, or a missing one to see
+// how the tests behave without it). sshd re-executes itself per connection
+// and therefore needs an absolute path.
+var SSHDPath = sshdPath()
+
+func sshdPath() string {
+	if p := os.Getenv("PREPCAST_SSHD"); filepath.IsAbs(p) {
+		return p
+	}
+	return "/usr/sbin/sshd"
+}
 
 // RequireEnv is the environment variable that, set to "1", makes [Start] fail
 // a test instead of skipping it when sshd cannot run on this machine.
@@ -142,6 +152,9 @@ func Start(t testing.TB, opts Options) *Server {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("sshdtest: %s (%s=1 requires a real sshd)", reason, RequireEnv)
 		}
+		if quiet.Load() {
+			t.SkipNow() // the reason was given once, before the tests ran
+		}
 		t.Skipf("sshdtest: %s; set %s=1 to fail instead of skipping", reason, RequireEnv)
 	}
 	s, err := StartServer(t.TempDir(), opts)
@@ -159,6 +172,13 @@ func Start(t testing.TB, opts Options) *Server {
 	return s
 }
 
+// quiet is set by [Quiet].
+var quiet atomic.Bool
+
+// Quiet makes [Start] skip without repeating the reason, for a TestMain
+// that has said once why sshd cannot run here.
+func Quiet() { quiet.Store(true) }
+
 // Unavailable returns why no Server can run on this machine, or "" if one can.
 func Unavailable() string {
 	switch {
@@ -168,7 +188,7 @@ func Unavailable() string {
 		return "real sshd servers need root (they log in as root and chroot)"
 	}
 	if _, err := os.Stat(SSHDPath); err != nil {
-		return SSHDPath + " not found (install openssh-server)"
+		return SSHDPath + " not found (install the Debian package openssh-server: apt-get install openssh-server)"
 	}
 	return ""
 }
