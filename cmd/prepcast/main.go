@@ -16,6 +16,7 @@ import (
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
 	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/packager"
 )
 
@@ -104,6 +105,7 @@ const usage = `prepcast publishes PREP results to difusores over SFTP.
 
 Usage:
   prepcast keygen   [--out DIR]                       ed25519 signing key pair for manifests
+  prepcast key      [--config F]                      print the public key and its fingerprint, to publish
   prepcast cut      [--config F] [--source DIR] [--rehash] [--allow-empty]
                                                       build the next cut; prints its seq and id
   prepcast cuts     [--config F]                      list cuts in the local store
@@ -116,6 +118,9 @@ Usage:
                                                       per-target lag; exit 1 if over max_lag
   prepcast apply    --root DIR [--public-key F]       on a difusor: apply the package on stdin
                                                       (what mode: exec targets run over SSH)
+  prepcast verify   URL --public-key F [--full] [--json] [--lang es|en]
+                                                      anyone: does this site serve exactly a signed cut?
+                                                      exit 0 yes; 1 mismatch or bad signature; 2 usage or unreachable
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
 
@@ -133,6 +138,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "keygen":
 		err = cmdKeygen(rest, stdout)
+	case "key":
+		err = cmdKey(rest, stdout)
+	case "verify":
+		err = cmdVerify(ctx, rest, stdout, stderr)
 	case "cut":
 		err = cmdCut(ctx, rest, stdout, stderr)
 	case "cuts":
@@ -164,6 +173,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue *usageError
 	var ce *config.Error
+	var unreachable *unreachableError
 	switch {
 	case err == nil:
 		return exitOK
@@ -174,6 +184,9 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitInterrupted
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "prepcast: %v\n\n%s", err, usage)
+		return exitUsage
+	case errors.As(err, &unreachable):
+		fmt.Fprintln(stderr, "prepcast:", termsafe.String(err.Error()))
 		return exitUsage
 	case errors.As(err, &ce), errors.Is(err, errConfig):
 		fmt.Fprintln(stderr, "prepcast:", err)
