@@ -33,7 +33,12 @@ type rawConfig struct {
 	Retry      rawRetry     `yaml:"retry"`
 	Listen     scalar       `yaml:"listen"`
 	Log        rawLog       `yaml:"log"`
+	Report     rawReport    `yaml:"report"`
 	Targets    []rawTarget  `yaml:"targets"`
+}
+
+type rawReport struct {
+	Out scalar `yaml:"out"`
 }
 
 type rawSchedule struct {

@@ -26,7 +26,12 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 			v.Counts.Retrying, v.Counts.Failing, v.Counts.Behind, secs(v.MaxLagSeconds))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK")
+	served := v.anyServed() // the SERVED column, once sites are checked over HTTP
+	if served {
+		fmt.Fprintln(tw, "TARGET\tACKED\tSERVED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK")
+	} else {
+		fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK")
+	}
 	for _, t := range v.Targets {
 		acked, lastAck := "-", "-"
 		if t.AckedSeq > 0 {
@@ -58,6 +63,9 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 			} else {
 				detail += fmt.Sprintf(" · probe: target says cut %d", t.Probe.RemoteSeq)
 			}
+		}
+		if served {
+			acked += "\t" + t.servedCell()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, acked, lag, detail, rate, sent, lastAck)
 	}

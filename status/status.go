@@ -49,6 +49,9 @@ type Counts struct {
 	Retrying int `json:"retrying"` // waiting to try again
 	Failing  int `json:"failing"`  // the last push gave up
 	Behind   int `json:"behind"`   // lag over max_lag
+	// NotServed counts targets that acknowledge a cut their public site
+	// does not serve exactly (see [View.ApplyServed]).
+	NotServed int `json:"not_served"`
 }
 
 // States a target can be in.
@@ -86,6 +89,10 @@ type Target struct {
 	ETASeconds   float64 `json:"eta_seconds,omitempty"`
 	LastPushMBps float64 `json:"last_push_mb_per_second"` // last finished push that moved bytes
 	Probe        *Probe  `json:"probe,omitempty"`
+	// Served is the public site's last check over HTTP; NotServed is set
+	// when the site, checked since the ack, does not serve the acked cut.
+	Served    *Served `json:"served,omitempty"`
+	NotServed bool    `json:"acked_not_served"`
 }
 
 // Probe is what the target's own .prepcast/ack.json says (status --probe).
@@ -166,6 +173,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		v.Targets = append(v.Targets, t)
 	}
 	sort.SliceStable(v.Targets, func(i, j int) bool { return worse(v.Targets[i], v.Targets[j]) })
+	if src.DB != nil {
+		if served, err := src.DB.LatestServed(ctx); err == nil {
+			v.ApplyServed(served)
+		}
+	}
 	v.Counts.Targets = len(v.Targets)
 	for _, t := range v.Targets {
 		switch {
@@ -248,7 +260,7 @@ func describe(t *Target, p state.Progress, now time.Time) {
 }
 
 // severity orders states from worst to best.
-var severity = map[string]int{StateFailing: 0, StateInterrupted: 1, StateRetrying: 2, StateNever: 3, StateBehind: 4, StatePushing: 5, StateOK: 6}
+var severity = map[string]int{StateFailing: 0, StateNotServed: 1, StateInterrupted: 1, StateRetrying: 2, StateNever: 3, StateBehind: 4, StatePushing: 5, StateOK: 6}
 
 func worse(a, b Target) bool {
 	if a.Behind != b.Behind {
@@ -263,8 +275,9 @@ func worse(a, b Target) bool {
 	return a.Name < b.Name
 }
 
-// AllWithinMaxLag reports whether no target lags more than max_lag.
-func (v *View) AllWithinMaxLag() bool { return v.Counts.Behind == 0 }
+// AllWithinMaxLag reports whether no target lags more than max_lag, and
+// none acknowledges a cut its public site does not serve.
+func (v *View) AllWithinMaxLag() bool { return v.Counts.Behind == 0 && v.Counts.NotServed == 0 }
 
 // ShortCause shortens an error chain to its last parts, at most n bytes,
 // cut at a ": " boundary: "push …: sftp d2: dial tcp 127.0.0.1:22: connect:
