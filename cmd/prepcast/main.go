@@ -121,6 +121,8 @@ Usage:
   prepcast verify   URL --public-key F [--full] [--json] [--lang es|en]
                                                       anyone: does this site serve exactly a signed cut?
                                                       exit 0 yes; 1 mismatch or bad signature; 2 usage or unreachable
+  prepcast report   [--config F] [--out DIR] [--lang es|en]
+                                                      public status page: served cut, lag, verification
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
 
@@ -142,6 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdKey(rest, stdout)
 	case "verify":
 		err = cmdVerify(ctx, rest, stdout, stderr)
+	case "report":
+		err = cmdReport(ctx, rest, stdout)
 	case "cut":
 		err = cmdCut(ctx, rest, stdout, stderr)
 	case "cuts":
