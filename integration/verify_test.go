@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prepcast/prepcast/integration/nginxtest"
+	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/internal/webfetch"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/verify"
@@ -202,4 +204,49 @@ func newKey(t *testing.T) ed25519.PublicKey {
 		t.Fatal(err)
 	}
 	return pub
+}
+
+// TestStatusAckedNotServed: a difusor whose pointer file was written with
+// mode 0600 (a restrictive umask on its SFTP server) acknowledges the cut
+// over SFTP while real nginx, whose workers run as another user, answers
+// 403: status --probe says "acked, not served" and exits 1.
+func TestStatusAckedNotServed(t *testing.T) {
+	bin := buildPrepcast(t)
+	dir := t.TempDir()
+	src, stateDir := filepath.Join(dir, "results"), filepath.Join(dir, "state")
+	if out, err := exec.Command(bin, "keygen", "--out", filepath.Join(dir, "keys")).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	s := sshdtest.Start(t, sshdtest.Options{})
+	ng := nginxtest.Start(t, nginxtest.Options{Root: s.WebRoot()})
+	cfg := filepath.Join(dir, "prepcast.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nstate_dir: %s\nsigning_key: %s\nretry: {attempts: 2, base: 1s}\ntargets:\n"+
+		"  - {name: d1, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s, url: %q}\n",
+		src, stateDir, filepath.Join(dir, "keys", "manifest.key"), s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), ng.URL)), 0o644)
+	newTreeGen(5).next(t, src)
+	if out, err := exec.Command(bin, "cycle", "--config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("cycle: %v\n%s", err, out)
+	}
+	status := func() (int, string) {
+		out, err := exec.Command(bin, "status", "--probe", "--config", cfg).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := status(); code != 0 || !strings.Contains(out, "SERVED") || strings.Contains(out, "not served") {
+		t.Fatalf("site serving its cut: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(filepath.Join(s.WebRoot(), "json", "main.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := status()
+	if code != 1 || !strings.Contains(out, "acked, not served: 403 on json/main.json") {
+		t.Fatalf("0600 pointer: exit %d\n%s", code, out)
+	}
+	t.Logf("status --probe:\n%s", out)
 }

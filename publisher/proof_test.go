@@ -82,3 +82,47 @@ func TestProofPublishedAndRetired(t *testing.T) {
 		}
 	}
 }
+
+// In both modes the index listing a cut is in place before the cut's
+// pointer switches, and the proof files are the signed bytes.
+func TestProofBeforePointerBothModes(t *testing.T) {
+	for _, pkg := range []bool{false, true} {
+		f := newFixture(t)
+		eng := f.engine()
+		x := newExecMem(t, "d")
+		for range 2 {
+			ci := f.cut()
+			var r Result
+			if pkg {
+				r = pushPkg(eng, x)[0]
+			} else {
+				r = eng.Push(context.Background(), []TargetSpec{{Target: x.Mem}})[0]
+			}
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			_, mb, sig, _ := f.store.VerifiedManifest(ci.Seq, f.pub)
+			sha := packager.Hash(mb)
+			if got, _ := x.File(packager.ProofManifestPath(ci.Seq, sha)); string(got) != string(mb) {
+				t.Fatalf("package mode %v: cut %d's published manifest is not the signed bytes", pkg, ci.Seq)
+			}
+			if got, _ := x.File(packager.ProofSignaturePath(ci.Seq, sha)); string(got) != string(sig) {
+				t.Fatalf("package mode %v: cut %d's published signature differs", pkg, ci.Seq)
+			}
+		}
+		index, pointer := -1, -1
+		for i, op := range x.Ops() {
+			if op.Kind == targettest.OpRename && op.Err == nil {
+				switch op.NewPath {
+				case packager.ProofIndexPath:
+					index = i
+				case "json/main.json":
+					pointer = i
+				}
+			}
+		}
+		if index < 0 || pointer < 0 || index > pointer {
+			t.Errorf("package mode %v: last index rename at op %d, last pointer switch at op %d", pkg, index, pointer)
+		}
+	}
+}

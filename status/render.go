@@ -25,6 +25,9 @@ func (v *View) WriteTable(w io.Writer, zone *time.Location) error {
 			v.Latest.Seq, v.Latest.ID, secs(v.Latest.AgeSeconds), v.Counts.Targets, v.Counts.Acked, v.Counts.Pushing,
 			v.Counts.Retrying, v.Counts.Failing, v.Counts.Behind, secs(v.MaxLagSeconds))
 	}
+	if v.Counts.NotServed > 0 {
+		fmt.Fprintf(w, "%d acked but not served by their public site\n", v.Counts.NotServed)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	served := v.anyServed() // the SERVED column, once sites are checked over HTTP
 	if served {
