@@ -14,9 +14,9 @@ type view struct {
 }
 
 func (v view) T(key string, args ...any) string { return v.L.T(key, args...) }
-func (v view) Date(t time.Time) string         { return v.L.Date(t) }
-func (v view) Int(n int64) string              { return v.L.Int(n) }
-func (v view) IntN(n int) string               { return v.L.Int(int64(n)) }
+func (v view) Date(t time.Time) string          { return v.L.Date(t) }
+func (v view) Int(n int64) string               { return v.L.Int(n) }
+func (v view) IntN(n int) string                { return v.L.Int(int64(n)) }
 
 // Lag says how far a difusor's served cut is behind the latest.
 func (v view) Lag(d Difusor) string {

@@ -99,7 +99,7 @@ func (w *Watcher) Check(ctx context.Context, sites []Site) []Result {
 func (w *Watcher) checkOne(ctx context.Context, s Site) Result {
 	sv := state.Served{Target: s.Name, At: w.Now().UTC()}
 	rep, err := verify.Run(ctx, verify.Options{URL: s.URL, PublicKey: w.PublicKey, Client: w.Client,
-		Select: func(m *packager.Manifest) []packager.Entry { return w.window(ctx, s.Name, m) },
+		Select:   func(m *packager.Manifest) []packager.Entry { return w.window(ctx, s.Name, m) },
 		Attempts: 3, Settle: time.Second, Now: w.Now})
 	if err != nil {
 		sv.HTTPErrors = 1
