@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prepcast/prepcast/state"
 )
 
@@ -51,6 +53,38 @@ func TestAckedNotServed(t *testing.T) {
 	for _, want := range []string{"SERVED", "acked, not served: 403 on json/main.json", "4 20240603_0130  4 20240603_0130", "none"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestServedMetrics(t *testing.T) {
+	src, now := fixture(t)
+	ctx := context.Background()
+	src.DB.AddServed(ctx, state.Served{Target: "el-sol", At: now, HTTPErrors: 2, Mismatches: 1, Problem: "403 on json/main.json"})
+	src.DB.AddServed(ctx, state.Served{Target: "tv-azteca", At: now, Seq: 4, CutID: "20240603_0130", OK: true})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&Collector{View: func(ctx context.Context) (*View, error) { return Build(ctx, src, now) }})
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "target" && (l.GetValue() == "el-sol" || l.GetValue() == "tv-azteca") && len(m.GetLabel()) == 1 {
+					got[f.GetName()+"/"+l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	for k, want := range map[string]float64{
+		"prepcast_target_served_seq/tv-azteca": 4, "prepcast_target_served_ok/tv-azteca": 1, "prepcast_target_acked_not_served/tv-azteca": 0,
+		"prepcast_target_served_seq/el-sol": 0, "prepcast_target_served_http_errors/el-sol": 2,
+		"prepcast_target_served_mismatches/el-sol": 1, "prepcast_target_acked_not_served/el-sol": 1,
+	} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
 		}
 	}
 }

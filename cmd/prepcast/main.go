@@ -16,7 +16,6 @@ import (
 	_ "time/tzdata" // cut ids and schedules work on machines without zoneinfo
 
 	"github.com/prepcast/prepcast/config"
-	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/packager"
 )
 
@@ -190,8 +189,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prepcast: %v\n\n%s", err, usage)
 		return exitUsage
 	case errors.As(err, &unreachable):
-		fmt.Fprintln(stderr, "prepcast:", termsafe.String(err.Error()))
-		return exitUsage
+		return exitUsage // verify printed why
 	case errors.As(err, &ce), errors.Is(err, errConfig):
 		fmt.Fprintln(stderr, "prepcast:", err)
 		return exitUsage

@@ -19,7 +19,8 @@ import (
 // a signed cut: exit 1, the report already said why.
 var errMismatch = fmt.Errorf("%w: the site does not serve exactly a signed cut", errFailed)
 
-// errUnreachable is returned by verify for a site it could not reach: exit 2.
+// unreachableError is returned by verify for a site it could not reach
+// (exit 2); verify has already said so.
 type unreachableError struct{ err error }
 
 func (e *unreachableError) Error() string { return e.err.Error() }
@@ -75,7 +76,11 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case errors.Is(err, verify.ErrUsage):
 		return &usageError{"verify: " + err.Error()}
 	case errors.Is(err, webfetch.ErrUnreachable):
-		if !*asJSON {
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			_ = enc.Encode(map[string]any{"url": url, "unreachable": true, "error": err.Error()})
+		} else {
 			fmt.Fprintln(stdout, lang.T("verify.unreachable", termsafe.String(err.Error())))
 		}
 		return &unreachableError{err}
