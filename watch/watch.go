@@ -81,17 +81,19 @@ func (w *Watcher) Check(ctx context.Context, sites []Site) []Result {
 		}()
 	}
 	wg.Wait()
+	// Recorded even when ctx ran out: a site that timed out is a finding.
+	rctx := context.WithoutCancel(ctx)
 	for _, r := range out {
-		if w.DB == nil || ctx.Err() != nil {
+		if w.DB == nil {
 			break
 		}
-		if err := w.DB.AddServed(ctx, r.Served); err != nil {
+		if err := w.DB.AddServed(rctx, r.Served); err != nil {
 			w.Log.Warn("record served cut", zap.Error(err))
 			break
 		}
 	}
 	if w.DB != nil {
-		_ = w.DB.PruneServed(ctx, w.Now().Add(-7*24*time.Hour))
+		_ = w.DB.PruneServed(rctx, w.Now().Add(-7*24*time.Hour))
 	}
 	return out
 }

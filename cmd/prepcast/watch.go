@@ -70,7 +70,10 @@ func (p *publicWatch) afterCycle(ctx context.Context) {
 	defer db.Close()
 	p.w.PublicKey, p.w.DB = pub, db
 	if len(sites) > 0 {
-		p.w.Check(ctx, sites)
+		// Bounded, so a slow site never holds up the next cycle for long.
+		cctx, cancel := context.WithTimeout(ctx, min(max(p.c.Schedule.Every/2, time.Minute), 5*time.Minute))
+		p.w.Check(cctx, sites)
+		cancel()
 	}
 	if p.c.Report.Out != "" {
 		if err := writeReport(ctx, p.c, db, pub, p.c.Report.Out, i18n.Default, time.Now()); err != nil {

@@ -195,7 +195,6 @@ func (c *Client) fetch(ctx context.Context, rawURL string, max int64, sink io.Wr
 		return nil, &Error{URL: rawURL, Err: err}
 	}
 	req.Header.Set("User-Agent", c.o.UserAgent)
-	req.Header.Set("Cache-Control", "no-cache")
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, c.classify(rawURL, ctx, stalledFlag, err, false)
