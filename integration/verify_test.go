@@ -71,9 +71,11 @@ func TestVerifyRealNginx(t *testing.T) {
 	if strings.Contains(out, "Warning") {
 		t.Errorf("the documented rules drew a warning:\n%s", out)
 	}
-	if code, out := runVerify(t, bin, ng.URL, "--public-key", key, "--full"); code != 0 || !strings.Contains(out, "RESULTADO: el sitio sirve exactamente") {
+	code, out = runVerify(t, bin, ng.URL, "--public-key", key, "--full")
+	if code != 0 || !strings.Contains(out, "RESULTADO: el sitio sirve exactamente") || !strings.Contains(out, "(tiempo del centro)") {
 		t.Fatalf("exact site, --full, Spanish by default: exit %d\n%s", code, out)
 	}
+	t.Logf("prepcast verify --full:\n%s", out)
 
 	// One flipped byte in a CSV, same size.
 	csv := filepath.Join(web, "datos", "PUE_GUB_2024.csv")
@@ -105,6 +107,7 @@ func TestVerifyRealNginx(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "missing") || !strings.Contains(out, img) || !strings.Contains(out, "HTTP 404") {
 		t.Errorf("missing image: exit %d\n%s", code, out)
 	}
+	t.Logf("prepcast verify --full --lang en, an image removed:\n%s", out)
 	os.Rename(imgPath+".away", imgPath)
 
 	// Another key: bad signature.

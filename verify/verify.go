@@ -87,8 +87,9 @@ type Report struct {
 	Fingerprint   string        `json:"key_fingerprint"`
 	Seq           int64         `json:"seq,omitempty"`
 	ID            string        `json:"id,omitempty"`
-	Created       time.Time     `json:"signed_time,omitempty"`
-	Age           time.Duration `json:"age_ns,omitempty"`
+	Created       time.Time     `json:"signed_time,omitzero"`
+	Age           time.Duration `json:"-"`
+	AgeSeconds    float64       `json:"age_seconds"` // since the cut was signed
 	Manifest      string        `json:"manifest_sha256,omitempty"`
 	FilesInCut    int           `json:"files_in_cut"`
 	Checked       int           `json:"files_checked"`
@@ -101,7 +102,8 @@ type Report struct {
 	CacheControl  string        `json:"cache_control"`
 	Warnings      []Warning     `json:"warnings"`
 	Attempts      int           `json:"attempts"`
-	Duration      time.Duration `json:"duration_ns"`
+	Duration      time.Duration `json:"-"`
+	Seconds       float64       `json:"duration_seconds"`
 	VerifiedAt    time.Time     `json:"verified_at"`
 	PointerSHA256 string        `json:"pointer_sha256,omitempty"`
 	PointerStatus int           `json:"pointer_http_status,omitempty"`
@@ -201,6 +203,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.Duration = o.Now().Sub(start)
+	rep.Seconds = rep.Duration.Seconds()
 	rep.VerifiedAt = o.Now().UTC()
 	return rep, nil
 }
@@ -273,6 +276,7 @@ func (v *verifier) once(ctx context.Context) (*Report, error) {
 	m := sc.m
 	rep.Seq, rep.ID, rep.Created, rep.Manifest = m.Seq, m.ID, m.Created, sc.sha
 	rep.Age = v.o.Now().Sub(m.Created)
+	rep.AgeSeconds = rep.Age.Seconds()
 	rep.FilesInCut = m.Files
 
 	todo := v.choose(m)
