@@ -54,6 +54,9 @@ func writeKey(t *testing.T, pub []byte) string {
 // documented rules: the exact site passes, a flipped byte, a missing image
 // or another key fail with 1 naming what differs, an unreachable site is 2.
 func TestVerifyRealNginx(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the prepcast command")
+	}
 	e := newEnv(t, 1)
 	for range 2 {
 		ci := e.nextCut()
@@ -214,6 +217,9 @@ func newKey(t *testing.T) ed25519.PublicKey {
 // over SFTP while real nginx, whose workers run as another user, answers
 // 403: status --probe says "acked, not served" and exits 1.
 func TestStatusAckedNotServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the prepcast command")
+	}
 	bin := buildPrepcast(t)
 	dir := t.TempDir()
 	src, stateDir := filepath.Join(dir, "results"), filepath.Join(dir, "state")
