@@ -14,6 +14,7 @@ import (
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/report"
 	"github.com/prepcast/prepcast/state"
+	"github.com/prepcast/prepcast/status"
 	"github.com/prepcast/prepcast/watch"
 )
 
@@ -154,9 +155,9 @@ func cmdReport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := state.OpenReadOnly(statePath(c))
+	db, err := status.OpenDB(statePath(c)) // nil before the first push: every difusor unchecked
 	if err != nil {
-		db = nil // no push has run yet: the page lists the difusores unchecked
+		return err
 	}
 	if db != nil {
 		defer db.Close()
