@@ -213,7 +213,9 @@ func (c *Client) fetch(ctx context.Context, rawURL string, max int64, sink io.Wr
 	}
 	h := sha256.New()
 	w := io.MultiWriter(h, sink)
-	buf := make([]byte, 32<<10)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var n int64
 	for {
 		idle.Reset(c.o.IdleTimeout)
@@ -235,6 +237,9 @@ func (c *Client) fetch(ctx context.Context, rawURL string, max int64, sink io.Wr
 	r.Size, r.SHA256 = n, hex.EncodeToString(h.Sum(nil))
 	return r, nil
 }
+
+// bufPool holds the read buffers of fetches in progress.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // classify turns a transport error into an *Error with a kind.
 func (c *Client) classify(rawURL string, ctx context.Context, stalledFlag chan struct{}, err error, inBody bool) error {
