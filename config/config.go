@@ -76,6 +76,7 @@ type Config struct {
 	Retry      Retry
 	Listen     string // host:port for /metrics and /status in daemon mode; default "127.0.0.1:9466"
 	Log        Log
+	Report     Report
 	Targets    []Target
 	Check      Check
 }
@@ -92,6 +93,11 @@ type Check struct {
 	// the schedule sets neither (the check then uses 15 June of the current
 	// year).
 	PublicationEnd time.Time
+}
+
+// Report is the public status page the daemon writes each cycle.
+type Report struct {
+	Out string // directory for index.html and status.json; empty: no page
 }
 
 // Schedule says when the daemon ("prepcast run") cuts and pushes.
@@ -349,6 +355,7 @@ func (cv *converter) config(r *rawConfig) *Config {
 		Pointer:    []string{DefaultPointer},
 		MaxLag:     cv.duration("max_lag", r.MaxLag, DefaultMaxLag),
 		Listen:     cv.str(r.Listen, DefaultListen),
+		Report:     Report{Out: cv.path("report.out", r.Report.Out)},
 	}
 	c.Zone, c.ZoneName = cv.zone(r.Zone)
 

@@ -34,6 +34,7 @@ type rawConfig struct {
 	Retry      rawRetry     `yaml:"retry"`
 	Listen     scalar       `yaml:"listen"`
 	Log        rawLog       `yaml:"log"`
+	Report     rawReport    `yaml:"report"`
 	Targets    []rawTarget  `yaml:"targets"`
 	Check      rawCheck     `yaml:"check"`
 }
@@ -43,6 +44,10 @@ type rawCheck struct {
 	MinUploadRate  scalar `yaml:"min_upload_rate"`
 	UploadTest     scalar `yaml:"upload_test"`
 	PublicationEnd scalar `yaml:"publication_end"`
+}
+
+type rawReport struct {
+	Out scalar `yaml:"out"`
 }
 
 type rawSchedule struct {

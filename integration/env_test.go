@@ -131,6 +131,10 @@ func (e *env) checkTarget(webroot string, seq int64) {
 	if ack.Signature != packager.SignatureBase64(mustSig(e.t, e.store, seq)) {
 		e.t.Errorf("%s: ack signature is not the cut's", webroot)
 	}
+	// The acked cut's signed manifest is published, byte for byte.
+	if pub, err := os.ReadFile(filepath.Join(webroot, filepath.FromSlash(packager.ProofManifestPath(seq, packager.Hash(mb))))); err != nil || string(pub) != string(mb) {
+		e.t.Errorf("%s: cut %d's signed manifest is not published as signed: %v", webroot, seq, err)
+	}
 	retired := map[string]bool{}
 	for _, r := range ack.Retired {
 		retired[r.Path] = true
@@ -158,7 +162,8 @@ func mustSig(t *testing.T, s *packager.Store, seq int64) []byte {
 }
 
 // walkWebroot returns path -> sha256 of every file below root outside
-// .prepcast (hashes are cached by inode, size and mtime across calls).
+// .prepcast and the published proof (hashes are cached by inode, size and
+// mtime across calls).
 func walkWebroot(t *testing.T, root string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -169,7 +174,7 @@ func walkWebroot(t *testing.T, root string) map[string]string {
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
 		if fi.IsDir() {
-			if rel == ".prepcast" {
+			if rel == ".prepcast" || rel == packager.ProofDir {
 				return filepath.SkipDir
 			}
 			return nil

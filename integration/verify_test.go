@@ -3,246 +3,259 @@ package integration
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prepcast/prepcast/integration/nginxtest"
 	"github.com/prepcast/prepcast/integration/sshdtest"
-	"github.com/prepcast/prepcast/publisher"
-	"github.com/prepcast/prepcast/status"
+	"github.com/prepcast/prepcast/internal/webfetch"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/verify"
 )
 
-// TestFaultSameSizeChangeFoundByRotation alters an acta image on a real
-// sshd difusor without changing its size (nothing but its bytes tells) and
-// checks that the rotating verification, each push by a new Engine sharing
-// only the state database (as cron runs a new process per cycle), finds it
-// and repairs it within the pushes its budget promises (period/every), and
-// that status shows the mismatch and the repair.
-func TestFaultSameSizeChangeFoundByRotation(t *testing.T) {
-	e := newEnv(t, 1)
-	e.gen.imagesPerCut = 20
-	var ci = e.nextCut()
-	for range 2 {
-		ci = e.nextCut()
-	}
-	budget := publisher.VerifyBudget{Period: 2 * time.Hour, Every: 10 * time.Minute} // 12 pushes per round
-	push := func() publisher.Result {
-		eng := e.engine()
-		eng.Rotation = budget
-		r := eng.Push(context.Background(), e.specs())[0]
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
-		return r
-	}
-	push()
-	m, _, _ := e.store.Manifest(ci.Seq)
-	// The last image in path order: the rotation reaches it late.
-	var img string
-	for _, ent := range m.Entries {
-		if strings.HasSuffix(ent.Path, ".jpg") {
-			img = ent.Path
-		}
-	}
-	web := e.servers[0].WebRoot()
-	p := filepath.Join(web, filepath.FromSlash(img))
-	orig, _ := os.ReadFile(p)
-	forged := bytes.Clone(orig)
-	copy(forged[len(forged)/2:], "MANIPULADA")
-	os.WriteFile(p, forged, 0o644)
-
-	rounds := int(budget.Period / budget.Every)
-	found, checked := 0, 0
-	for n := 1; n <= rounds && found == 0; n++ {
-		r := push()
-		checked += r.Verified
-		if len(r.Repaired) > 0 {
-			if strings.Join(r.Repaired, ",") != img {
-				t.Fatalf("push %d repaired %v, want %s", n, r.Repaired, img)
-			}
-			found = n
-		}
-	}
-	if found == 0 {
-		t.Fatalf("a same-size change of %s was not found within %d pushes (%d files of %d checked)", img, rounds, checked, len(m.Entries))
-	}
-	t.Logf("found and repaired at push %d of the %d the budget allows (%d files of %d read back)", found, rounds, checked, len(m.Entries))
-	if got, _ := os.ReadFile(p); !bytes.Equal(got, orig) {
-		t.Fatal("the image was not restored to its signed bytes")
-	}
-	e.checkTarget(web, ci.Seq)
-	v, err := status.Build(context.Background(), status.Source{Store: e.store, DB: e.db, Targets: []string{"difusor-1"}, MaxLag: time.Hour}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vr := v.Targets[0].Verify
-	if vr == nil || vr.Mismatches != 1 || strings.Join(vr.Repaired, ",") != img || !strings.Contains(v.Targets[0].Detail, "verify: 1 repaired") {
-		t.Errorf("status after the repair: %+v, detail %q", vr, v.Targets[0].Detail)
-	}
-}
-
-// TestFaultReconcileSameSizeOnSSHD: a difusor whose ack is garbage holds a
-// file of the cut at the right size with other bytes; reconciling it by
-// listing sends that file again instead of accepting it by its size.
-func TestFaultReconcileSameSizeOnSSHD(t *testing.T) {
-	e := newEnv(t, 1)
-	e.nextCut()
-	eng := e.engine()
-	requireOK(t, eng.Push(context.Background(), e.specs()), 1)
-	m, _, _ := e.store.Manifest(1)
-	var img string
-	for _, ent := range m.Entries {
-		if strings.HasSuffix(ent.Path, ".jpg") {
-			img = ent.Path
-			break
-		}
-	}
-	web := e.servers[0].WebRoot()
-	p := filepath.Join(web, filepath.FromSlash(img))
-	orig, _ := os.ReadFile(p)
-	forged := bytes.Clone(orig)
-	forged[0] ^= 0xff
-	os.WriteFile(p, forged, 0o644)
-	os.WriteFile(filepath.Join(web, ".prepcast", "ack.json"), []byte("{garbage"), 0o644)
-	ci := e.nextCut()
-	results := eng.Push(context.Background(), e.specs())
-	requireOK(t, results, ci.Seq)
-	if !results[0].Reconciled {
-		t.Fatal("not reconciled")
-	}
-	m2, _, _ := e.store.Manifest(ci.Seq)
-	if err := holds(web, m2); err != nil {
-		t.Fatalf("after reconciling: %v", err)
-	}
-}
-
-// rusageEnv, when set, makes this test binary a small wrapper that runs the
-// command in its arguments after "--" and writes the command's peak RSS
-// (bytes) to file descriptor 3 (see peakRSS).
-const rusageEnv = "PREPCAST_TEST_RUSAGE_WRAPPER"
-
-func init() {
-	if os.Getenv(rusageEnv) == "" {
-		return
-	}
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	c := exec.Command(args[0], args[1:]...)
-	c.Stdout, c.Stderr = os.Stdout, os.Stderr
-	c.Run()
-	ru, _ := c.ProcessState.SysUsage().(*syscall.Rusage)
-	report := os.NewFile(3, "rusage")
-	if ru != nil {
-		fmt.Fprintf(report, "%d\n", ru.Maxrss<<10) // kilobytes on Linux
-	}
-	report.Close()
-	os.Exit(c.ProcessState.ExitCode())
-}
-
-// peakRSS runs the command and returns its peak resident set in bytes and
-// its error. The kernel counts in a child's peak the parent's resident set
-// at the fork (Go forks sharing the parent's memory until exec, and exec
-// records the old address space's high-water mark), so the command is
-// started by a fresh copy of this test binary, before any test ran, whose
-// own few MB are the only floor.
-func peakRSS(t *testing.T, stdout, stderr *bytes.Buffer, name string, args ...string) (int64, error) {
+// runVerify runs "prepcast verify" and returns its exit code and output.
+func runVerify(t *testing.T, bin string, args ...string) (int, string) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	cmd := exec.Command(bin, append([]string{"verify"}, args...)...)
+	cmd.Env = append(os.Environ(), "LANG=C.UTF-8")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String()
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	cmd := exec.Command(self, append([]string{"-test.run=^$", "--", name}, args...)...)
-	cmd.Env = append(os.Environ(), rusageEnv+"=1")
-	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = stdout, stderr, []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	var rss int64
-	fmt.Fscan(r, &rss)
-	err = cmd.Wait()
-	if rss == 0 {
-		t.Fatalf("no peak RSS reported for %s %v", name, args)
-	}
-	return rss, err
+	t.Fatalf("run verify: %v", err)
+	return -1, ""
 }
 
-// TestStatusProbeMemoryOnHostileAck runs the built prepcast's "status
-// --probe" against a real sshd difusor whose ack.json is a 600 MB file, and
-// then a link to /dev/zero, and measures the process's peak RSS (rusage
-// Maxrss): it must stay under 100 MB and return promptly, with an error
-// naming the difusor and the file.
-func TestStatusProbeMemoryOnHostileAck(t *testing.T) {
+func writeKey(t *testing.T, pub []byte) string {
+	p := filepath.Join(t.TempDir(), "manifest.pub")
+	if err := os.WriteFile(p, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestVerifyRealNginx pushes real cuts over real sshd and checks with
+// "prepcast verify" what real nginx serves from that webroot, with the
+// documented rules: the exact site passes, a flipped byte, a missing image
+// or another key fail with 1 naming what differs, an unreachable site is 2.
+func TestVerifyRealNginx(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds prepcast")
+		t.Skip("builds and runs the prepcast command")
+	}
+	e := newEnv(t, 1)
+	for range 2 {
+		ci := e.nextCut()
+		requireOK(t, e.engine().Push(context.Background(), e.specs()), ci.Seq)
+	}
+	web := e.servers[0].WebRoot()
+	ng := nginxtest.Start(t, nginxtest.Options{Root: web})
+	bin := buildPrepcast(t)
+	key := writeKey(t, packager.EncodePublicKey(e.pub))
+
+	code, out := runVerify(t, bin, ng.URL, "--public-key", key, "--lang", "en")
+	if code != 0 || !strings.Contains(out, "Served cut: 2") || !strings.Contains(out, packager.Fingerprint(e.pub)) {
+		t.Fatalf("exact site: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "Warning") {
+		t.Errorf("the documented rules drew a warning:\n%s", out)
+	}
+	code, out = runVerify(t, bin, ng.URL, "--public-key", key, "--full")
+	if code != 0 || !strings.Contains(out, "RESULTADO: el sitio sirve exactamente") || !strings.Contains(out, "(tiempo del centro)") {
+		t.Fatalf("exact site, --full, Spanish by default: exit %d\n%s", code, out)
+	}
+	t.Logf("prepcast verify --full:\n%s", out)
+
+	// One flipped byte in a CSV, same size.
+	csv := filepath.Join(web, "datos", "PUE_GUB_2024.csv")
+	orig, err := os.ReadFile(csv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(orig)
+	flipped[len(flipped)/2] ^= 0x01
+	os.WriteFile(csv, flipped, 0o644)
+	code, out = runVerify(t, bin, ng.URL, "--public-key", key, "--lang", "en")
+	if code != 1 || !strings.Contains(out, "changed") || !strings.Contains(out, "datos/PUE_GUB_2024.csv") {
+		t.Errorf("flipped byte: exit %d\n%s", code, out)
+	}
+	os.WriteFile(csv, orig, 0o644)
+
+	// A missing image (found by --full).
+	m, _, _ := e.store.Manifest(2)
+	var img string
+	for _, en := range m.Entries {
+		if strings.HasSuffix(en.Path, ".jpg") {
+			img = en.Path
+			break
+		}
+	}
+	imgPath := filepath.Join(web, filepath.FromSlash(img))
+	os.Rename(imgPath, imgPath+".away")
+	code, out = runVerify(t, bin, ng.URL, "--public-key", key, "--full", "--lang", "en")
+	if code != 1 || !strings.Contains(out, "missing") || !strings.Contains(out, img) || !strings.Contains(out, "HTTP 404") {
+		t.Errorf("missing image: exit %d\n%s", code, out)
+	}
+	t.Logf("prepcast verify --full --lang en, an image removed:\n%s", out)
+	os.Rename(imgPath+".away", imgPath)
+
+	// Another key: bad signature.
+	other := writeKey(t, packager.EncodePublicKey(newKey(t)))
+	code, out = runVerify(t, bin, ng.URL, "--public-key", other, "--lang", "en")
+	if code != 1 || !strings.Contains(out, "Bad signature") {
+		t.Errorf("other key: exit %d\n%s", code, out)
+	}
+
+	// JSON output of the exact site.
+	code, out = runVerify(t, bin, ng.URL, "--public-key", key, "--json")
+	if code != 0 || !strings.Contains(out, `"files_checked"`) {
+		t.Errorf("--json: exit %d\n%s", code, out)
+	}
+
+	// Unreachable, and usage errors.
+	url := ng.URL
+	ng.Close()
+	if code, out := runVerify(t, bin, url, "--public-key", key); code != 2 {
+		t.Errorf("unreachable: exit %d\n%s", code, out)
+	}
+	if code, _ := runVerify(t, bin, url); code != 2 {
+		t.Errorf("no key: exit %d", code)
+	}
+}
+
+// TestVerifyWhilePushing runs the verifier in a loop against real nginx
+// while cycles push new cuts to the webroot it serves: a cut switching
+// under the verifier is never reported as a mismatch.
+func TestVerifyWhilePushing(t *testing.T) {
+	e := newEnv(t, 1)
+	ci := e.nextCut()
+	requireOK(t, e.engine().Push(context.Background(), e.specs()), ci.Seq)
+	ng := nginxtest.Start(t, nginxtest.Options{Root: e.servers[0].WebRoot()})
+	client := webfetch.New(webfetch.Options{UserAgent: "prepcast/test"})
+
+	var stop sync.WaitGroup
+	done := make(chan struct{})
+	var mu sync.Mutex
+	runs, retried := 0, 0
+	seen := map[int64]bool{}
+	var failure error
+	stop.Add(1)
+	go func() {
+		defer stop.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			rep, err := verify.Run(context.Background(), verify.Options{URL: ng.URL, PublicKey: e.pub, Client: client,
+				Full: true, Settle: 50 * time.Millisecond, Attempts: 20})
+			mu.Lock()
+			if err == nil && !rep.OK() {
+				err = errors.New("false mismatch: problem " + rep.Problem + " " + mismatchText(rep))
+			}
+			if err != nil && failure == nil {
+				failure = err
+			}
+			if err == nil {
+				runs++
+				seen[rep.Seq] = true
+				if rep.Attempts > 1 {
+					retried++
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	for range 6 {
+		ci := e.nextCut()
+		requireOK(t, e.engine().Push(context.Background(), e.specs()), ci.Seq)
+	}
+	close(done)
+	stop.Wait()
+	if failure != nil {
+		t.Fatal(failure)
+	}
+	if runs < 3 || len(seen) < 2 {
+		t.Fatalf("%d verifications across %d cuts: the test did not exercise anything", runs, len(seen))
+	}
+	t.Logf("%d full verifications across %d cuts while pushing, %d retried after a switch", runs, len(seen), retried)
+}
+
+func mismatchText(rep *verify.Report) string {
+	var b strings.Builder
+	for _, m := range rep.Mismatches {
+		b.WriteString(m.Path + " " + string(m.Kind) + "; ")
+	}
+	return b.String()
+}
+
+func newKey(t *testing.T) ed25519.PublicKey {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// TestStatusAckedNotServed: a difusor whose pointer file was written with
+// mode 0600 (a restrictive umask on its SFTP server) acknowledges the cut
+// over SFTP while real nginx, whose workers run as another user, answers
+// 403: status --probe says "acked, not served" and exits 1.
+func TestStatusAckedNotServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the prepcast command")
 	}
 	bin := buildPrepcast(t)
 	dir := t.TempDir()
-	src := filepath.Join(dir, "results")
+	src, stateDir := filepath.Join(dir, "results"), filepath.Join(dir, "state")
 	if out, err := exec.Command(bin, "keygen", "--out", filepath.Join(dir, "keys")).CombinedOutput(); err != nil {
-		t.Fatalf("keygen: %v %s", err, out)
+		t.Fatalf("keygen: %v\n%s", err, out)
 	}
 	s := sshdtest.Start(t, sshdtest.Options{})
+	ng := nginxtest.Start(t, nginxtest.Options{Root: s.WebRoot()})
 	cfg := filepath.Join(dir, "prepcast.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nstate_dir: %s\nsigning_key: %s\ntargets:\n  - {name: d1, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s}\n",
-		src, filepath.Join(dir, "state"), filepath.Join(dir, "keys", "manifest.key"), s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root())), 0o644)
-	newTreeGen(3).next(t, src)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("source: %s\nstate_dir: %s\nsigning_key: %s\nretry: {attempts: 2, base: 1s}\ntargets:\n"+
+		"  - {name: d1, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s, url: %q}\n",
+		src, stateDir, filepath.Join(dir, "keys", "manifest.key"), s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), ng.URL)), 0o644)
+	newTreeGen(5).next(t, src)
 	if out, err := exec.Command(bin, "cycle", "--config", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("cycle: %v\n%s", err, out)
 	}
-	var sink bytes.Buffer
-	if floor, err := peakRSS(t, &sink, &sink, "/bin/true"); err == nil {
-		t.Logf("floor of the measurement (the wrapper's own peak, with /bin/true): %.1f MB", float64(floor)/1e6)
-	}
-	ack := filepath.Join(s.WebRoot(), ".prepcast", "ack.json")
-	for _, kind := range []string{"600 MB ack.json", "ack.json -> /dev/zero"} {
-		os.Remove(ack)
-		if strings.HasPrefix(kind, "600") {
-			// Sparse: 600 MB for the SFTP server, no disk for the test.
-			f, err := os.Create(ack)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.Truncate(600 << 20)
-			f.Close()
-		} else if err := os.Symlink("/dev/zero", ack); err != nil {
+	status := func() (int, string) {
+		out, err := exec.Command(bin, "status", "--probe", "--config", cfg).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		var out, errOut bytes.Buffer
-		start := time.Now()
-		rss, err := peakRSS(t, &out, &errOut, bin, "status", "--probe", "--json", "--config", cfg)
-		took := time.Since(start)
-		t.Logf("%s: status --probe peak RSS %.1f MB, %v, exit %v", kind, float64(rss)/1e6, took.Round(time.Millisecond), err)
-		if rss > 100e6 {
-			t.Errorf("%s: status --probe peak RSS %.1f MB, want at most 100 MB", kind, float64(rss)/1e6)
-		}
-		if took > 30*time.Second {
-			t.Errorf("%s: status --probe took %v", kind, took)
-		}
-		var v status.View
-		if jerr := json.Unmarshal(out.Bytes(), &v); jerr != nil {
-			t.Fatalf("%s: status output: %v\n%s\n%s", kind, jerr, out.String(), errOut.String())
-		}
-		p := v.Targets[0].Probe
-		if err == nil || p == nil || p.Agrees || !strings.Contains(p.Error, "d1") || !strings.Contains(p.Error, publisher.AckPath) {
-			t.Errorf("%s: exit %v, probe %+v; want a disagreement naming d1 and %s", kind, err, p, publisher.AckPath)
-		}
+		return 0, string(out)
 	}
-	os.Remove(ack)
+	if code, out := status(); code != 0 || !strings.Contains(out, "SERVED") || strings.Contains(out, "not served") {
+		t.Fatalf("site serving its cut: exit %d\n%s", code, out)
+	}
+	if err := os.Chmod(filepath.Join(s.WebRoot(), "json", "main.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out := status()
+	if code != 1 || !strings.Contains(out, "acked, not served: 403 on json/main.json") {
+		t.Fatalf("0600 pointer: exit %d\n%s", code, out)
+	}
+	t.Logf("status --probe:\n%s", out)
 }

@@ -252,6 +252,9 @@ func TestCutRefusesBadTrees(t *testing.T) {
 		{"reserved dir", func(t *testing.T, root string) {
 			writeTree(t, root, map[string][]byte{".prepcast/ack.json": []byte("{}")})
 		}, `.prepcast`},
+		{"reserved public proof dir", func(t *testing.T, root string) {
+			writeTree(t, root, map[string][]byte{".well-known/prepcast/index.json": []byte("{}")})
+		}, `.well-known/prepcast/`},
 		{"unreadable", func(t *testing.T, root string) {
 			p := filepath.Join(root, "json", "secret.json")
 			os.WriteFile(p, []byte("x"), 0o000)

@@ -3,7 +3,9 @@ package packager
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -132,4 +134,16 @@ func ParsePublicKey(data []byte) (ed25519.PublicKey, error) {
 func EncodePublicKey(pub ed25519.PublicKey) []byte {
 	der, _ := x509.MarshalPKIXPublicKey(pub) // cannot fail for ed25519
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// Fingerprint returns the fingerprint of a public key as prepcast shows it
+// everywhere (key, keygen, verify, reports): "SHA256:" and the lower-case
+// hex SHA-256 of the key's PKIX DER encoding, which anyone can recompute
+// from the published PEM file with
+//
+//	openssl pkey -pubin -in manifest.pub -outform DER | sha256sum
+func Fingerprint(pub ed25519.PublicKey) string {
+	der, _ := x509.MarshalPKIXPublicKey(pub) // cannot fail for ed25519
+	sum := sha256.Sum256(der)
+	return "SHA256:" + hex.EncodeToString(sum[:])
 }

@@ -95,6 +95,9 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if ack != nil && ack.Seq == c.m.Seq {
 		// Already there: only retire what is due.
 		st.AlreadyHad, st.FromSeq = true, ack.Seq
+		if err := r.publishProof(ctx, c, ack.Seq); err != nil { // proof.go
+			return nil, st, err
+		}
 		keep, due := r.planRetire(ack.Retired, c.m, nil, now)
 		if len(due) == 0 {
 			return ack, st, nil
@@ -136,6 +139,15 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		need += e.Size
 	}
 	if err := r.checkSpace(ctx, need); err != nil {
+		return nil, st, err
+	}
+	// The cut's public proof goes up before anything of it is committed,
+	// in both modes (proof.go).
+	var acked int64
+	if ack != nil {
+		acked = ack.Seq
+	}
+	if err := r.publishProof(ctx, c, acked); err != nil {
 		return nil, st, err
 	}
 	// Package mode, for a delta from the acknowledged cut or a first push

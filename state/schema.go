@@ -71,6 +71,24 @@ CREATE TABLE checks (
 ) STRICT;
 CREATE INDEX checks_by_target ON checks (target, at_ns);
 `,
+	// 3: what each difusor's public site served when it was checked over HTTP.
+	`
+CREATE TABLE served (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT,
+	target          TEXT NOT NULL,
+	at_ns           INTEGER NOT NULL,
+	seq             INTEGER NOT NULL,          -- 0: no signed cut served
+	cut_id          TEXT NOT NULL DEFAULT '',
+	manifest_sha256 TEXT NOT NULL DEFAULT '',
+	ok              INTEGER NOT NULL,          -- 1: exactly that signed cut
+	checked         INTEGER NOT NULL DEFAULT 0,
+	mismatches      INTEGER NOT NULL DEFAULT 0,
+	http_errors     INTEGER NOT NULL DEFAULT 0,
+	problem         TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX served_by_target ON served (target, id);
+CREATE INDEX served_by_time ON served (at_ns);
+`,
 }
 
 // schemaVersion is the user_version this code reads and writes.

@@ -975,3 +975,42 @@ func TestTotalsByTarget(t *testing.T) {
 		t.Fatalf("totals %+v", got)
 	}
 }
+
+func TestServedHistory(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	t0 := time.Date(2024, 6, 3, 2, 0, 0, 0, time.UTC)
+	for i, s := range []Served{
+		{Target: "a", At: t0, Seq: 3, CutID: "x", OK: true, Checked: 10},
+		{Target: "b", At: t0, Problem: "403 on json/main.json", HTTPErrors: 1},
+		{Target: "a", At: t0.Add(time.Minute), Seq: 4, CutID: "y", Mismatches: 2, Problem: "2 files differ"},
+	} {
+		if err := db.AddServed(ctx, s); err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	latest, err := db.LatestServed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := latest["a"]; a.Seq != 4 || a.OK || a.Mismatches != 2 || !a.At.Equal(t0.Add(time.Minute)) {
+		t.Errorf("latest for a: %+v", a)
+	}
+	if b := latest["b"]; b.Seq != 0 || b.Problem != "403 on json/main.json" || b.HTTPErrors != 1 {
+		t.Errorf("latest for b: %+v", b)
+	}
+	hist, err := db.ServedSince(ctx, t0.Add(time.Second))
+	if err != nil || len(hist) != 1 || hist[0].Seq != 4 {
+		t.Errorf("since: %v %+v", err, hist)
+	}
+	if err := db.PruneServed(ctx, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if hist, _ := db.ServedSince(ctx, time.Time{}); len(hist) != 1 {
+		t.Errorf("after prune %d rows", len(hist))
+	}
+}

@@ -33,13 +33,19 @@ var (
 	descVerified   = prometheus.NewDesc("prepcast_target_verified_files_total", "Files of the target read back and hashed by verification.", []string{"target"}, nil)
 	descMismatches = prometheus.NewDesc("prepcast_target_verify_mismatches_total", "Files verification found missing or different from the signed cut on the target.", []string{"target"}, nil)
 	descPending    = prometheus.NewDesc("prepcast_target_verify_pending_files", "Files found differing on the target and not repaired yet.", []string{"target"}, nil)
+	descServedSeq  = prometheus.NewDesc("prepcast_target_served_seq", "Cut the target's public site served at its last check over HTTP (0: none).", []string{"target"}, nil)
+	descServedOK   = prometheus.NewDesc("prepcast_target_served_ok", "1 when the last check found the site serving exactly a signed cut.", []string{"target"}, nil)
+	descServedHTTP = prometheus.NewDesc("prepcast_target_served_http_errors", "HTTP errors (non-200 answers, failed transfers) at the last check of the public site.", []string{"target"}, nil)
+	descServedMism = prometheus.NewDesc("prepcast_target_served_mismatches", "Files that differed from the signed cut at the last check of the public site.", []string{"target"}, nil)
+	descNotServed  = prometheus.NewDesc("prepcast_target_acked_not_served", "1 when the target acknowledges a cut its public site does not serve.", []string{"target"}, nil)
 	descUp         = prometheus.NewDesc("prepcast_status_up", "1 when the status could be read.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLatestSeq, descLatestTime, descAcked, descLagCuts, descLagSeconds, descBehind,
-		descState, descBytes, descFailures, descAttempts, descDuration, descVerified, descMismatches, descPending, descUp} {
+		descState, descBytes, descFailures, descAttempts, descDuration, descVerified, descMismatches, descPending, descUp,
+		descServedSeq, descServedOK, descServedHTTP, descServedMism, descNotServed} {
 		ch <- d
 	}
 }
@@ -67,8 +73,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLagCuts, prometheus.GaugeValue, float64(t.LagCuts), t.Name)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, t.LagSeconds, t.Name)
 		ch <- prometheus.MustNewConstMetric(descBehind, prometheus.GaugeValue, b2f(t.Behind), t.Name)
-		for _, s := range []string{StateOK, StatePushing, StateRetrying, StateFailing, StateInterrupted, StateBehind, StateNever} {
+		for _, s := range []string{StateOK, StatePushing, StateRetrying, StateFailing, StateInterrupted, StateBehind, StateNever, StateNotServed} {
 			ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, b2f(t.State == s), t.Name, s)
+		}
+		if s := t.Served; s != nil {
+			ch <- prometheus.MustNewConstMetric(descServedSeq, prometheus.GaugeValue, float64(s.Seq), t.Name)
+			ch <- prometheus.MustNewConstMetric(descServedOK, prometheus.GaugeValue, b2f(s.OK), t.Name)
+			ch <- prometheus.MustNewConstMetric(descServedHTTP, prometheus.GaugeValue, float64(s.HTTPErrors), t.Name)
+			ch <- prometheus.MustNewConstMetric(descServedMism, prometheus.GaugeValue, float64(s.Mismatches), t.Name)
+			ch <- prometheus.MustNewConstMetric(descNotServed, prometheus.GaugeValue, b2f(t.NotServed), t.Name)
 		}
 		tot := totals[t.Name]
 		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(tot.Bytes), t.Name)

@@ -38,10 +38,18 @@ func (v *View) writeTable(w io.Writer, zone *time.Location, verbose bool) error 
 			v.Latest.Seq, v.Latest.ID, secs(v.Latest.AgeSeconds), v.Counts.Targets, v.Counts.Acked, v.Counts.Pushing,
 			v.Counts.Retrying, v.Counts.Failing, v.Counts.Behind, secs(v.MaxLagSeconds))
 	}
+	if v.Counts.NotServed > 0 {
+		fmt.Fprintf(w, "%d acked but not served by their public site\n", v.Counts.NotServed)
+	}
 	var names []string
 	full := map[string]string{}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK\tCAUSE")
+	served := v.anyServed() // the SERVED column, once sites are checked over HTTP
+	if served {
+		fmt.Fprintln(tw, "TARGET\tACKED\tSERVED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK\tCAUSE")
+	} else {
+		fmt.Fprintln(tw, "TARGET\tACKED\tLAG\tSTATE\tMB/S\tSENT (CUT)\tLAST ACK\tCAUSE")
+	}
 	for _, t := range v.Targets {
 		acked, lastAck := "-", "-"
 		if t.AckedSeq > 0 {
@@ -87,6 +95,9 @@ func (v *View) writeTable(w io.Writer, zone *time.Location, verbose bool) error 
 		}
 		if cause == "" {
 			cause = "-"
+		}
+		if served {
+			acked += "\t" + t.servedCell()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, acked, lag, detail, rate, sent, lastAck, cause)
 	}

@@ -51,6 +51,9 @@ type Counts struct {
 	Retrying int `json:"retrying"` // waiting to try again
 	Failing  int `json:"failing"`  // the last push gave up
 	Behind   int `json:"behind"`   // lag over max_lag
+	// NotServed counts targets that acknowledge a cut their public site
+	// does not serve exactly (see [View.ApplyServed]).
+	NotServed int `json:"not_served"`
 }
 
 // States a target can be in.
@@ -94,6 +97,10 @@ type Target struct {
 	// LastCheck is the latest "prepcast check" of the difusor; nil if it was
 	// never checked.
 	LastCheck *LastCheck `json:"last_check,omitempty"`
+	// Served is the public site's last check over HTTP; NotServed is set
+	// when the site, checked since the ack, does not serve the acked cut.
+	Served    *Served `json:"served,omitempty"`
+	NotServed bool    `json:"acked_not_served"`
 
 	words string // Detail without the error's cause, which a table shows apart
 }
@@ -235,6 +242,11 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 		v.Targets = append(v.Targets, t)
 	}
 	sort.SliceStable(v.Targets, func(i, j int) bool { return worse(v.Targets[i], v.Targets[j]) })
+	if src.DB != nil {
+		if served, err := src.DB.LatestServed(ctx); err == nil {
+			v.ApplyServed(served)
+		}
+	}
 	v.Counts.Targets = len(v.Targets)
 	for _, t := range v.Targets {
 		switch {
@@ -338,7 +350,7 @@ func describe(t *Target, p state.Progress, now time.Time) {
 }
 
 // severity orders states from worst to best.
-var severity = map[string]int{StateFailing: 0, StateInterrupted: 1, StateRetrying: 2, StateNever: 3, StateBehind: 4, StatePushing: 5, StateOK: 6}
+var severity = map[string]int{StateFailing: 0, StateNotServed: 1, StateInterrupted: 1, StateRetrying: 2, StateNever: 3, StateBehind: 4, StatePushing: 5, StateOK: 6}
 
 func worse(a, b Target) bool {
 	if a.Behind != b.Behind {
@@ -353,8 +365,9 @@ func worse(a, b Target) bool {
 	return a.Name < b.Name
 }
 
-// AllWithinMaxLag reports whether no target lags more than max_lag.
-func (v *View) AllWithinMaxLag() bool { return v.Counts.Behind == 0 }
+// AllWithinMaxLag reports whether no target lags more than max_lag, and
+// none acknowledges a cut its public site does not serve.
+func (v *View) AllWithinMaxLag() bool { return v.Counts.Behind == 0 && v.Counts.NotServed == 0 }
 
 // ShortCause shortens an error chain to its last parts, at most n bytes,
 // cut at a ": " boundary: "push …: sftp d2: dial tcp 127.0.0.1:22: connect:

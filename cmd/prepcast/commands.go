@@ -29,7 +29,7 @@ var commands = map[string]*command{}
 
 // helpOrder is the order help lists the commands in; commands not named
 // here follow in alphabetical order.
-var helpOrder = []string{"keygen", "cut", "cuts", "package", "push", "cycle", "run", "status", "check", "list", "apply", "gen", "demo", "version", "help"}
+var helpOrder = []string{"keygen", "key", "cut", "cuts", "package", "push", "cycle", "run", "status", "verify", "report", "check", "list", "apply", "gen", "demo", "version", "help"}
 
 // register adds a command. A command in its own file registers itself in
 // an init function:

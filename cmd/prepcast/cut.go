@@ -28,6 +28,10 @@ func cmdKeygen(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (private, keep it on the publisher; set signing_key to it)\nwrote %s (public, give it to anyone who verifies cuts)\n", priv, pub)
+	if k, err := packager.LoadPublicKey(pub); err == nil {
+		fmt.Fprintln(stdout)
+		printPublicKey(stdout, k)
+	}
 	return nil
 }
 

@@ -150,6 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue *usageError
 	var ce *config.Error
+	var unreachable *unreachableError
 	switch {
 	case err == nil:
 		return exitOK
@@ -162,6 +163,8 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "prepcast: %v\n\n", err)
 		writeUsage(stderr)
 		return exitUsage
+	case errors.As(err, &unreachable):
+		return exitUsage // verify printed why
 	case errors.As(err, &ce), errors.Is(err, errConfig):
 		fmt.Fprintln(stderr, "prepcast:", err)
 		return exitUsage

@@ -84,6 +84,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// One connection per difusor for the whole night, not one per cut.
 	pool := newTargetPool(c, log)
 	defer pool.Close()
+	public := newPublicWatch(c, log) // watch.go
 	r := &schedule.Runner{
 		Plan:    plan,
 		Trigger: trigger,
@@ -112,6 +113,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			if errors.Is(err, errFailed) {
 				err = nil // reported per target; the schedule goes on
 			}
+			public.afterCycle(ctx) // what the public sees, and the public page
 			return errors.Join(cutErr, err)
 		},
 	}

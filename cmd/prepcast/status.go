@@ -114,6 +114,10 @@ func statusView(ctx context.Context, c *config.Config, now time.Time, probe bool
 		for _, t := range opened {
 			t.Close()
 		}
+		// And what each public site serves (watch.go).
+		if served, err := probePublic(ctx, c); err == nil && served != nil {
+			v.ApplyServed(served)
+		}
 	}
 	return v, nil
 }

@@ -38,12 +38,22 @@ const (
 )
 
 // DifusorRules are the server-block directives the README and the difusor's
-// guide tell a difusor to add: json/main.json is never cached, and
-// prepcast's private directory is not served. Tests serve webroots with
-// exactly these rules, so the documented snippet is the tested one.
+// guide tell a difusor to add: json/main.json and the proof index are never
+// cached, the published proof of each cut (.well-known/prepcast/) is served
+// even where a rule hides dot-directories (its cut files never change, so
+// they may be cached for good), and prepcast's private directory is not
+// served. Tests serve webroots with exactly these rules, so the documented
+// snippet is the tested one.
 const DifusorRules = `location = /json/main.json {
     add_header Cache-Control "no-cache, no-store, must-revalidate" always;
     expires off;
+}
+location = /.well-known/prepcast/index.json {
+    add_header Cache-Control "no-cache, no-store, must-revalidate" always;
+    expires off;
+}
+location ^~ /.well-known/prepcast/cuts/ {
+    add_header Cache-Control "public, max-age=31536000, immutable" always;
 }
 location ^~ /.prepcast/ { deny all; }
 `

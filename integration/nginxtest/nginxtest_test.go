@@ -23,6 +23,9 @@ func TestServesWithDifusorRules(t *testing.T) {
 	must(os.MkdirAll(filepath.Join(root, ".prepcast"), 0o755))
 	must(os.WriteFile(filepath.Join(root, "json/main.json"), []byte(`{"cut":1}`), 0o644))
 	must(os.WriteFile(filepath.Join(root, ".prepcast/ack.json"), []byte(`{}`), 0o644))
+	must(os.MkdirAll(filepath.Join(root, ".well-known/prepcast/cuts"), 0o755))
+	must(os.WriteFile(filepath.Join(root, ".well-known/prepcast/index.json"), []byte(`{"cuts":[]}`), 0o644))
+	must(os.WriteFile(filepath.Join(root, ".well-known/prepcast/cuts/000001-ab.sig"), []byte("ed25519 x\n"), 0o644))
 	must(os.WriteFile(filepath.Join(root, "private.csv"), []byte("x"), 0o600))
 	s := Start(t, Options{Root: root})
 
@@ -39,6 +42,13 @@ func TestServesWithDifusorRules(t *testing.T) {
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-cache, no-store, must-revalidate" {
 		t.Errorf("main.json Cache-Control %q", cc)
+	}
+	resp, body = get(".well-known/prepcast/index.json")
+	if resp.StatusCode != 200 || body != `{"cuts":[]}` || resp.Header.Get("Cache-Control") != "no-cache, no-store, must-revalidate" {
+		t.Errorf("proof index: %d %q, Cache-Control %q", resp.StatusCode, body, resp.Header.Get("Cache-Control"))
+	}
+	if resp, body := get(".well-known/prepcast/cuts/000001-ab.sig"); resp.StatusCode != 200 || body != "ed25519 x\n" {
+		t.Errorf("proof signature: %d %q", resp.StatusCode, body)
 	}
 	if resp, _ := get(".prepcast/ack.json"); resp.StatusCode != 403 {
 		t.Errorf(".prepcast/ack.json: %d, want 403", resp.StatusCode)

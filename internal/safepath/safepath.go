@@ -18,6 +18,12 @@ const MaxLen = 1024
 // target (acknowledgements, staging). A results tree may not use it.
 const Reserved = ".prepcast"
 
+// PublicReserved is the directory that prepcast keeps for the public proof of
+// each cut (signed manifests and their index, RFC 8615 well-known URIs). Unlike
+// [Reserved] it is served by the difusor's web server. A results tree may not
+// use it; other names below ".well-known/" stay free.
+const PublicReserved = ".well-known/prepcast"
+
 // ErrInvalid is wrapped by every error [Check] returns.
 var ErrInvalid = errors.New("invalid path")
 
@@ -59,13 +65,22 @@ func Check(rel string) error {
 	if rel == Reserved || strings.HasPrefix(rel, Reserved+"/") {
 		return bad("inside " + Reserved + "/, which prepcast reserves on targets")
 	}
+	if rel == PublicReserved || strings.HasPrefix(rel, PublicReserved+"/") {
+		return bad("inside " + PublicReserved + "/, which prepcast reserves for the published proof of each cut")
+	}
 	return nil
 }
 
-// CheckInternal is like [Check] but also accepts paths inside [Reserved]; it
-// is for prepcast's own files on a target.
+// CheckInternal is like [Check] but also accepts paths inside [Reserved] and
+// [PublicReserved]; it is for prepcast's own files on a target.
 func CheckInternal(rel string) error {
-	if rel == Reserved {
+	if rel == Reserved || rel == PublicReserved {
+		return nil
+	}
+	if strings.HasPrefix(rel, PublicReserved+"/") {
+		if err := Check("x" + rel[len(PublicReserved):]); err != nil {
+			return fmt.Errorf("%w %q", ErrInvalid, rel)
+		}
 		return nil
 	}
 	if strings.HasPrefix(rel, Reserved+"/") {

@@ -34,6 +34,10 @@ func TestCheck(t *testing.T) {
 		{"\xff\xfe.json", false},
 		{".prepcast", false},
 		{".prepcast/ack.json", false},
+		{".well-known/prepcast", false},
+		{".well-known/prepcast/index.json", false},
+		{".well-known/security.txt", true},
+		{".well-known/prepcastx", true},
 		{strings.Repeat("a", MaxLen+1), false},
 	}
 	for _, tt := range tests {
@@ -48,12 +52,12 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckInternal(t *testing.T) {
-	for _, ok := range []string{".prepcast", ".prepcast/ack.json", ".prepcast/staging/abc", "json/main.json"} {
+	for _, ok := range []string{".prepcast", ".prepcast/ack.json", ".prepcast/staging/abc", "json/main.json", ".well-known/prepcast/cuts/000001-ab.json"} {
 		if err := CheckInternal(ok); err != nil {
 			t.Errorf("CheckInternal(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{".prepcast/../../etc", ".prepcast//x", "/.prepcast/x", ".prepcast/\x01"} {
+	for _, bad := range []string{".prepcast/../../etc", ".prepcast//x", "/.prepcast/x", ".prepcast/\x01", ".well-known/prepcast/../../x", ".well-known/prepcast//x"} {
 		if err := CheckInternal(bad); err == nil {
 			t.Errorf("CheckInternal(%q) accepted", bad)
 		}
