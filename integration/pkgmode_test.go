@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prepcast/prepcast/applyproto"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
@@ -77,7 +78,7 @@ func TestPackageModeOverSSH(t *testing.T) {
 
 	// A server that runs only SFTP answers the command with an SFTP server.
 	r = eng.Push(context.Background(), spec(&publisher.TargetSpec{Target: e.targets[1], Apply: apply}))[0]
-	if r.Err == nil || !strings.Contains(r.Err.Error(), "does not speak "+publisher.ApplyFormat) || r.Attempts != 1 {
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "does not speak "+applyproto.Format) || r.Attempts != 1 {
 		t.Fatalf("SFTP-only server: err = %v after %d attempts; want a permanent protocol error", r.Err, r.Attempts)
 	}
 	if _, err := os.Stat(filepath.Join(e.servers[1].WebRoot(), "json", "main.json")); err == nil {
