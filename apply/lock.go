@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,9 +40,12 @@ func LockRoot(ctx context.Context, root string, wait time.Duration) (unlock func
 		return nil, fmt.Errorf("apply: %w", err)
 	}
 	name := filepath.Join(root, LockPath)
+	if fi, err := r.Lstat(LockPath); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("apply: %s is a symbolic link; prepcast never follows it: remove it", name)
+	}
 	f, err := r.OpenFile(LockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
+		if errors.Is(err, unix.ELOOP) || strings.Contains(err.Error(), "escapes") {
 			return nil, fmt.Errorf("apply: %s is a symbolic link; prepcast never follows it: remove it", name)
 		}
 		return nil, fmt.Errorf("apply: lock: %w", err)

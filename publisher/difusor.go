@@ -83,10 +83,15 @@ func (d *Difusor) Commit(ctx context.Context, files []Staged, m *packager.Manife
 	for i, f := range files {
 		plan[i] = f.s
 	}
-	if err := r.flushStaged(ctx, plan); err != nil {
+	if err := d.checkStaged(ctx, plan); err != nil {
 		return err
 	}
-	if err := d.checkStaged(ctx, plan); err != nil {
+	if err := r.flushStaged(ctx, plan); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if cerr := d.checkStaged(ctx, plan); cerr != nil {
+				return cerr
+			}
+		}
 		return err
 	}
 	var ptrs, rest []staged
