@@ -215,4 +215,3 @@ func (c *cycler) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
-
