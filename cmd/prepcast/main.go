@@ -114,7 +114,8 @@ Usage:
   prepcast run      [--config F]                      daemon: the configured schedule, /metrics, /status
   prepcast status   [--config F] [--json] [--watch] [--probe]
                                                       per-target lag; exit 1 if over max_lag
-  prepcast apply    --root DIR [--public-key F]       on a difusor: apply the package on stdin
+  prepcast apply    --root DIR --public-key F | --trust-on-first-use [--retention D]
+                                                      on a difusor: apply the package on stdin
                                                       (what mode: exec targets run over SSH)
   prepcast demo     [--cuts N] [--difusores N] [--keep]   local difusores, a replayed election night
   prepcast version
