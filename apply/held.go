@@ -91,7 +91,7 @@ func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxM
 	}
 	st, err := parseHeldState(data)
 	if err != nil {
-		log.Warn("difusor's record unreadable; the next package must bring the whole cut", zap.String("path", HeldStatePath), zap.Error(err))
+		log.Warn("difusor's record unreadable; the next package must bring the whole cut", zap.String("path", HeldStatePath), zap.String("error", termsafe.String(err.Error())))
 		h.why = "record unreadable: " + err.Error()
 		return h, nil
 	}
@@ -121,7 +121,7 @@ func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxM
 	}
 	if err != nil {
 		h.why = "kept manifest unusable: " + err.Error()
-		log.Warn("kept signed manifest unusable; the next package must bring the whole cut", zap.String("manifest", st.Manifest), zap.Error(err))
+		log.Warn("kept signed manifest unusable; the next package must bring the whole cut", zap.String("manifest", st.Manifest), zap.String("error", termsafe.String(err.Error())))
 		return h, nil
 	}
 	h.m, h.sig = m, sig
@@ -193,13 +193,13 @@ func readAck(ctx context.Context, t targets.Target, log *zap.Logger) *publisher.
 	data, err := t.ReadFile(ctx, publisher.AckPath)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			log.Warn("read ack", zap.Error(err))
+			log.Warn("read ack", zap.String("error", termsafe.String(err.Error())))
 		}
 		return nil
 	}
 	a, err := publisher.ParseAck(data)
 	if err != nil {
-		log.Warn("ack unreadable", zap.Error(err))
+		log.Warn("ack unreadable", zap.String("error", termsafe.String(err.Error())))
 		return nil
 	}
 	return a

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"sort"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -167,6 +166,3 @@ func (d *Difusor) DeleteRetired(ctx context.Context, due, keep []Retired, m *pac
 
 // CleanStaging removes the staging directory and whatever it holds.
 func (d *Difusor) CleanStaging(ctx context.Context) { d.r.cleanStaging(ctx) }
-
-// IsStagingPath reports whether p is inside the staging directory.
-func IsStagingPath(p string) bool { return p == StagingDir || strings.HasPrefix(p, StagingDir+"/") }
