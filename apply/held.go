@@ -81,15 +81,16 @@ func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxM
 	if a := readAck(ctx, t, log); a != nil {
 		h.raise(a.Seq, a.Manifest)
 	}
-	data, err := t.ReadFile(ctx, HeldStatePath)
+	data, err := readSmall(ctx, t, HeldStatePath, maxHeldState)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		h.why = "no signed manifest kept (first apply, or a root an older prepcast wrote)"
 		return h, nil
-	case err != nil:
-		return nil, fmt.Errorf("read %s: %w", HeldStatePath, err)
 	}
-	st, err := parseHeldState(data)
+	var st *heldState
+	if err == nil {
+		st, err = parseHeldState(data)
+	}
 	if err != nil {
 		log.Warn("difusor's record unreadable; the next package must bring the whole cut", zap.String("path", HeldStatePath), zap.String("error", termsafe.String(err.Error())))
 		h.why = "record unreadable: " + err.Error()
@@ -101,13 +102,10 @@ func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxM
 		h.why = "no institute key trusted yet"
 		return h, nil
 	}
-	mb, err := t.ReadFile(ctx, heldManifestPath(st.Manifest))
-	if err == nil && int64(len(mb)) > maxManifest {
-		err = fmt.Errorf("%d bytes, more than %d", len(mb), maxManifest)
-	}
+	mb, err := readSmall(ctx, t, heldManifestPath(st.Manifest), maxManifest)
 	var sig []byte
 	if err == nil {
-		sig, err = t.ReadFile(ctx, heldSignaturePath(st.Manifest))
+		sig, err = readSmall(ctx, t, heldSignaturePath(st.Manifest), maxSignature)
 	}
 	if err == nil && packager.Hash(mb) != st.Manifest {
 		err = errors.New("content does not match its name")
@@ -188,9 +186,41 @@ func checkDeletable(p string) error {
 	return nil
 }
 
+// maxAck bounds the ack apply reads (it matters only for a root an older
+// prepcast wrote; the record and the kept manifest are what apply trusts).
+const maxAck = 4 << 20
+
+// readSmall reads the regular file p of at most max bytes, checking its
+// size before reading it: a file planted larger, or a symbolic link, is an
+// error, never read into memory.
+func readSmall(ctx context.Context, t targets.Target, p string, max int64) ([]byte, error) {
+	size, link := int64(-1), false
+	err := t.Walk(ctx, p, func(fi targets.FileInfo) error {
+		if fi.Path == p {
+			size, link = fi.Size, fi.Symlink
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case link:
+		return nil, fmt.Errorf("%s is a symbolic link", p)
+	case size < 0:
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	case size > max:
+		return nil, fmt.Errorf("%s has %d bytes, more than the %d expected", p, size, max)
+	}
+	data, err := t.ReadFile(ctx, p)
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("%s has %d bytes, more than the %d expected", p, len(data), max)
+	}
+	return data, err
+}
+
 // readAck returns the root's ack, nil when it has none or it is unreadable.
 func readAck(ctx context.Context, t targets.Target, log *zap.Logger) *publisher.Ack {
-	data, err := t.ReadFile(ctx, publisher.AckPath)
+	data, err := readSmall(ctx, t, publisher.AckPath, maxAck)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Warn("read ack", zap.String("error", termsafe.String(err.Error())))

@@ -51,7 +51,7 @@ func (o *Options) trustedKey(ctx context.Context) (ed25519.PublicKey, error) {
 	if !o.TrustOnFirstUse {
 		return nil, nil
 	}
-	data, err := o.Target.ReadFile(ctx, PinnedKeyPath)
+	data, err := readSmall(ctx, o.Target, PinnedKeyPath, 4<<10)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil

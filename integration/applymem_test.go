@@ -91,7 +91,25 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 		size    int64
 		raw     io.Reader // stdin as is, no request line
 		refusal string
+		prep    func(t *testing.T, root string)
 	}{
+		{name: "a 1 GB ack.json and the record linked to /dev/zero", pkg: bytes.NewReader(garbage), refusal: "bad-package", prep: func(t *testing.T, root string) {
+			dir := filepath.Join(root, ".prepcast", "held")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, "state.json")); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Create(filepath.Join(root, ".prepcast", "ack.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(1 << 30); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "request line of 100 MB", raw: io.LimitReader(repeat('x'), 100<<20), refusal: "too long"},
 		{name: "metadata members claiming 256 MiB each", pkg: bytes.NewReader(enc.EncodeAll(tarOf(
 			tarMember{packager.PkgManifest, 256 << 20, nil}), nil)), refusal: "bad-package"},
@@ -110,6 +128,9 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
+			if tc.prep != nil {
+				tc.prep(t, root)
+			}
 			args := append([]string{"apply", "--root", root}, tc.args...)
 			if len(tc.args) == 0 {
 				args = append(args, "--public-key", pubFile)
