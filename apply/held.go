@@ -78,8 +78,9 @@ type held struct {
 // then bring every file, and nothing is deleted.
 func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxManifest int64, log *zap.Logger) (*held, error) {
 	h := &held{}
-	if a := readAck(ctx, t, log); a != nil {
-		h.raise(a.Seq, a.Manifest)
+	ack := readAck(ctx, t, log)
+	if ack != nil {
+		h.raise(ack.Seq, ack.Manifest)
 	}
 	data, err := readSmall(ctx, t, HeldStatePath, maxHeldState)
 	switch {
@@ -124,6 +125,12 @@ func loadHeld(ctx context.Context, t targets.Target, key ed25519.PublicKey, maxM
 	}
 	h.m, h.sig = m, sig
 	h.raise(m.Seq, st.Manifest)
+	if ack != nil && (ack.Seq != st.Seq || ack.Manifest != st.Manifest) {
+		// Something else (a push over SFTP) wrote the root since.
+		h.why = fmt.Sprintf("the ack names cut %d, the kept signed manifest cut %d: the root was written by other means", ack.Seq, st.Seq)
+		log.Warn("the ack and the kept signed manifest disagree; the next package must bring the whole cut", zap.Int64("ack_seq", ack.Seq), zap.Int64("kept_seq", st.Seq))
+		return h, nil
+	}
 	missing, err := missingFiles(ctx, t, m, nil, nil)
 	if err != nil {
 		return nil, err

@@ -625,3 +625,29 @@ func TestLostFileNeedsTheWholeCut(t *testing.T) {
 	}
 	sameTree(t, "cut 2", tree(t, h.dir), h.cut2(t))
 }
+
+// A root whose ack another push (over SFTP) rewrote since apply kept its
+// manifest: apply vouches for no cut, so a delta cannot complete it and the
+// whole cut does.
+func TestAckWrittenByOtherMeansNeedsTheWholeCut(t *testing.T) {
+	h := newHostile(t)
+	m2, mb2, sig2 := h.f.manifest(2)
+	a := &publisher.Ack{Format: publisher.AckFormat, Seq: 2, ID: m2.ID, Manifest: packager.Hash(mb2), Signature: packager.SignatureBase64(sig2), Time: time.Now()}
+	if err := os.WriteFile(filepath.Join(h.dir, publisher.AckPath), a.Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.f.cut()
+	oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.pub), craft(t, cutMembers(t, h.f, 2, 3)))
+	if oc.hello.AckSeq != 0 || oc.res.Code != applyproto.Incomplete {
+		t.Fatalf("greeting acks %d; code %q: %s", oc.hello.AckSeq, oc.res.Code, oc.res.Error)
+	}
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.pub), craft(t, cutMembers(t, h.f, 0, 3))); oc.err != nil {
+		t.Fatal(oc.err)
+	}
+	got := tree(t, h.dir)
+	for p, b := range cutTree(t, h.f, 3, nil) {
+		if got[p] != b {
+			t.Fatalf("%s is not cut 3's", p)
+		}
+	}
+}
