@@ -101,7 +101,7 @@ func TestPackageModeForcedCommand(t *testing.T) {
 	}
 	wrapper := filepath.Join(t.TempDir(), "prepcast-difusor")
 	script := "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n" +
-		"  \"prepcast apply\"*) exec " + bin + " apply --root " + s.WebRoot() + " --public-key " + pubFile + " ;;\n" +
+		"  *\"prepcast apply\"*) exec " + bin + " apply --root " + s.WebRoot() + " --public-key " + pubFile + " ;;\n" +
 		"  */sftp-server) exec /usr/lib/openssh/sftp-server ;;\n" +
 		"  *) echo \"only prepcast apply and SFTP are allowed\" >&2; exit 1 ;;\n" +
 		"esac\n"
