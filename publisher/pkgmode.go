@@ -110,7 +110,7 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 		select {
 		case werr := <-done:
 			if werr != nil {
-				return fmt.Errorf("%s: %s", what, termsafe.String(werr.Error()))
+				return fmt.Errorf("%s: %w", what, escaped{werr})
 			}
 		case <-time.After(2 * time.Second):
 		}
@@ -268,3 +268,10 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 // errBaseChanged: the difusor does not hold the cut a package starts from.
 var errBaseChanged = errors.New("the difusor's cut changed")
+
+// escaped is an error whose text came from the difusor (a command's
+// standard error): shown escaped, still matched by errors.Is and As.
+type escaped struct{ err error }
+
+func (e escaped) Error() string { return termsafe.String(e.err.Error()) }
+func (e escaped) Unwrap() error { return e.err }
