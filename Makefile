@@ -31,6 +31,8 @@ fuzz: ## Run every fuzz target briefly (FUZZTIME=30000x executions each)
 	$(GO) test -run='^$$' -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./packager
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePackageIndex$$' -fuzztime=$(FUZZTIME) ./packager
 	$(GO) test -run='^$$' -fuzz='^FuzzParseAck$$' -fuzztime=$(FUZZTIME) ./publisher
+	$(GO) test -run='^$$' -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./apply
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRequest$$' -fuzztime=$(FUZZTIME) ./applyproto
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
 
 vet: ## gofmt check and go vet

@@ -60,7 +60,7 @@ func TestCrashConsistency(t *testing.T) {
 		servers = append(servers, s)
 		mode := ""
 		if i == 1 { // package mode: prepcast apply runs on the server
-			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root())
+			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root()+" --public-key "+filepath.Join(dir, "keys", "manifest.pub"))
 		}
 		fmt.Fprintf(&b, "  - {name: d%d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s%s}\n",
 			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), mode)

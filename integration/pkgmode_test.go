@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prepcast/prepcast/applyproto"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
@@ -77,10 +78,59 @@ func TestPackageModeOverSSH(t *testing.T) {
 
 	// A server that runs only SFTP answers the command with an SFTP server.
 	r = eng.Push(context.Background(), spec(&publisher.TargetSpec{Target: e.targets[1], Apply: apply}))[0]
-	if r.Err == nil || !strings.Contains(r.Err.Error(), "does not speak "+publisher.ApplyFormat) || r.Attempts != 1 {
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "does not speak "+applyproto.Format) || r.Attempts != 1 {
 		t.Fatalf("SFTP-only server: err = %v after %d attempts; want a permanent protocol error", r.Err, r.Attempts)
 	}
 	if _, err := os.Stat(filepath.Join(e.servers[1].WebRoot(), "json", "main.json")); err == nil {
 		t.Fatal("main.json appeared on the SFTP-only server")
+	}
+}
+
+// The setup the README recommends: the institute's key may run nothing but
+// a forced command, which runs "prepcast apply" with the institute's public
+// key for an apply request and the SFTP server for SFTP; the publisher's
+// own apply_command carries no key. Cuts land whole; any other command is
+// refused.
+func TestPackageModeForcedCommand(t *testing.T) {
+	bin := buildPrepcast(t)
+	e := newEnv(t, 1, sshdtest.Options{ExtraConfig: []string{"Subsystem sftp /usr/lib/openssh/sftp-server"}})
+	s := e.servers[0]
+	pubFile := filepath.Join(t.TempDir(), "institute.pub")
+	if err := os.WriteFile(pubFile, packager.EncodePublicKey(e.pub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "prepcast-difusor")
+	script := "#!/bin/sh\ncase \"$SSH_ORIGINAL_COMMAND\" in\n" +
+		"  *\"prepcast apply\"*) exec " + bin + " apply --root " + s.WebRoot() + " --public-key " + pubFile + " ;;\n" +
+		"  */sftp-server) exec /usr/lib/openssh/sftp-server ;;\n" +
+		"  *) echo \"only prepcast apply and SFTP are allowed\" >&2; exit 1 ;;\n" +
+		"esac\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ak := filepath.Join(s.Dir(), "authorized_keys")
+	key, err := os.ReadFile(ak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forced := "command=\"" + wrapper + "\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding " + string(key)
+	if err := os.WriteFile(ak, []byte(forced), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng := e.engine()
+	spec := []publisher.TargetSpec{{Target: e.targets[0], Apply: "prepcast apply --root " + s.Root()}}
+	for k := 1; k <= 2; k++ {
+		ci := e.nextCut()
+		r := eng.Push(context.Background(), spec)[0]
+		if r.Err != nil {
+			t.Fatalf("cut %d: %v", k, r.Err)
+		}
+		e.checkTarget(s.WebRoot(), ci.Seq)
+		if r.Bytes != ci.PackageSize {
+			t.Fatalf("cut %d: sent %d bytes, not the package of %d", k, r.Bytes, ci.PackageSize)
+		}
+	}
+	if out, err := s.SSHCommand("cat /etc/passwd").CombinedOutput(); err == nil || !strings.Contains(string(out), "only prepcast apply") {
+		t.Fatalf("another command ran: %v %s", err, out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/applyproto"
+	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -74,18 +77,15 @@ func (e *Engine) discardPackage(from, to int64) {
 
 // pushPackage brings the target to cut c by streaming the package from
 // cut fromSeq (0 = nothing) to the apply command on the difusor, which
-// checks, stages, commits and acknowledges it (see [Apply]).
+// checks, stages, commits and acknowledges it (package apply). When the
+// difusor greets vouching for no cut (it keeps no signed manifest of the
+// cut its ack names, or lacks one of its files), the whole cut goes
+// instead: the difusor completes a delta only from a cut it vouches for.
 func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, files int, st *attemptStats) (*Ack, error) {
 	cmdr, ok := r.t.(targets.Commander)
 	if !ok {
 		return nil, targets.Permanent(fmt.Errorf("target cannot run commands, so package mode is not available: use mode: sftp"))
 	}
-	f, err := r.e.openPackage(fromSeq, c.m.Seq)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size := f.Size()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -110,7 +110,7 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 		select {
 		case werr := <-done:
 			if werr != nil {
-				return fmt.Errorf("%s: %w", what, werr)
+				return fmt.Errorf("%s: %w", what, escaped{werr})
 			}
 		case <-time.After(2 * time.Second):
 		}
@@ -121,39 +121,55 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	go func() {
 		out := bufio.NewReaderSize(proc.Stdout(), 64<<10)
 		for range 2 {
-			b, err := readLine(out)
+			b, err := applyproto.ReadLine(out, applyproto.MaxLine)
 			lines <- lineOrErr{b, err}
 			if err != nil {
 				return
 			}
 		}
 	}()
-	var hello applyHello
+	var hello applyproto.Hello
 	select {
 	case l := <-lines:
 		if l.err != nil {
 			return nil, failed("apply command ended before greeting", l.err)
 		}
-		if err := decodeLine(l.b, &hello); err != nil || hello.Format != ApplyFormat {
+		if err := applyproto.DecodeLine(l.b, &hello); err != nil || hello.Format != applyproto.Format {
 			if err == nil {
-				err = fmt.Errorf("greeting format %q", hello.Format)
+				err = fmt.Errorf("greeting format %s", applyproto.Clip([]byte(hello.Format)))
 			}
-			return nil, targets.Permanent(fmt.Errorf("the difusor's apply command (%q) does not speak %s: %w; install the same prepcast version on the difusor", r.apply, ApplyFormat, err))
+			return nil, targets.Permanent(fmt.Errorf("the difusor's apply command (%q) does not speak %s: %w; install the same prepcast version on the difusor", r.apply, applyproto.Format, err))
 		}
 	case <-time.After(greetingTimeout):
 		return nil, failed("apply command did not greet", fmt.Errorf("no answer within %v", greetingTimeout))
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if fromSeq != 0 && (hello.AckSeq != fromSeq || hello.AckManifest != fromManifest) {
-		return nil, fmt.Errorf("%w: the difusor now acknowledges cut %d, not cut %d; trying again", errBaseChanged, hello.AckSeq, fromSeq)
+	if hello.Trust == applyproto.TrustOnFirstUse {
+		r.log.Warn("difusor trusts the institute key on first use (apply --trust-on-first-use); give it the key with --public-key",
+			zap.String("trust", hello.Trust))
 	}
-	r.log.Debug("streaming package", zap.Int64("from", fromSeq), zap.Int64("to", c.m.Seq), zap.Int64("bytes", size), zap.String("difusor_version", hello.Version))
+	switch {
+	case fromSeq != 0 && hello.AckSeq == 0:
+		r.log.Info("difusor vouches for no cut (no signed manifest kept, or a file missing); sending the whole cut",
+			zap.Int64("acked_seq", fromSeq))
+		fromSeq, files = 0, len(c.m.Entries)
+	case fromSeq != 0 && (hello.AckSeq != fromSeq || hello.AckManifest != fromManifest):
+		return nil, fmt.Errorf("%w: the difusor now holds cut %d, not cut %d; trying again", errBaseChanged, hello.AckSeq, fromSeq)
+	}
+	f, err := r.e.openPackage(fromSeq, c.m.Seq)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size := f.Size()
+	r.log.Debug("streaming package", zap.Int64("from", fromSeq), zap.Int64("to", c.m.Seq), zap.Int64("bytes", size),
+		zap.String("difusor_version", termsafe.String(hello.Version)))
 
-	req := applyRequest{Format: ApplyFormat, Publisher: r.e.Publisher, Now: r.e.now().UTC(), RetentionWindow: int64(r.e.RetentionWindow),
+	req := applyproto.Request{Format: applyproto.Format, Publisher: r.e.Publisher,
 		PublicKey: base64.StdEncoding.EncodeToString(r.e.PublicKey), PackageSize: size, FromSeq: fromSeq, ToSeq: c.m.Seq,
 		ToManifest: c.manifest, FilesInFlight: r.e.filesInFlight()}
-	if err := writeLine(proc.Stdin(), req); err != nil {
+	if err := applyproto.WriteLine(proc.Stdin(), req); err != nil {
 		return nil, failed("send request", err)
 	}
 	sentBefore := r.sent.Load()
@@ -170,7 +186,7 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 		}
 		copied <- err
 	}()
-	var res applyResult
+	var res applyproto.Result
 	var resLine lineOrErr
 	select {
 	case err := <-copied:
@@ -192,24 +208,25 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	if resLine.err != nil {
 		return nil, failed("apply command ended without an outcome", resLine.err)
 	}
-	if err := decodeLine(resLine.b, &res); err != nil {
+	if err := applyproto.DecodeLine(resLine.b, &res); err != nil {
 		return nil, failed("read outcome", err)
 	}
 	_ = proc.Wait()
-	if res.Code == applyBadPackage {
+	if res.Code == applyproto.BadPackage {
 		// Damaged on the way or on the local disk: the next attempt sends
 		// a package built again from the objects.
 		r.e.discardPackage(fromSeq, c.m.Seq)
 	}
-	if res.Code != applyOK {
-		err := fmt.Errorf("the difusor did not apply the package (%s): %s", res.Code, res.Error)
+	if res.Code != applyproto.OK {
+		why := termsafe.String(res.Error)
+		err := fmt.Errorf("the difusor did not apply the package (%s): %s", termsafe.Clip(res.Code, 40), why)
 		switch res.Code {
-		case applyRollback:
-			err = fmt.Errorf("%w (%s)", ErrRollback, res.Error)
-		case applyBaseChanged:
-			err = fmt.Errorf("%w: %s", errBaseChanged, res.Error)
+		case applyproto.Rollback:
+			err = fmt.Errorf("%w (%s)", ErrRollback, why)
+		case applyproto.BaseChanged:
+			err = fmt.Errorf("%w: %s", errBaseChanged, why)
 		}
-		if res.Permanent || res.Code == applyRollback || res.Code == applyKeyMismatch {
+		if res.Permanent || res.Code == applyproto.Rollback || res.Code == applyproto.KeyMismatch || res.Code == applyproto.Untrusted {
 			err = targets.Permanent(err)
 		}
 		return nil, err
@@ -248,3 +265,13 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// errBaseChanged: the difusor does not hold the cut a package starts from.
+var errBaseChanged = errors.New("the difusor's cut changed")
+
+// escaped is an error whose text came from the difusor (a command's
+// standard error): shown escaped, still matched by errors.Is and As.
+type escaped struct{ err error }
+
+func (e escaped) Error() string { return termsafe.String(e.err.Error()) }
+func (e escaped) Unwrap() error { return e.err }

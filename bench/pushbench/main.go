@@ -329,7 +329,7 @@ func writeModeConfig(out, name, stateName, src string, servers []*sshdtest.Serve
 	for i, s := range servers {
 		mode := ""
 		if bin != "" {
-			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root())
+			mode = fmt.Sprintf(", mode: exec, apply_command: %q", bin+" apply --root "+s.Root()+" --public-key "+filepath.Join(out, "keys", "manifest.pub"))
 		}
 		fmt.Fprintf(&b, "  - {name: t%02d, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s%s}\n",
 			i+1, s.Addr(), s.User(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(), mode)

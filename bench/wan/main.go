@@ -77,7 +77,7 @@ func run(out, bin string, n int, rtt time.Duration, rate int64, inflight int) er
 		"  - {name: wan-pkg, address: %q, user: root, identity_file: %s, host_key: %q, root: %s, mode: exec, apply_command: %q}\n",
 		src, filepath.Join(out, "state"), filepath.Join(out, "keys", "manifest.key"), inflight,
 		proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), s.Root(),
-		proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), pkgRoot, bin+" apply --root "+pkgRoot)), 0o644)
+		proxy.Addr(), s.ClientKeyPath(), s.HostKeyLine(), pkgRoot, bin+" apply --root "+pkgRoot+" --public-key "+filepath.Join(out, "keys", "manifest.pub"))), 0o644)
 	if out, err := exec.Command(bin, "cut", "--config", cfg).CombinedOutput(); err != nil {
 		return fmt.Errorf("cut: %v %s", err, out)
 	}

@@ -9,34 +9,39 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/sys/unix"
 
-	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/apply"
 	"github.com/prepcast/prepcast/packager"
-	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/targets/localfs"
 )
 
-// applyLockWait bounds the wait for another apply on the same root.
-const applyLockWait = 2 * time.Minute
+// applyMemoryLimit is the Go heap "prepcast apply" aims to stay under
+// (runtime/debug.SetMemoryLimit); with its bounds on every input, apply
+// stays under 64 MB of resident memory.
+const applyMemoryLimit = 40 << 20
 
 // cmdApply is the difusor's side of package mode: the publisher runs it
 // over SSH and streams one package to its standard input.
 func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("apply")
 	root := fs.String("root", "", "the webroot to bring to the package's cut (required)")
-	keyPath := fs.String("public-key", "", "the institute's manifest.pub; default: trust the publisher's key on first use and pin it in ROOT/.prepcast/publisher.pub")
+	keyPath := fs.String("public-key", "", "the institute's manifest.pub: every cut must be signed with it (recommended)")
+	tofu := fs.Bool("trust-on-first-use", false, "without --public-key: pin the key of the first package that verifies completely in ROOT/.prepcast/institute.pub (prints a warning)")
+	retention := fs.Duration("retention", apply.DefaultRetention, "how long files that left the cut stay for readers of the previous cut (at least 1m)")
 	logPath := fs.String("log", "", "append a JSON log to this file (default: errors to standard error)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *root == "" {
 		return &usageError{"apply: --root is required: the directory the difusor's web server serves"}
+	}
+	if *retention < apply.MinRetention {
+		return &usageError{fmt.Sprintf("apply: --retention %v is shorter than %v: readers of the previous cut must still find its files", *retention, apply.MinRetention)}
 	}
 	var pub ed25519.PublicKey
 	if *keyPath != "" {
@@ -45,6 +50,12 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("%w: apply: --public-key: %w", errConfig, err)
 		}
 		pub = k
+	}
+	if pub != nil && *tofu {
+		return &usageError{"apply: --trust-on-first-use is for a difusor without --public-key; give one or the other"}
+	}
+	if pub == nil && *tofu {
+		fmt.Fprintln(stderr, apply.TrustOnFirstUseWarning)
 	}
 	log, closeLog, err := applyLogger(*logPath, stderr)
 	if err != nil {
@@ -55,6 +66,7 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	// The publisher's connection may drop once the package has arrived:
 	// the commit then still finishes, and the ack tells the next push.
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	debug.SetMemoryLimit(applyMemoryLimit)
 
 	abs, err := filepath.Abs(*root)
 	if err != nil {
@@ -63,60 +75,30 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if f, ok := stdin.(*os.File); ok {
 		growPipe(f)
 	}
-	return applyToRoot(ctx, abs, pub, newReadAhead(stdin, 1<<20, 8), stdout, log)
+	err = applyToRoot(ctx, abs, apply.Options{PublicKey: pub, TrustOnFirstUse: *tofu, Retention: *retention,
+		In: newReadAhead(stdin, 1<<20, 8), Out: stdout, Log: log})
+	if errors.Is(err, apply.ErrNoKey) {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	return err
 }
 
-// applyToRoot applies the package on in to the webroot at root (absolute),
-// holding the root's apply lock: what "prepcast apply" does once its flags
-// are read, and what the demo's package-mode difusor runs.
-func applyToRoot(ctx context.Context, root string, pub ed25519.PublicKey, in io.Reader, out io.Writer, log *zap.Logger) error {
+// applyToRoot applies the package on o.In to the webroot at root
+// (absolute), holding the root's apply lock: what "prepcast apply" does
+// once its flags are read, and what the demo's package-mode difusor runs.
+func applyToRoot(ctx context.Context, root string, o apply.Options) error {
 	t, err := localfs.New("webroot", root)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	defer t.Close()
-	unlock, err := lockRoot(ctx, root)
+	unlock, err := apply.LockRoot(ctx, root, apply.LockWait)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return publisher.Apply(ctx, publisher.ApplyOptions{
-		Target: t, PublicKey: pub, In: in, Out: out, Version: version, Log: log,
-	})
-}
-
-// lockRoot takes ROOT/.prepcast/apply.lock, waiting for another apply to
-// finish; the kernel releases it if the holder dies.
-func lockRoot(ctx context.Context, root string) (func(), error) {
-	dir := filepath.Join(root, safepath.Reserved)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "apply.lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("apply: lock: %w", err)
-	}
-	deadline := time.Now().Add(applyLockWait)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("apply: lock %s: %w", f.Name(), err)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, fmt.Errorf("apply: another prepcast apply has held %s for %v; is a push stuck? (it is released when that process ends)", f.Name(), applyLockWait)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	o.Target, o.Version = t, version
+	return apply.Apply(ctx, o)
 }
 
 // applyLogger logs errors to stderr (the publisher shows them), or

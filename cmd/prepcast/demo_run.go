@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/prepcast/prepcast/apply"
 	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/internal/sftpd"
 	"github.com/prepcast/prepcast/packager"
@@ -402,7 +403,7 @@ func verifyWebroot(root string, m *packager.Manifest) error {
 // webroot, trusting the demo's signing key.
 func demoApply(ctx context.Context, www string, pub ed25519.PublicKey) sftpd.ExecFunc {
 	return func(_ string, stdin io.Reader, stdout, stderr io.Writer) int {
-		if err := applyToRoot(ctx, www, pub, stdin, stdout, nil); err != nil {
+		if err := applyToRoot(ctx, www, apply.Options{PublicKey: pub, In: stdin, Out: stdout}); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}

@@ -1,0 +1,252 @@
+package apply_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/prepcast/prepcast/apply"
+	"github.com/prepcast/prepcast/packager"
+	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/targets"
+	"github.com/prepcast/prepcast/targets/targettest"
+)
+
+// fixture is an institute: a store of signed cuts of a small results tree.
+type fixture struct {
+	t     *testing.T
+	src   string
+	store *packager.Store
+	priv  ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	n     int
+}
+
+func newFixture(t *testing.T) *fixture {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	st, err := packager.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, src: t.TempDir(), store: st, priv: priv, pub: pub}
+}
+
+// cut writes cut n of a small tree (a new image, a rewritten CSV, a
+// per-cut JSON and the pointer; the previous cut's JSON leaves) and cuts it.
+func (f *fixture) cut() *packager.CutInfo {
+	f.t.Helper()
+	f.n++
+	files := map[string]string{
+		fmt.Sprintf("actas/%03d.jpg", f.n):          strings.Repeat(fmt.Sprint(f.n), 3000),
+		"datos/PUE_GUB_2024.csv":                    fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", f.n),
+		fmt.Sprintf("json/c%03d/totales.json", f.n): fmt.Sprintf(`{"corte":%d}`, f.n),
+		"json/main.json":                            fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, f.n),
+	}
+	if f.n > 1 {
+		os.RemoveAll(filepath.Join(f.src, "json", fmt.Sprintf("c%03d", f.n-1)))
+	}
+	for rel, data := range files {
+		p := filepath.Join(f.src, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res.Info
+}
+
+func (f *fixture) engine() *publisher.Engine {
+	return &publisher.Engine{Store: f.store, PublicKey: f.pub, Log: zaptest.NewLogger(f.t),
+		Retry: publisher.RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond}, CycleTimeout: 30 * time.Second}
+}
+
+// manifest returns cut seq's manifest, its bytes and signature.
+func (f *fixture) manifest(seq int64) (*packager.Manifest, []byte, []byte) {
+	f.t.Helper()
+	m, mb, err := f.store.Manifest(seq)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sig, err := f.store.Signature(seq)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return m, mb, sig
+}
+
+// execMem is an in-memory difusor whose commands run apply.Apply
+// in-process on the same files, over pipes, as "prepcast apply" runs over
+// SSH.
+type execMem struct {
+	*targettest.Mem
+	t       *testing.T
+	pub     ed25519.PublicKey // --public-key
+	tofu    bool              // --trust-on-first-use
+	corrupt int64             // when > 0, flip the byte at this offset of the package stream
+	now     func() time.Time  // the difusor's clock
+	runs    atomic.Int32
+	got     atomic.Int64 // bytes the last apply read from its stdin
+}
+
+var _ targets.Commander = (*execMem)(nil)
+
+// newExecMem returns a difusor that trusts the fixture's key.
+func newExecMem(t *testing.T, name string, pub ed25519.PublicKey) *execMem {
+	return &execMem{Mem: targettest.NewMem(name), t: t, pub: pub}
+}
+
+// pushPkg pushes the latest cut to the targets in package mode.
+func pushPkg(eng *publisher.Engine, xs ...*execMem) []publisher.Result {
+	specs := make([]publisher.TargetSpec, len(xs))
+	for i, x := range xs {
+		specs[i] = publisher.TargetSpec{Target: x, Apply: "prepcast apply --root /www"}
+	}
+	return eng.Push(context.Background(), specs)
+}
+
+func (x *execMem) Command(ctx context.Context, cmd string) (targets.Process, error) {
+	x.runs.Add(1)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	p := &memProc{in: inW, out: outR, done: make(chan error, 1)}
+	var in io.Reader = inR
+	if x.corrupt > 0 {
+		in = &flipper{r: inR, at: x.corrupt}
+	}
+	cr := &countReader{r: in}
+	go func() {
+		err := apply.Apply(ctx, apply.Options{Target: x.Mem, PublicKey: x.pub, TrustOnFirstUse: x.tofu, In: cr, Out: outW,
+			Version: "test", Log: zaptest.NewLogger(x.t), Now: x.now})
+		x.got.Store(cr.n)
+		_ = inR.Close()
+		_ = outW.Close()
+		if err != nil {
+			err = fmt.Errorf("exit status 1: %w", err)
+		}
+		p.done <- err
+	}()
+	return p, nil
+}
+
+type memProc struct {
+	in   *io.PipeWriter
+	out  *io.PipeReader
+	done chan error
+	once sync.Once
+	err  error
+}
+
+func (p *memProc) Stdin() io.WriteCloser { return p.in }
+func (p *memProc) Stdout() io.Reader     { return p.out }
+func (p *memProc) Wait() error {
+	p.once.Do(func() { p.err = <-p.done })
+	return p.err
+}
+func (p *memProc) Close() error {
+	_ = p.in.Close()
+	_ = p.out.Close()
+	return nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// flipper flips one byte of the package stream: the offset counts from
+// the first byte after the request line.
+type flipper struct {
+	r       io.Reader
+	at      int64
+	off     int64
+	pastReq bool
+}
+
+func (f *flipper) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	for i := 0; i < n; i++ {
+		if !f.pastReq {
+			if b[i] == '\n' {
+				f.pastReq = true
+			}
+			continue
+		}
+		if f.off == f.at {
+			b[i] ^= 0x55
+		}
+		f.off++
+	}
+	return n, err
+}
+
+// checkServes fails unless the difusor holds every file of cut seq with
+// the cut's bytes, and acknowledges that cut.
+func checkServes(t *testing.T, f *fixture, m *targettest.Mem, seq int64) {
+	t.Helper()
+	man, mb, sig := f.manifest(seq)
+	for _, e := range man.Entries {
+		b, ok := m.File(e.Path)
+		if !ok {
+			t.Fatalf("cut %d: %s missing on the difusor", seq, e.Path)
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != e.SHA256 {
+			t.Fatalf("cut %d: %s differs from the cut", seq, e.Path)
+		}
+	}
+	a, err := publisher.ParseAck(mustFile(t, m, publisher.AckPath))
+	if err != nil || a.Seq != seq {
+		t.Fatalf("ack = %+v, %v; want cut %d", a, err, seq)
+	}
+	if a.Signature != packager.SignatureBase64(sig) || a.Manifest != packager.Hash(mb) {
+		t.Fatalf("ack names signature %.16s and manifest %.12s, not the cut's", a.Signature, a.Manifest)
+	}
+}
+
+func mustFile(t *testing.T, m *targettest.Mem, p string) []byte {
+	t.Helper()
+	b, ok := m.File(p)
+	if !ok {
+		t.Fatalf("%s missing", p)
+	}
+	return b
+}
+
+// flipByte alters the byte at off of a (read-only) file in place.
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
