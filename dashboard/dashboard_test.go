@@ -189,10 +189,11 @@ func TestEventsStreamTheLivePart(t *testing.T) {
 	t.Fatalf("no update event: %v", sc.Err())
 }
 
-// When the status carries the served cut (either form), a SERVED column
-// appears and flags a difusor that serves another cut than it acknowledged.
+// When the status carries the served cut (status's "served", once a public
+// site was checked), a SERVED column appears and flags a difusor that
+// serves another cut than it acknowledged, or whose site had a problem.
 func TestServedColumnWhenStatusCarriesIt(t *testing.T) {
-	for _, form := range []string{`"served_seq": %d, "served_id": "x%d"`, `"served": {"seq": %d, "id": "x%d"}`} {
+	for _, form := range []string{`"served": {"seq": %d, "id": "x%d", "ok": true}`} {
 		var s snapshot
 		js := `{"max_lag_seconds": 900, "targets": [` +
 			`{"name": "a", "acked_seq": 4, "state": "ok", ` + fmt.Sprintf(form, 4, 4) + `},` +

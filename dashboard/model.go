@@ -44,16 +44,13 @@ type targetJSON struct {
 	BytesDone  int64     `json:"bytes_done"`
 	BytesTotal int64     `json:"bytes_total"`
 	RateBps    float64   `json:"rate_bytes_per_second"`
-	// The served cut, when the status carries it: either as fields
-	// (served_seq, served_id, served_error) or as an object "served"
-	// {seq, id, error}.
-	ServedSeq   *int64 `json:"served_seq"`
-	ServedID    string `json:"served_id"`
-	ServedError string `json:"served_error"`
-	Served      *struct {
-		Seq   int64  `json:"seq"`
-		ID    string `json:"id"`
-		Error string `json:"error"`
+	// The served cut: what the difusor's public site served when it was
+	// last checked over HTTP (status's "served"); nil before any check.
+	Served *struct {
+		Seq     int64  `json:"seq"`
+		ID      string `json:"id"`
+		OK      bool   `json:"ok"`
+		Problem string `json:"problem"`
 	} `json:"served"`
 }
 
@@ -174,10 +171,7 @@ func build(s *snapshot, h History, next time.Time, lang i18n.Lang, now time.Time
 		switch {
 		case t.Served != nil:
 			p.HasServed = true
-			r.Served, r.ServedOK = servedText(lang, t.Served.Seq, t.Served.ID, t.Served.Error), t.Served.Error == "" && t.Served.Seq == t.AckedSeq
-		case t.ServedSeq != nil:
-			p.HasServed = true
-			r.Served, r.ServedOK = servedText(lang, *t.ServedSeq, t.ServedID, t.ServedError), t.ServedError == "" && *t.ServedSeq == t.AckedSeq
+			r.Served, r.ServedOK = servedText(lang, t.Served.Seq, t.Served.ID, t.Served.Problem), t.Served.OK && t.Served.Problem == "" && t.Served.Seq == t.AckedSeq
 		}
 		r.Error = lang.T("dash.error.none")
 		if t.LastError != "" && t.State != status.StateOK {

@@ -106,6 +106,10 @@ func (a *Ack) Encode() []byte {
 
 // isCutID reports whether s has the form of a cut id, YYYYMMDD_HHMM.
 func isCutID(s string) bool {
-	_, err := time.Parse(packager.IDLayout, s)
-	return err == nil && len(s) == len(packager.IDLayout)
+	for _, layout := range []string{packager.IDLayout, packager.LegacyIDLayout} {
+		if _, err := time.Parse(layout, s); err == nil && len(s) == len(layout) {
+			return true
+		}
+	}
+	return false
 }

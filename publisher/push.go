@@ -88,7 +88,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	r.e.mirrorRemote(r.log, r.t.Name(), ack)
 	if ack != nil && (ack.Seq > c.m.Seq || (ack.Seq == c.m.Seq && ack.Manifest != c.manifest)) {
-		return nil, st, targets.Permanent(fmt.Errorf("%w: target acknowledges cut %d (%s, manifest %.12s) but the latest local cut is %d (%s, manifest %.12s); refusing to roll it back (was state_dir replaced? restore it, or move the target's .prepcast/ack.json away to force a full reconcile)",
+		return nil, st, targets.Permanent(fmt.Errorf("%w: target acknowledges cut %d (%s, manifest %.12s) but the latest local cut is %d (%s, manifest %.12s); refusing to roll it back; was state_dir replaced or restored from an old backup? Restore the latest state_dir (its store holds the newer cuts): prepcast never moves a difusor back to an older cut",
 			ErrRollback, ack.Seq, safe(ack.ID), ack.Manifest, c.m.Seq, c.m.ID, c.manifest))
 	}
 	now := r.e.now()

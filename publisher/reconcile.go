@@ -57,14 +57,16 @@ func listMax(n int) int { return 4*n + listSlack }
 // file of the cut (a variable for tests).
 var listSlack = 100_000
 
-// listRoot lists the target's files outside prepcast's own directory, with
+// listRoot lists the target's files outside prepcast's own directories (the
+// private one and the public proof), with
 // their sizes (-1 for a symbolic link, which a real file replaces), at most
 // listMax(len(m.Entries)) of them.
 func (r *targetRun) listRoot(ctx context.Context, m *packager.Manifest) (map[string]int64, error) {
 	limit := listMax(len(m.Entries))
 	have := map[string]int64{}
 	err := r.t.Walk(ctx, "", func(fi targets.FileInfo) error {
-		if fi.Path == safepath.Reserved || strings.HasPrefix(fi.Path, safepath.Reserved+"/") {
+		if fi.Path == safepath.Reserved || strings.HasPrefix(fi.Path, safepath.Reserved+"/") ||
+			fi.Path == safepath.PublicReserved || strings.HasPrefix(fi.Path, safepath.PublicReserved+"/") {
 			return nil
 		}
 		if len(have) >= limit {

@@ -59,6 +59,12 @@ func (f *fixture) addLarge(rel string, n int) {
 	}
 }
 
+// isCutStaging reports whether p is the staging name of one of a cut's
+// files (not the ack, not the published proof).
+func isCutStaging(p string) bool {
+	return strings.HasPrefix(p, StagingDir+"/") && !strings.HasSuffix(p, "ack.json") && !strings.HasPrefix(p, StagingDir+"/proof-")
+}
+
 // A push that fails while staging and succeeds on the next attempt counts
 // the cut's files once, and its rate comes from the time every attempt
 // spent staging (not 97,425 MB/s from the last attempt's few
@@ -74,14 +80,14 @@ func TestRetriedPushAccounting(t *testing.T) {
 	mem := targettest.NewMem("t")
 	const writeDelay = 30 * time.Millisecond
 	mem.Before = func(ctx context.Context, op targettest.Op) error {
-		if op.Kind == targettest.OpWrite && strings.HasPrefix(op.Path, StagingDir+"/") && !strings.HasSuffix(op.Path, "ack.json") {
+		if op.Kind == targettest.OpWrite && isCutStaging(op.Path) {
 			time.Sleep(writeDelay)
 		}
 		return nil
 	}
 	var failed atomic.Bool
 	mem.FailWrite = func(p string) error {
-		if strings.HasPrefix(p, StagingDir+"/") && !strings.HasSuffix(p, "ack.json") && failed.CompareAndSwap(false, true) {
+		if isCutStaging(p) && failed.CompareAndSwap(false, true) {
 			return errors.New("connection lost")
 		}
 		return nil
