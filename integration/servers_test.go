@@ -73,7 +73,6 @@ func matrixSpecs(t *testing.T) []servers.Spec {
 	}
 }
 
-
 // TestServerMatrix runs one suite against every real SFTP server that
 // difusores run (integration/servers), through the prepcast command as an
 // operator runs it: a full push, an incremental cut that sends only its
