@@ -257,7 +257,8 @@ func countFlags(fs *flag.FlagSet) (n int) {
 var metavars = map[string]string{
 	"config": "FILE", "source": "DIR", "out": "PATH", "target": "NAME", "root": "DIR", "public-key": "FILE",
 	"log": "FILE", "cut": "N", "from": "N", "cuts": "N", "difusores": "N", "scale": "F", "speed": "N|max",
-	"dir": "DIR", "lang": "es|en", "listen": "ADDR",
+	"dir": "DIR", "lang": "es|en", "listen": "ADDR", "report": "DIR", "html": "FILE", "publication-end": "TIME",
+	"retention": "DURATION",
 }
 
 // valueName returns the name of f's value and its usage text: a name in
