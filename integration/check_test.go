@@ -294,8 +294,11 @@ func TestCheckWhilePublishing(t *testing.T) {
 	if r := res.Difusores[0].Row(check.RowRetainedCuts); r == nil || r.Verdict != check.Pass || !strings.Contains(r.Detail, "latest cut ") {
 		t.Errorf("retained cuts row: %+v", r)
 	}
-	if _, err := os.Stat(filepath.Join(s.WebRoot(), ".well-known")); err == nil {
-		t.Error("the check left .well-known behind")
+	// The pushes publish their proof in .well-known/prepcast/; the check's
+	// probe files must all be gone from it.
+	probes, _ := filepath.Glob(filepath.Join(s.WebRoot(), ".well-known", "prepcast", "check-*"))
+	if len(probes) > 0 {
+		t.Errorf("the check left its probe files behind: %v", probes)
 	}
 	t.Logf("%d pushes during the check", pushes)
 }

@@ -139,7 +139,7 @@ func TestRestrictiveUmaskServer(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(s.WebRoot(), ".prepcast")); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []string{"actas", "datos", "json"} {
+	for _, d := range []string{"actas", "datos", "json", ".well-known"} {
 		if err := os.RemoveAll(filepath.Join(s.WebRoot(), d)); err != nil {
 			t.Fatal(err)
 		}

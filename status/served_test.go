@@ -20,8 +20,8 @@ func TestAckedNotServed(t *testing.T) {
 	ctx := context.Background()
 	for _, s := range []state.Served{
 		{Target: "el-sol", At: now, HTTPErrors: 1, Problem: "403 on json/main.json"},
-		{Target: "tv-azteca", At: now, Seq: 4, CutID: "20240603_0130", OK: true, Checked: 30},
-		{Target: "la-jornada", At: now.Add(-time.Hour), Seq: 2, CutID: "20240603_0110", OK: true},
+		{Target: "tv-azteca", At: now, Seq: 4, CutID: "20240603_013000", OK: true, Checked: 30},
+		{Target: "la-jornada", At: now.Add(-time.Hour), Seq: 2, CutID: "20240603_011000", OK: true},
 	} {
 		if err := src.DB.AddServed(ctx, s); err != nil {
 			t.Fatal(err)
@@ -50,7 +50,7 @@ func TestAckedNotServed(t *testing.T) {
 	var b bytes.Buffer
 	v.WriteTable(&b, time.UTC)
 	out := b.String()
-	for _, want := range []string{"SERVED", "acked, not served: 403 on json/main.json", "4 20240603_0130  4 20240603_0130", "none"} {
+	for _, want := range []string{"SERVED", "acked, not served: 403 on json/main.json", "4 20240603_013000  4 20240603_013000", "none"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -61,7 +61,7 @@ func TestServedMetrics(t *testing.T) {
 	src, now := fixture(t)
 	ctx := context.Background()
 	src.DB.AddServed(ctx, state.Served{Target: "el-sol", At: now, HTTPErrors: 2, Mismatches: 1, Problem: "403 on json/main.json"})
-	src.DB.AddServed(ctx, state.Served{Target: "tv-azteca", At: now, Seq: 4, CutID: "20240603_0130", OK: true})
+	src.DB.AddServed(ctx, state.Served{Target: "tv-azteca", At: now, Seq: 4, CutID: "20240603_013000", OK: true})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&Collector{View: func(ctx context.Context) (*View, error) { return Build(ctx, src, now) }})
 	fams, err := reg.Gather()

@@ -359,7 +359,16 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 			return err
 		}
 		defer f.Close()
-		hr := &targets.HashingReader{R: &progressReader{r: f, g: g}, Max: max}
+		// Read to the size the server reports, never past it: some servers
+		// (MySecureShell) leave a read request past the end unanswered.
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() > max {
+			return targets.TooLarge(max)
+		}
+		hr := &targets.HashingReader{R: &progressReader{r: io.LimitReader(f, fi.Size()), g: g}, Max: max}
 		// Large reads: pkg/sftp sends the requests of one Read concurrently.
 		buf := make([]byte, 256<<10)
 		for {
