@@ -60,6 +60,8 @@ type conn struct {
 
 	syncMu  sync.Mutex
 	syncers []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
+
+	raw rawHolder // the copy-data session (copydata.go)
 }
 
 // syncClients returns the extra SFTP sessions that flush files, opening
@@ -344,6 +346,7 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 		Fsync:       has("fsync@openssh.com", "1"),
 		StatVFS:     has("statvfs@openssh.com", ""),
 		Hardlink:    has("hardlink@openssh.com", ""),
+		CopyData:    has(copyDataName, "1"),
 	}
 	fail := func(err error) (*conn, error) {
 		c.kill(err)

@@ -129,6 +129,7 @@ type Features struct {
 	Fsync       bool // fsync@openssh.com: used after every upload
 	StatVFS     bool // statvfs@openssh.com: used by FreeSpace
 	Hardlink    bool // hardlink@openssh.com
+	CopyData    bool // copy-data, version 1: server-side range copies (WriteFileRanges)
 }
 
 // Target is a difusor reached over SFTP. It implements [targets.Target] and
