@@ -67,6 +67,9 @@ type Engine struct {
 	// returns ErrStopped. Every target keeps serving a whole cut. Cancel
 	// the context instead to stop at once.
 	Drain <-chan struct{}
+	// NoDelta turns off staging changed files from ranges of the version a
+	// target serves (deltastage.go): every changed file is sent whole.
+	NoDelta bool
 
 	initOnce sync.Once
 	uplink   *rate.Limiter
@@ -81,6 +84,8 @@ type Engine struct {
 
 	pkgMu sync.Mutex
 	pkgs  map[[2]int64]*pkgBuild // packages by origin and cut
+
+	delta deltaState // range plans (deltastage.go)
 }
 
 // Progress is a snapshot of one target's push.
@@ -112,6 +117,12 @@ type Result struct {
 	Cuts       []int64  // cuts the target acknowledged during this push
 	Reconciled bool     // the target was reconciled by listing
 	Repaired   []string // files that verification found altered or missing and sent again
+	// Range deltas, all attempts (deltastage.go): files staged from ranges
+	// of the version the target served, the literal bytes sent for them
+	// (also counted in Bytes) and the bytes the server copied itself.
+	DeltaFiles int
+	Literal    int64
+	Copied     int64
 }
 
 // PushError records why a target did not acknowledge a cut.
@@ -363,9 +374,13 @@ func (e *Engine) backoff(attempt int) time.Duration {
 func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRun) {
 	bytes := run.sent.Load()
 	res.Bytes = bytes
+	res.DeltaFiles, res.Literal, res.Copied = int(run.deltaFiles.Load()), run.literal.Load(), run.copied.Load()
 	res.Duration = time.Since(run.start)
 	fields := []zap.Field{zap.Int64("bytes", bytes), zap.Int("files", res.Files), zap.Duration("wire", res.Wire),
 		zap.Int("attempts", res.Attempts)}
+	if res.DeltaFiles > 0 {
+		fields = append(fields, zap.Int("delta_files", res.DeltaFiles), zap.Int64("literal_bytes", res.Literal), zap.Int64("copied_on_server_bytes", res.Copied))
+	}
 	if res.Wire > 0 {
 		fields = append(fields, zap.Float64("mb_per_s", float64(bytes)/1e6/res.Wire.Seconds()))
 	}

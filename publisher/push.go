@@ -40,6 +40,9 @@ type attemptStats struct {
 	AlreadyHad bool // the target already held the cut
 	FromSeq    int64
 	Deleted    int // retired files deleted
+	// Range deltas of this attempt (deltastage.go).
+	DeltaFiles      int
+	Literal, Copied int64
 }
 
 // targetRun is the state of pushing to one target during one Push call; it
@@ -60,6 +63,12 @@ type targetRun struct {
 	sent   atomic.Int64    // payload bytes read for upload, all attempts
 	start  time.Time
 	prog   progressFunc
+
+	// Range deltas (deltastage.go): the acknowledged versions of the
+	// files, by path, while an attempt may stage from them (under mu).
+	deltaOld        map[string]packager.Entry
+	deltaFiles      atomic.Int64
+	literal, copied atomic.Int64
 }
 
 type progressFunc func(stage string, done, total int64, files, filesTotal int)
@@ -119,6 +128,11 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if from != nil {
 		d := packager.ComputeDelta(from, c.m)
 		changed, gone, st.FromSeq = d.Changed, d.Deleted, from.Seq
+		stop, err := r.useDeltaFrom(ctx, from)
+		if err != nil {
+			return nil, st, err
+		}
+		defer stop()
 	} else {
 		var listed int
 		if changed, gone, listed, err = r.reconcile(ctx, c.m); err != nil {
@@ -156,6 +170,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	plan := stagingPlan(changed)
 	sentBefore := r.sent.Load()
+	deltaBefore := r.deltaMark()
 	// The destination directories are made while the files upload.
 	dirsDone := make(chan error, 1)
 	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
@@ -167,6 +182,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		return nil, st, err
 	}
 	st.Files, st.Bytes, st.Wire = len(plan), r.sent.Load()-sentBefore, time.Since(start)
+	st.DeltaFiles, st.Literal, st.Copied = r.deltaSince(deltaBefore)
 
 	// Commit: everything else first, the pointers last, in manifest order.
 	if err := r.commit(ctx, plan, c.m); err != nil {

@@ -28,8 +28,15 @@ type RangePlan struct {
 	// interrupted commit).
 	Probe      int64
 	ProbeBytes []byte
-	Size       int64
-	Ops        []RangeOp
+	// SrcOlderThan, when set, names a file that src must not have been
+	// modified after (by the server's clock, in whole seconds): the
+	// target's acknowledgement, written after every file of the cut it
+	// acknowledges. With [RangeCopier.WaitPast] called before anything
+	// else is staged, a src renamed into place by a later, interrupted
+	// commit (or edited since) is newer and is not copied from.
+	SrcOlderThan string
+	Size         int64
+	Ops          []RangeOp
 }
 
 // RangeCopier is implemented by targets whose server can copy byte ranges
@@ -42,11 +49,18 @@ type RangeCopier interface {
 	// WriteFileRanges creates or truncates path and fills it by plan:
 	// ranges copied from src on the server, literal ranges read from lit at
 	// their Dst offset. src is only read. Before copying it checks that
-	// src has plan.SrcSize bytes and plan.ProbeBytes at plan.Probe
-	// (otherwise the error wraps [ErrSourceChanged]); afterwards, that
+	// src has plan.SrcSize bytes, plan.ProbeBytes at plan.Probe and is
+	// older than plan.SrcOlderThan (otherwise the error wraps
+	// [ErrSourceChanged]); afterwards, that
 	// path holds plan.Size bytes. It does not flush path to disk (see
 	// [DeferredSyncer]). lit is not used after WriteFileRanges returns.
 	WriteFileRanges(ctx context.Context, path, src string, plan *RangePlan, lit io.ReaderAt) error
+	// WaitPast returns once a file the server writes gets a modification
+	// time (in whole seconds) later than path's, writing to the scratch
+	// file marker to read the server's clock; it waits at most a few
+	// seconds. Called before a push stages anything, it makes every file
+	// staged by that push newer than path (the acknowledgement).
+	WaitPast(ctx context.Context, path, marker string) error
 }
 
 // ErrSourceChanged means the file a range plan copies from is not the

@@ -19,6 +19,7 @@ import (
 	"io"
 	"io/fs"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -37,6 +38,7 @@ const (
 	fxpRead          = 5
 	fxpWrite         = 6
 	fxpFstat         = 8
+	fxpStat          = 17
 	fxpStatus        = 101
 	fxpHandle        = 102
 	fxpData          = 103
@@ -55,7 +57,10 @@ const (
 	fxPermDenied    = 3
 	fxOpUnsupported = 8
 
-	attrSize = 0x01
+	attrSize        = 0x01
+	attrUIDGID      = 0x02
+	attrPermissions = 0x04
+	attrACModTime   = 0x08
 )
 
 const (
@@ -96,6 +101,12 @@ func (t *Target) WriteFileRanges(ctx context.Context, p, src string, plan *targe
 	if err != nil {
 		return t.opErr("write ranges", p, err)
 	}
+	var absMark string
+	if plan.SrcOlderThan != "" {
+		if absMark, err = t.abs(plan.SrcOlderThan); err != nil {
+			return t.opErr("write ranges", p, err)
+		}
+	}
 	if len(plan.ProbeBytes) > maxProbe {
 		return t.opErr("write ranges", p, fmt.Errorf("probe of %d bytes exceeds %d", len(plan.ProbeBytes), maxProbe))
 	}
@@ -107,8 +118,67 @@ func (t *Target) WriteFileRanges(ctx context.Context, p, src string, plan *targe
 		if err != nil {
 			return err
 		}
-		return s.writeRanges(g, abs, absSrc, plan, lit)
+		return s.writeRanges(g, abs, absSrc, absMark, plan, lit)
 	})
+}
+
+// waitPastMax bounds how long WaitPast waits for the server's clock.
+const waitPastMax = 5 * time.Second
+
+// WaitPast implements [targets.RangeCopier]: it writes one byte to marker
+// and compares the marker's modification time with p's, until the
+// marker's is later.
+func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
+	absP, err := t.abs(p)
+	if err != nil {
+		return t.opErr("wait past", p, err)
+	}
+	absM, err := t.abs(marker)
+	if err != nil {
+		return t.opErr("wait past", p, err)
+	}
+	start := time.Now()
+	for {
+		var past bool
+		var pm, mm int64
+		err := t.do(ctx, opSpec{name: "wait past", path: p, retry: always}, func(c *conn, g *guard) error {
+			s, err := c.rawSession()
+			if err != nil {
+				return err
+			}
+			pa, err := attrs(s.send(fxpStat, sftpStr(absP)))
+			if err != nil {
+				return err
+			}
+			h, err := handle(s.send(fxpOpen, sftpStr(absM), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0)))
+			if err != nil {
+				return err
+			}
+			hs := sftpStr(string(h))
+			werr := status(s.send(fxpWrite, hs, be64(0), sftpStr("\n")))
+			ma, serr := attrs(s.send(fxpFstat, hs))
+			cerr := status(s.send(fxpClose, hs))
+			if err := errors.Join(werr, serr, cerr); err != nil {
+				return err
+			}
+			if !pa.hasMtime || !ma.hasMtime {
+				return targets.Permanent(errors.New("the server reports no modification times"))
+			}
+			pm, mm, past = pa.mtime, ma.mtime, ma.mtime > pa.mtime
+			return nil
+		})
+		if err != nil || past {
+			return err
+		}
+		if time.Since(start) > waitPastMax {
+			return t.opErr("wait past", p, fmt.Errorf("the server's clock did not pass %s's time (%d) within %v (it reads %d)", p, pm, waitPastMax, mm))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // rawHolder is the connection's copy-data session, opened on first use.
@@ -356,21 +426,55 @@ func handle(ch <-chan rawReply) ([]byte, error) {
 	return h, nil
 }
 
-// size waits for an attrs reply and returns the size it carries.
-func size(ch <-chan rawReply) (int64, error) {
+// fileAttrs are the attributes of a file that a range write checks.
+type fileAttrs struct {
+	size     int64
+	mtime    int64 // Unix seconds
+	hasMtime bool
+}
+
+// attrs waits for an attrs reply and returns the size (required) and
+// modification time it carries.
+func attrs(ch <-chan rawReply) (fileAttrs, error) {
+	var a fileAttrs
 	r := <-ch
 	switch {
 	case r.err != nil:
-		return 0, r.err
+		return a, r.err
 	case r.typ == fxpStatus:
-		return 0, statusOf(r.data)
+		if err := statusOf(r.data); err != nil {
+			return a, err
+		}
+		return a, errors.New("sftp stat answered OK without attributes")
 	case r.typ != fxpAttrs:
-		return 0, fmt.Errorf("unexpected sftp reply type %d, want attributes", r.typ)
+		return a, fmt.Errorf("unexpected sftp reply type %d, want attributes", r.typ)
 	}
-	if len(r.data) < 12 || binary.BigEndian.Uint32(r.data)&attrSize == 0 {
-		return 0, errors.New("sftp attributes without a size")
+	b := r.data
+	if len(b) < 4 {
+		return a, errors.New("short sftp attributes")
 	}
-	return int64(binary.BigEndian.Uint64(r.data[4:])), nil
+	flags := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	if flags&attrSize == 0 || len(b) < 8 {
+		return a, errors.New("sftp attributes without a size")
+	}
+	a.size = int64(binary.BigEndian.Uint64(b))
+	b = b[8:]
+	for _, f := range []struct {
+		flag uint32
+		n    int
+	}{{attrUIDGID, 8}, {attrPermissions, 4}} {
+		if flags&f.flag != 0 {
+			if len(b) < f.n {
+				return a, errors.New("short sftp attributes")
+			}
+			b = b[f.n:]
+		}
+	}
+	if flags&attrACModTime != 0 && len(b) >= 8 {
+		a.mtime, a.hasMtime = int64(binary.BigEndian.Uint32(b[4:])), true
+	}
+	return a, nil
 }
 
 // data waits for a data reply.
@@ -395,10 +499,11 @@ func data(ch <-chan rawReply) ([]byte, error) {
 }
 
 // writeRanges opens src for reading and dst for writing, checks src,
-// sends the plan's copies and literal writes pipelined, checks dst's size
+// and that it was modified before the file olderThan (when set), sends
+// the plan's copies and literal writes pipelined, checks dst's size
 // and closes both. Replies are awaited in order (OpenSSH's sftp-server
 // answers in order), rawWindow requests ahead.
-func (s *rawSession) writeRanges(g *guard, dst, src string, plan *targets.RangePlan, lit io.ReaderAt) (err error) {
+func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *targets.RangePlan, lit io.ReaderAt) (err error) {
 	srcOpen := s.send(fxpOpen, sftpStr(src), be32(fxfRead), be32(0))
 	dstOpen := s.send(fxpOpen, sftpStr(dst), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0))
 	sh, serr := handle(srcOpen)
@@ -427,16 +532,28 @@ func (s *rawSession) writeRanges(g *guard, dst, src string, plan *targets.RangeP
 
 	// The source must be the version the plan was made for.
 	stat := s.send(fxpFstat, shs)
-	var probe <-chan rawReply
+	var probe, mark <-chan rawReply
 	if plan.Probe >= 0 && len(plan.ProbeBytes) > 0 {
 		probe = s.send(fxpRead, shs, be64(uint64(plan.Probe)), be32(uint32(len(plan.ProbeBytes))))
 	}
-	n, err := size(stat)
+	if olderThan != "" {
+		mark = s.send(fxpStat, sftpStr(olderThan))
+	}
+	sa, err := attrs(stat)
 	if err != nil {
 		return fmt.Errorf("stat source: %w", err)
 	}
-	if n != plan.SrcSize {
-		return fmt.Errorf("%w: it has %d bytes, the plan expects %d", targets.ErrSourceChanged, n, plan.SrcSize)
+	if sa.size != plan.SrcSize {
+		return fmt.Errorf("%w: it has %d bytes, the plan expects %d", targets.ErrSourceChanged, sa.size, plan.SrcSize)
+	}
+	if mark != nil {
+		ma, err := attrs(mark)
+		if err != nil {
+			return fmt.Errorf("%w: stat %s: %w", targets.ErrSourceChanged, plan.SrcOlderThan, err)
+		}
+		if !sa.hasMtime || !ma.hasMtime || sa.mtime > ma.mtime {
+			return fmt.Errorf("%w: it was modified after %s (%d > %d)", targets.ErrSourceChanged, plan.SrcOlderThan, sa.mtime, ma.mtime)
+		}
 	}
 	if probe != nil {
 		b, err := data(probe)
@@ -493,12 +610,12 @@ func (s *rawSession) writeRanges(g *guard, dst, src string, plan *targets.RangeP
 	if err := wait(0); err != nil {
 		return fmt.Errorf("write ranges: %w", err)
 	}
-	n, err = size(s.send(fxpFstat, dhs))
+	da, err := attrs(s.send(fxpFstat, dhs))
 	if err != nil {
 		return fmt.Errorf("stat after writing: %w", err)
 	}
-	if n != plan.Size {
-		return fmt.Errorf("server holds %d bytes after writing %d", n, plan.Size)
+	if da.size != plan.Size {
+		return fmt.Errorf("server holds %d bytes after writing %d", da.size, plan.Size)
 	}
 	return nil
 }

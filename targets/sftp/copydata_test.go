@@ -99,9 +99,34 @@ func TestWriteFileRangesOpenSSH(t *testing.T) {
 				t.Fatal("the source file changed")
 			}
 
-			// The source already holds another version: refused.
-			nw := csvRows(0, 4000, 9)
+			// A source not older than the mark file is refused; WaitPast
+			// makes whatever is written afterwards newer.
+			nw := versions["changes"]
 			p := rangePlan(rdelta.Compute(old, nw, rdelta.Options{}), old)
+			p.SrcOlderThan = "mark"
+			if err := tg.WaitPast(ctx, "db.csv", ".prepcast/clock"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tg.WriteFile(ctx, "mark", bytes.NewReader(nil), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := tg.WriteFileRanges(ctx, ".prepcast/staging/y", "db.csv", p, bytes.NewReader(nw)); err != nil {
+				t.Fatalf("source older than the mark: %v", err)
+			}
+			if err := tg.WaitPast(ctx, "mark", ".prepcast/clock"); err != nil {
+				t.Fatal(err)
+			}
+			if err := tg.WriteFile(ctx, "db.csv", bytes.NewReader(old), int64(len(old))); err != nil {
+				t.Fatal(err)
+			}
+			err = tg.WriteFileRanges(ctx, ".prepcast/staging/y", "db.csv", p, bytes.NewReader(nw))
+			if !errors.Is(err, targets.ErrSourceChanged) {
+				t.Fatalf("source rewritten after the mark: err %v, want ErrSourceChanged", err)
+			}
+
+			// The source already holds another version: refused.
+			nw = csvRows(0, 4000, 9)
+			p = rangePlan(rdelta.Compute(old, nw, rdelta.Options{}), old)
 			if err := tg.WriteFile(ctx, "db.csv", bytes.NewReader(nw), int64(len(nw))); err != nil {
 				t.Fatal(err)
 			}
