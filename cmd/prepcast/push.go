@@ -266,7 +266,7 @@ func printResults(w io.Writer, results []publisher.Result) {
 		return 1
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS")
+	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS\tCOPIED ON SERVER")
 	for _, r := range rs {
 		cut, result := "-", "ok"
 		if r.Ack != nil {
@@ -283,16 +283,17 @@ func printResults(w io.Writer, results []publisher.Result) {
 		if r.Wire > 0 && r.Bytes > 0 {
 			rate = fmt.Sprintf("%.1f MB/s", float64(r.Bytes)/1e6/r.Wire.Seconds())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
-			r.Duration.Round(time.Millisecond), r.Attempts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.Target, result, cut, r.Files, status.FormatBytes(r.Bytes), rate,
+			r.Duration.Round(time.Millisecond), r.Attempts, deltaColumn(r))
 	}
 	tw.Flush()
 	// Bandwidth of the whole push: what left the uplink, and how fast.
-	var bytes int64
+	var bytes, copied int64
 	var longest time.Duration
 	acked := 0
 	for _, r := range results {
 		bytes += r.Bytes
+		copied += r.Copied
 		longest = max(longest, r.Duration)
 		if r.Err == nil {
 			acked++
@@ -301,5 +302,17 @@ func printResults(w io.Writer, results []publisher.Result) {
 	if longest > 0 {
 		fmt.Fprintf(w, "%d of %d difusores acknowledged; %s sent in %s (%.1f MB/s over the uplink)\n", acked, len(results),
 			status.FormatBytes(bytes), longest.Round(time.Millisecond), float64(bytes)/1e6/longest.Seconds())
+		if copied > 0 {
+			fmt.Fprintf(w, "%s copied on the difusores' servers from the files they served (copy-data), not sent\n", status.FormatBytes(copied))
+		}
 	}
+}
+
+// deltaColumn says what a target's servers copied from the files they
+// served (range deltas): bytes and files, "-" for none.
+func deltaColumn(r publisher.Result) string {
+	if r.DeltaFiles == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%d files, %s of them sent)", status.FormatBytes(r.Copied), r.DeltaFiles, status.FormatBytes(r.Literal))
 }
