@@ -69,8 +69,14 @@ const (
 	rawMaxPacket = 64 << 10
 	// rawChunk is the size of each literal write request.
 	rawChunk = 32 << 10
-	// rawWindow is how many requests a range write keeps in flight.
-	rawWindow = 64
+	// rawWindow is how many requests a range write keeps in flight: a
+	// plan has many small ranges (a few thousand for a 4 MB database with
+	// 500 changed rows), and a distant server must never wait for the
+	// next one. Copy requests are under 100 bytes; literal writes are
+	// also bounded by rawWindowBytes.
+	rawWindow = 1024
+	// rawWindowBytes bounds the literal bytes in flight per range write.
+	rawWindowBytes = 2 << 20
 	// maxProbe bounds the probe bytes read from a source file.
 	maxProbe = 4 << 10
 )
@@ -566,13 +572,20 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 	}
 	g.alive()
 
-	// Copies and literal writes, rawWindow in flight.
-	var inflight []<-chan rawReply
-	wait := func(keep int) error {
-		for len(inflight) > keep {
-			if err := status(inflight[0]); err != nil {
+	// Copies and literal writes, up to rawWindow requests and
+	// rawWindowBytes literal bytes in flight.
+	type req struct {
+		ch <-chan rawReply
+		n  int
+	}
+	var inflight []req
+	var inBytes int
+	wait := func(keep, keepBytes int) error {
+		for len(inflight) > keep || (len(inflight) > 0 && inBytes > keepBytes) {
+			if err := status(inflight[0].ch); err != nil {
 				return err
 			}
+			inBytes -= inflight[0].n
 			inflight = inflight[1:]
 			g.alive()
 		}
@@ -584,11 +597,11 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 			return targets.Permanent(fmt.Errorf("invalid range op %+v", op))
 		}
 		if op.Copy {
-			if err := wait(rawWindow - 1); err != nil {
+			if err := wait(rawWindow-1, rawWindowBytes); err != nil {
 				return fmt.Errorf("copy-data: %w", err)
 			}
-			inflight = append(inflight, s.send(fxpExtended, sftpStr(copyDataName),
-				shs, be64(uint64(op.Src)), be64(uint64(op.Len)), dhs, be64(uint64(op.Dst))))
+			inflight = append(inflight, req{ch: s.send(fxpExtended, sftpStr(copyDataName),
+				shs, be64(uint64(op.Src)), be64(uint64(op.Len)), dhs, be64(uint64(op.Dst)))})
 			continue
 		}
 		for off := op.Dst; off < op.Dst+op.Len; {
@@ -599,15 +612,16 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 			if _, err := lit.ReadAt(buf[:k], off); err != nil && !(errors.Is(err, io.EOF) && k > 0) {
 				return &sourceError{err}
 			}
-			if err := wait(rawWindow - 1); err != nil {
+			if err := wait(rawWindow-1, rawWindowBytes-k); err != nil {
 				return fmt.Errorf("write: %w", err)
 			}
 			// send copies the packet before returning, so buf can be reused.
-			inflight = append(inflight, s.send(fxpWrite, dhs, be64(uint64(off)), sftpStr(string(buf[:k]))))
+			inflight = append(inflight, req{ch: s.send(fxpWrite, dhs, be64(uint64(off)), sftpStr(string(buf[:k]))), n: k})
+			inBytes += k
 			off += int64(k)
 		}
 	}
-	if err := wait(0); err != nil {
+	if err := wait(0, 0); err != nil {
 		return fmt.Errorf("write ranges: %w", err)
 	}
 	da, err := attrs(s.send(fxpFstat, dhs))
