@@ -139,6 +139,7 @@ func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
 	for i, op := range p.Ops {
 		rp.Ops[i] = targets.RangeOp{Copy: op.Copy, Src: op.Src, Dst: op.Dst, Len: op.Len}
 	}
+	start := time.Now()
 	var sent atomic.Int64
 	lit := &meteredFile{ctx: ctx, f: f, size: s.e.Size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &sent}
 	err = rc.WriteFileRanges(ctx, s.name, prev.Path, rp, lit)
@@ -154,6 +155,8 @@ func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
 	r.literal.Add(p.Literal)
 	r.copied.Add(p.Copied)
 	r.deltaFiles.Add(1)
+	r.log.Debug("staged from ranges of the served file", zap.String("path", s.e.Path), zap.Int("ranges", len(p.Ops)),
+		zap.Int64("literal", p.Literal), zap.Int64("copied", p.Copied), zap.Duration("took", time.Since(start)))
 	return true
 }
 
@@ -242,4 +245,15 @@ func (r *targetRun) deltaMark() deltaMark {
 // ranges since m.
 func (r *targetRun) deltaSince(m deltaMark) (files int, literal, copied int64) {
 	return int(r.deltaFiles.Load() - m.files), r.literal.Load() - m.literal, r.copied.Load() - m.copied
+}
+
+// recordDelta adds an attempt's range-delta bytes to the audit history
+// (the metrics' totals).
+func (e *Engine) recordDelta(id int64, st attemptStats) {
+	if e.DB == nil || id == 0 || st.DeltaFiles == 0 {
+		return
+	}
+	if err := e.DB.RecordAttemptDelta(context.Background(), id, st.Literal, st.Copied); err != nil {
+		e.Log.Warn("record attempt", zap.Error(err))
+	}
 }

@@ -465,6 +465,7 @@ func (e *Engine) endAttempt(id int64, st attemptStats, bytes int64, err error, c
 	if e2 := e.DB.EndAttempt(context.Background(), id, time.Now(), bytes, st.Files, st.Wire.Seconds(), result, text); e2 != nil {
 		e.Log.Warn("record attempt", zap.Error(e2))
 	}
+	e.recordDelta(id, st)
 }
 
 // mirrorRemote makes the local mirror agree with what the target itself

@@ -58,6 +58,11 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 ) STRICT;
 `,
+	// 2: what range deltas saved per attempt (publisher/deltastage.go).
+	`
+ALTER TABLE attempts ADD COLUMN literal_bytes INTEGER NOT NULL DEFAULT 0; -- sent for files staged from ranges
+ALTER TABLE attempts ADD COLUMN copied_bytes  INTEGER NOT NULL DEFAULT 0; -- copied by the server from served files
+`,
 }
 
 // schemaVersion is the user_version this code reads and writes.

@@ -30,13 +30,15 @@ var (
 	descFailures   = prometheus.NewDesc("prepcast_target_failed_attempts_total", "Push attempts to the target that failed.", []string{"target"}, nil)
 	descAttempts   = prometheus.NewDesc("prepcast_target_attempts_total", "Push attempts to the target.", []string{"target"}, nil)
 	descDuration   = prometheus.NewDesc("prepcast_target_last_push_duration_seconds", "Duration of the last successful push attempt.", []string{"target"}, nil)
+	descLiteral    = prometheus.NewDesc("prepcast_target_delta_literal_bytes_total", "Bytes sent for files staged from ranges of the files the target served (included in sent bytes).", []string{"target"}, nil)
+	descCopied     = prometheus.NewDesc("prepcast_target_delta_copied_bytes_total", "Bytes the target's server copied from the files it served (copy-data) instead of receiving them.", []string{"target"}, nil)
 	descUp         = prometheus.NewDesc("prepcast_status_up", "1 when the status could be read.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLatestSeq, descLatestTime, descAcked, descLagCuts, descLagSeconds, descBehind,
-		descState, descBytes, descFailures, descAttempts, descDuration, descUp} {
+		descState, descBytes, descFailures, descAttempts, descDuration, descUp, descLiteral, descCopied} {
 		ch <- d
 	}
 }
@@ -72,6 +74,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(tot.Failures), t.Name)
 		ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(tot.Attempts), t.Name)
 		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, tot.LastDuration, t.Name)
+		ch <- prometheus.MustNewConstMetric(descLiteral, prometheus.CounterValue, float64(tot.Literal), t.Name)
+		ch <- prometheus.MustNewConstMetric(descCopied, prometheus.CounterValue, float64(tot.Copied), t.Name)
 	}
 }
 

@@ -152,19 +152,20 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 			if err != nil {
 				return err
 			}
-			pa, err := attrs(s.send(fxpStat, sftpStr(absP)))
-			if err != nil {
-				return err
-			}
+			statP := s.send(fxpStat, sftpStr(absP))
 			h, err := handle(s.send(fxpOpen, sftpStr(absM), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0)))
+			pa, perr := attrs(statP)
 			if err != nil {
 				return err
 			}
 			hs := sftpStr(string(h))
-			werr := status(s.send(fxpWrite, hs, be64(0), sftpStr("\n")))
-			ma, serr := attrs(s.send(fxpFstat, hs))
-			cerr := status(s.send(fxpClose, hs))
-			if err := errors.Join(werr, serr, cerr); err != nil {
+			wch := s.send(fxpWrite, hs, be64(0), sftpStr("\n"))
+			sch := s.send(fxpFstat, hs)
+			cch := s.send(fxpClose, hs)
+			werr := status(wch)
+			ma, serr := attrs(sch)
+			cerr := status(cch)
+			if err := errors.Join(perr, werr, serr, cerr); err != nil {
 				return err
 			}
 			if !pa.hasMtime || !ma.hasMtime {
@@ -504,23 +505,29 @@ func data(ch <-chan rawReply) ([]byte, error) {
 	return d, nil
 }
 
-// writeRanges opens src for reading and dst for writing, checks src,
-// and that it was modified before the file olderThan (when set), sends
-// the plan's copies and literal writes pipelined, checks dst's size
-// and closes both. Replies are awaited in order (OpenSSH's sftp-server
-// answers in order), rawWindow requests ahead.
+// writeRanges opens src for reading and dst for writing, checks src (its
+// size, the probe bytes, and that it was modified no later than the file
+// olderThan, when set), sends the plan's copies and literal writes, checks
+// dst's size and closes both. Everything is pipelined: the checks of src
+// travel with the first copies (dst is only a staging file, so copies made
+// before a failed check are harmless and the caller sends the file whole),
+// and replies are awaited in order, up to rawWindow requests ahead.
 func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *targets.RangePlan, lit io.ReaderAt) (err error) {
 	srcOpen := s.send(fxpOpen, sftpStr(src), be32(fxfRead), be32(0))
 	dstOpen := s.send(fxpOpen, sftpStr(dst), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0))
 	sh, serr := handle(srcOpen)
 	dh, derr := handle(dstOpen)
-	defer func() {
-		var closes []<-chan rawReply
+	var closes []<-chan rawReply
+	closeAll := func() {
 		for _, h := range [][]byte{sh, dh} {
 			if h != nil {
 				closes = append(closes, s.send(fxpClose, sftpStr(string(h))))
 			}
 		}
+		sh, dh = nil, nil
+	}
+	defer func() {
+		closeAll()
 		for _, ch := range closes {
 			if cerr := status(ch); err == nil && cerr != nil {
 				err = fmt.Errorf("close: %w", cerr)
@@ -545,35 +552,51 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 	if olderThan != "" {
 		mark = s.send(fxpStat, sftpStr(olderThan))
 	}
-	sa, err := attrs(stat)
-	if err != nil {
-		return fmt.Errorf("stat source: %w", err)
-	}
-	if sa.size != plan.SrcSize {
-		return fmt.Errorf("%w: it has %d bytes, the plan expects %d", targets.ErrSourceChanged, sa.size, plan.SrcSize)
-	}
-	if mark != nil {
-		ma, err := attrs(mark)
+	checked := false
+	check := func() error {
+		if checked {
+			return nil
+		}
+		checked = true
+		sa, err := attrs(stat)
 		if err != nil {
-			return fmt.Errorf("%w: stat %s: %w", targets.ErrSourceChanged, plan.SrcOlderThan, err)
+			return fmt.Errorf("stat source: %w", err)
 		}
-		if !sa.hasMtime || !ma.hasMtime || sa.mtime > ma.mtime {
-			return fmt.Errorf("%w: it was modified after %s (%d > %d)", targets.ErrSourceChanged, plan.SrcOlderThan, sa.mtime, ma.mtime)
+		if sa.size != plan.SrcSize {
+			return fmt.Errorf("%w: it has %d bytes, the plan expects %d", targets.ErrSourceChanged, sa.size, plan.SrcSize)
 		}
+		if probe != nil {
+			b, err := data(probe)
+			if err != nil {
+				return fmt.Errorf("read source: %w", err)
+			}
+			if !bytes.Equal(b, plan.ProbeBytes) {
+				return fmt.Errorf("%w: its content at offset %d differs", targets.ErrSourceChanged, plan.Probe)
+			}
+		}
+		if mark != nil {
+			ma, err := attrs(mark)
+			if err != nil {
+				return fmt.Errorf("%w: stat %s: %w", targets.ErrSourceChanged, plan.SrcOlderThan, err)
+			}
+			if !sa.hasMtime || !ma.hasMtime || sa.mtime > ma.mtime {
+				return fmt.Errorf("%w: it was modified after %s (%d > %d)", targets.ErrSourceChanged, plan.SrcOlderThan, sa.mtime, ma.mtime)
+			}
+		}
+		g.alive()
+		return nil
 	}
-	if probe != nil {
-		b, err := data(probe)
-		if err != nil {
-			return fmt.Errorf("read source: %w", err)
+	// A failed check returns at once, whatever else failed; the replies
+	// still due are read by the session and dropped.
+	defer func() {
+		if cerr := check(); cerr != nil {
+			err = cerr
 		}
-		if !bytes.Equal(b, plan.ProbeBytes) {
-			return fmt.Errorf("%w: its content at offset %d differs", targets.ErrSourceChanged, plan.Probe)
-		}
-	}
-	g.alive()
+	}()
 
 	// Copies and literal writes, up to rawWindow requests and
-	// rawWindowBytes literal bytes in flight.
+	// rawWindowBytes literal bytes in flight. The checks' replies come
+	// before the first copy's.
 	type req struct {
 		ch <-chan rawReply
 		n  int
@@ -582,6 +605,9 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 	var inBytes int
 	wait := func(keep, keepBytes int) error {
 		for len(inflight) > keep || (len(inflight) > 0 && inBytes > keepBytes) {
+			if err := check(); err != nil {
+				return err
+			}
 			if err := status(inflight[0].ch); err != nil {
 				return err
 			}
@@ -621,10 +647,17 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 			off += int64(k)
 		}
 	}
+	// The size of the result, and the closes, travel behind the last
+	// writes.
+	final := s.send(fxpFstat, dhs)
+	closeAll()
 	if err := wait(0, 0); err != nil {
 		return fmt.Errorf("write ranges: %w", err)
 	}
-	da, err := attrs(s.send(fxpFstat, dhs))
+	if err := check(); err != nil {
+		return err
+	}
+	da, err := attrs(final)
 	if err != nil {
 		return fmt.Errorf("stat after writing: %w", err)
 	}
