@@ -73,7 +73,7 @@ type deltaPlan struct {
 // later attempt then never copies ranges from it (see stageDelta).
 func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest) (func(), error) {
 	nop := func() {}
-	if r.e.NoDelta || from == nil {
+	if r.e.NoDelta || from == nil || r.apply != "" { // package mode sends deltas its own way
 		return nop, nil
 	}
 	rc, copies := r.t.(targets.RangeCopier)
