@@ -81,8 +81,10 @@ func TestWriteFileRangesOpenSSH(t *testing.T) {
 				"shrink":    csvRows(0, 3000, 0),
 				"changes":   csvRows(0, 4000, 5),
 			}
+			// Every matching range is copied (MinCopy -1): the server
+			// handles hundreds of small ranges per file.
 			for name, nw := range versions {
-				p := rdelta.Compute(old, nw, rdelta.Options{})
+				p := rdelta.Compute(old, nw, rdelta.Options{MinCopy: -1})
 				staged := ".prepcast/staging/" + name
 				if err := tg.WriteFileRanges(ctx, staged, "db.csv", rangePlan(p, old), bytes.NewReader(nw)); err != nil {
 					t.Fatalf("%s: %v", name, err)
@@ -102,7 +104,7 @@ func TestWriteFileRangesOpenSSH(t *testing.T) {
 			// A source not older than the mark file is refused; WaitPast
 			// makes whatever is written afterwards newer.
 			nw := versions["changes"]
-			p := rangePlan(rdelta.Compute(old, nw, rdelta.Options{}), old)
+			p := rangePlan(rdelta.Compute(old, nw, rdelta.Options{MinCopy: -1}), old)
 			p.SrcOlderThan = "mark"
 			if err := tg.WaitPast(ctx, "db.csv", ".prepcast/clock"); err != nil {
 				t.Fatal(err)
@@ -126,7 +128,7 @@ func TestWriteFileRangesOpenSSH(t *testing.T) {
 
 			// The source already holds another version: refused.
 			nw = csvRows(0, 4000, 9)
-			p = rangePlan(rdelta.Compute(old, nw, rdelta.Options{}), old)
+			p = rangePlan(rdelta.Compute(old, nw, rdelta.Options{MinCopy: -1}), old)
 			if err := tg.WriteFile(ctx, "db.csv", bytes.NewReader(nw), int64(len(nw))); err != nil {
 				t.Fatal(err)
 			}
