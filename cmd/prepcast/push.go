@@ -181,6 +181,7 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 	eng := &publisher.Engine{
 		Store: store, PublicKey: pub, DB: db, Log: log, Publisher: host,
 		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
+		NoDelta:      c.Limits.WholeFiles,
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
 		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain, Verify: verify,
 	}
