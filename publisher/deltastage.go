@@ -73,7 +73,7 @@ type deltaPlan struct {
 // later attempt then never copies ranges from it (see stageDelta).
 func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest) (func(), error) {
 	nop := func() {}
-	if r.e.NoDelta || from == nil || r.apply != "" { // package mode sends deltas its own way
+	if from == nil || r.apply != "" { // package mode sends deltas its own way
 		return nop, nil
 	}
 	rc, copies := r.t.(targets.RangeCopier)
@@ -84,8 +84,13 @@ func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest) (
 	if can, err := rc.CanCopyRanges(ctx); err != nil || !can {
 		return nop, err
 	}
+	// Even with deltas off for this push: a later one may use them, and
+	// must not mistake what this one staged for the acknowledged files.
 	if err := rc.WaitPast(ctx, AckPath, StagingDir+".clock"); err != nil {
 		return nop, fmt.Errorf("read the server's clock: %w", err)
+	}
+	if r.e.NoDelta {
+		return nop, nil
 	}
 	old := make(map[string]packager.Entry)
 	for _, e := range from.Entries {
