@@ -34,6 +34,7 @@ fuzz: ## Run every fuzz target briefly (FUZZTIME=30000x executions each)
 	$(GO) test -run='^$$' -fuzz='^FuzzReadPackage$$' -fuzztime=$(FUZZTIME) ./apply
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRequest$$' -fuzztime=$(FUZZTIME) ./applyproto
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./config
+	$(GO) test -run='^$$' -fuzz='^FuzzPlan$$' -fuzztime=$(FUZZTIME) ./internal/rdelta
 
 vet: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
@@ -58,6 +59,11 @@ bench-wan: build ## WAN benchmark: 2,000 JSON files through a 50 ms RTT, 12.5 MB
 bench-uplink: ## Uplink bytes over the replayed Puebla night: SFTP file mode vs package mode
 	@mkdir -p bench/out
 	$(GO) run ./bench/uplink -scale $(UPLINK_SCALE) | tee bench/out/uplink.md
+
+.PHONY: bench-filedelta
+bench-filedelta: ## Changed files as ranges (copy-data) vs whole files vs rsync -a, Puebla database over WAN links
+	@mkdir -p bench/out
+	$(GO) run ./bench/filedelta | tee bench/out/filedelta.md
 
 bench: bench-cut bench-push bench-scale bench-wan bench-uplink ## All benchmarks (tables in bench/out/)
 

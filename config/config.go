@@ -137,6 +137,9 @@ type Limits struct {
 	PerTarget       int64 // each target, unless the target sets its own Limit
 	TargetsInFlight int   // targets pushed concurrently; default 32
 	FilesInFlight   int   // files in flight per target; default 16
+	// WholeFiles sends every changed file whole in file mode, never as
+	// ranges copied from the file the difusor serves (copy-data).
+	WholeFiles bool
 }
 
 // Timeouts bound network operations.
@@ -390,6 +393,7 @@ func (cv *converter) config(r *rawConfig) *Config {
 		PerTarget:       cv.rate("limits.per_target", r.Limits.PerTarget, 0),
 		TargetsInFlight: cv.int("limits.targets_in_flight", r.Limits.TargetsInFlight, DefaultTargetsInFlight),
 		FilesInFlight:   cv.int("limits.files_in_flight", r.Limits.FilesInFlight, DefaultFilesInFlight),
+		WholeFiles:      cv.bool("limits.whole_files", r.Limits.WholeFiles),
 	}
 	c.Timeouts = Timeouts{
 		Dial:      cv.duration("timeouts.dial", r.Timeouts.Dial, DefaultDialTimeout),

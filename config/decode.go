@@ -73,6 +73,7 @@ type rawLimits struct {
 	PerTarget       scalar `yaml:"per_target"`
 	TargetsInFlight scalar `yaml:"targets_in_flight"`
 	FilesInFlight   scalar `yaml:"files_in_flight"`
+	WholeFiles      scalar `yaml:"whole_files"`
 }
 
 type rawTimeouts struct {

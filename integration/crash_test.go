@@ -69,6 +69,7 @@ func TestCrashConsistency(t *testing.T) {
 	os.WriteFile(cfg, []byte(b.String()), 0o644)
 	gen := newTreeGen(7)
 	gen.imagesPerCut, gen.imageMax = 40, 200<<10 // cuts of a few MB: pushes last long enough to be killed in
+	gen.deltaRows = 20000                        // a 1 MB database changed a little every cut: d1 and d3 stage it from ranges (copy-data)
 	cycle := func() *exec.Cmd {
 		cmd := exec.Command(bin, "cycle", "--config", cfg)
 		cmd.Stdout, cmd.Stderr = nil, nil
@@ -129,6 +130,16 @@ func TestCrashConsistency(t *testing.T) {
 		}
 	}
 	t.Logf("%d trials, %d processes killed mid-cycle (a full cycle took %v); every target converged to cut %d", *crashTrials, kills, full, latest.Seq)
+	// The file-mode targets stage the changed database from ranges of the
+	// served one: the kills above interrupted that staging too.
+	gen.next(t, src)
+	out, err := cycle().CombinedOutput()
+	if err != nil {
+		t.Fatalf("cycle after convergence: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "copied on the difusores' servers") {
+		t.Fatalf("no file was staged from ranges of a served file (copy-data):\n%s", out)
+	}
 }
 
 func readAck(t *testing.T, web string) *publisher.Ack {

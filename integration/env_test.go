@@ -199,6 +199,7 @@ type treeGen struct {
 	images       int
 	imagesPerCut int // default 6
 	imageMax     int // largest image in bytes, default 120 KB
+	deltaRows    int // rows of a large database changed a little every cut (filedelta_test.go); 0: none
 }
 
 func newTreeGen(seed uint64) *treeGen { return &treeGen{rng: mrand.New(mrand.NewPCG(seed, 3))} }
@@ -250,6 +251,7 @@ func (g *treeGen) next(t *testing.T, root string) {
 		}
 		write("datos/PUE_"+e+"_2024.csv", []byte(b.String()))
 	}
+	g.writeDeltaCSV(write)
 	// Per-cut zip; the previous one disappears from the tree.
 	if g.cut > 1 {
 		os.Remove(filepath.Join(root, fmt.Sprintf("datos/20240602_%04d_PREP_PUE.zip", 2000+g.cut-1)))

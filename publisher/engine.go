@@ -76,6 +76,9 @@ type Engine struct {
 	// returns ErrStopped. Every target keeps serving a whole cut. Cancel
 	// the context instead to stop at once.
 	Drain <-chan struct{}
+	// NoDelta turns off staging changed files from ranges of the version a
+	// target serves (deltastage.go): every changed file is sent whole.
+	NoDelta bool
 
 	initOnce sync.Once
 	uplink   *rate.Limiter
@@ -90,6 +93,8 @@ type Engine struct {
 
 	pkgMu sync.Mutex
 	pkgs  map[[2]int64]*pkgBuild // packages by origin and cut
+
+	delta deltaState // range plans (deltastage.go)
 }
 
 // Progress is a snapshot of one target's push.
@@ -129,6 +134,12 @@ type Result struct {
 	Reconciled bool     // the target was reconciled by listing
 	Repaired   []string // files that verification found altered or missing and sent again
 	Verified   int      // files verification read back and hashed (or found missing)
+	// Range deltas, all attempts (deltastage.go): files staged from ranges
+	// of the version the target served, the literal bytes sent for them
+	// (also counted in Bytes) and the bytes the server copied itself.
+	DeltaFiles int
+	Literal    int64
+	Copied     int64
 }
 
 // MinRateWire is the least staging time a rate is computed from: below it
@@ -396,6 +407,7 @@ func (e *Engine) backoff(attempt int) time.Duration {
 func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRun) {
 	bytes := run.sent.Load()
 	res.Bytes = bytes
+	res.DeltaFiles, res.Literal, res.Copied = int(run.deltaFiles.Load()), run.literal.Load(), run.copied.Load()
 	res.Duration = time.Since(run.start)
 	if a, ok := run.t.(targets.Adapter); ok {
 		res.Strategy = a.Adaptation()
@@ -403,6 +415,9 @@ func (e *Engine) finish(log *zap.Logger, res *Result, cur *cutRef, run *targetRu
 	}
 	fields := []zap.Field{zap.Int64("bytes", bytes), zap.Int("files", res.Files), zap.Duration("wire", res.Wire),
 		zap.Int("attempts", res.Attempts)}
+	if res.DeltaFiles > 0 {
+		fields = append(fields, zap.Int("delta_files", res.DeltaFiles), zap.Int64("literal_bytes", res.Literal), zap.Int64("copied_on_server_bytes", res.Copied))
+	}
 	if r, ok := res.Rate(); ok {
 		fields = append(fields, zap.Float64("mb_per_s", r/1e6))
 	}
@@ -490,6 +505,7 @@ func (e *Engine) endAttempt(id int64, st attemptStats, bytes int64, err error, c
 	if e2 := e.DB.EndAttempt(context.Background(), id, time.Now(), bytes, st.Uploaded, st.Wire.Seconds(), result, text); e2 != nil {
 		e.Log.Warn("record attempt", zap.Error(e2))
 	}
+	e.recordDelta(id, st)
 }
 
 // mirrorRemote makes the local mirror agree with what the target itself

@@ -41,6 +41,9 @@ type attemptStats struct {
 	AlreadyHad bool          // the target already held the cut
 	FromSeq    int64
 	Deleted    int // retired files deleted
+	// Range deltas of this attempt (deltastage.go).
+	DeltaFiles      int
+	Literal, Copied int64
 }
 
 // targetRun is the state of pushing to one target during one Push call; it
@@ -65,6 +68,12 @@ type targetRun struct {
 	prog     progressFunc
 	// verified is how many files the last verification checked.
 	verified int
+
+	// Range deltas (deltastage.go): the acknowledged versions of the
+	// files, by path, while an attempt may stage from them (under mu).
+	deltaOld        map[string]packager.Entry
+	deltaFiles      atomic.Int64
+	literal, copied atomic.Int64
 }
 
 type progressFunc func(stage string, done, total int64, files, filesTotal int)
@@ -127,6 +136,11 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if from != nil {
 		d := packager.ComputeDelta(from, c.m)
 		changed, gone, st.FromSeq = d.Changed, d.Deleted, from.Seq
+		stop, err := r.useDeltaFrom(ctx, from)
+		if err != nil {
+			return nil, st, err
+		}
+		defer stop()
 	} else {
 		var listed int
 		if changed, gone, listed, err = r.reconcile(ctx, c.m); err != nil {
@@ -173,6 +187,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	plan := stagingPlan(changed)
 	sentBefore := r.sent.Load()
+	deltaBefore := r.deltaMark()
 	// The destination directories are made while the files upload.
 	dirsDone := make(chan error, 1)
 	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
@@ -186,6 +201,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		return nil, st, err
 	}
 	st.Files = len(plan)
+	st.DeltaFiles, st.Literal, st.Copied = r.deltaSince(deltaBefore)
 
 	// Commit: everything else first, the pointers last, in manifest order.
 	if err := r.commit(ctx, plan, c.m); err != nil {

@@ -206,6 +206,9 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 // corrupt object is never renamed into place on any target, and content
 // already checked is not read twice.
 func (r *targetRun) upload(ctx context.Context, s staged) error {
+	if r.stageDelta(ctx, s) {
+		return nil
+	}
 	v, hashHere, wait, err := r.e.beginCheck(s.e)
 	if err != nil {
 		return targets.Permanent(err)

@@ -283,12 +283,15 @@ type Totals struct {
 	Failures     int     // attempts that ended "failed"
 	Bytes        int64   // payload bytes sent, all attempts
 	LastDuration float64 // seconds, the most recent successful attempt
+	// Range deltas, all attempts (see RecordAttemptDelta).
+	Literal, Copied int64
 }
 
 // TotalsByTarget sums the audit history per target.
 func (db *DB) TotalsByTarget(ctx context.Context) (map[string]Totals, error) {
 	rows, err := db.r.QueryContext(ctx, `
-SELECT target, count(*), sum(result = 'failed'), coalesce(sum(bytes), 0)
+SELECT target, count(*), sum(result = 'failed'), coalesce(sum(bytes), 0),
+	coalesce(sum(literal_bytes), 0), coalesce(sum(copied_bytes), 0)
 FROM attempts GROUP BY target`)
 	if err != nil {
 		return nil, fmt.Errorf("read totals: %w", err)
@@ -298,7 +301,7 @@ FROM attempts GROUP BY target`)
 	for rows.Next() {
 		var name string
 		var t Totals
-		if err := rows.Scan(&name, &t.Attempts, &t.Failures, &t.Bytes); err != nil {
+		if err := rows.Scan(&name, &t.Attempts, &t.Failures, &t.Bytes, &t.Literal, &t.Copied); err != nil {
 			return nil, fmt.Errorf("read totals: %w", err)
 		}
 		out[name] = t

@@ -89,6 +89,11 @@ CREATE TABLE served (
 CREATE INDEX served_by_target ON served (target, id);
 CREATE INDEX served_by_time ON served (at_ns);
 `,
+	// 4: what range deltas saved per attempt (publisher/deltastage.go).
+	`
+ALTER TABLE attempts ADD COLUMN literal_bytes INTEGER NOT NULL DEFAULT 0; -- sent for files staged from ranges
+ALTER TABLE attempts ADD COLUMN copied_bytes  INTEGER NOT NULL DEFAULT 0; -- copied by the server from served files
+`,
 }
 
 // schemaVersion is the user_version this code reads and writes.

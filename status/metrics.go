@@ -38,6 +38,8 @@ var (
 	descServedHTTP = prometheus.NewDesc("prepcast_target_served_http_errors", "HTTP errors (non-200 answers, failed transfers) at the last check of the public site.", []string{"target"}, nil)
 	descServedMism = prometheus.NewDesc("prepcast_target_served_mismatches", "Files that differed from the signed cut at the last check of the public site.", []string{"target"}, nil)
 	descNotServed  = prometheus.NewDesc("prepcast_target_acked_not_served", "1 when the target acknowledges a cut its public site does not serve.", []string{"target"}, nil)
+	descLiteral    = prometheus.NewDesc("prepcast_target_delta_literal_bytes_total", "Bytes sent for files staged from ranges of the files the target served (included in sent bytes).", []string{"target"}, nil)
+	descCopied     = prometheus.NewDesc("prepcast_target_delta_copied_bytes_total", "Bytes the target's server copied from the files it served (copy-data) instead of receiving them.", []string{"target"}, nil)
 	descUp         = prometheus.NewDesc("prepcast_status_up", "1 when the status could be read.", nil, nil)
 )
 
@@ -45,7 +47,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLatestSeq, descLatestTime, descAcked, descLagCuts, descLagSeconds, descBehind,
 		descState, descBytes, descFailures, descAttempts, descDuration, descVerified, descMismatches, descPending, descUp,
-		descServedSeq, descServedOK, descServedHTTP, descServedMism, descNotServed} {
+		descServedSeq, descServedOK, descServedHTTP, descServedMism, descNotServed, descLiteral, descCopied} {
 		ch <- d
 	}
 }
@@ -95,6 +97,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descVerified, prometheus.CounterValue, float64(vr.FilesChecked), t.Name)
 		ch <- prometheus.MustNewConstMetric(descMismatches, prometheus.CounterValue, float64(vr.Mismatches), t.Name)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(len(vr.Pending)), t.Name)
+		ch <- prometheus.MustNewConstMetric(descLiteral, prometheus.CounterValue, float64(tot.Literal), t.Name)
+		ch <- prometheus.MustNewConstMetric(descCopied, prometheus.CounterValue, float64(tot.Copied), t.Name)
 	}
 }
 

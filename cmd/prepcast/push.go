@@ -182,6 +182,7 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 	eng := &publisher.Engine{
 		Store: store, PublicKey: pub, DB: db, Log: log, Publisher: host,
 		Uplink: c.Limits.Uplink, TargetsInFlight: c.Limits.TargetsInFlight, FilesInFlight: c.Limits.FilesInFlight,
+		NoDelta:      c.Limits.WholeFiles,
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
 		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain, Verify: verify,
 		Rotation: publisher.VerifyBudget{Period: c.Verify.Period, Every: c.Schedule.Every,
@@ -282,7 +283,7 @@ func printResults(w io.Writer, results []publisher.Result) {
 		return 1
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS\tCAUSE")
+	fmt.Fprintln(tw, "TARGET\tRESULT\tCUT\tFILES\tSENT\tRATE\tTOOK\tATTEMPTS\tCOPIED ON SERVER\tCAUSE")
 	var failed []string
 	full := map[string]string{}
 	for _, r := range rs {
@@ -306,8 +307,8 @@ func printResults(w io.Writer, results []publisher.Result) {
 			rate = fmt.Sprintf("%.1f MB/s", bps/1e6)
 		}
 		// Files sent: those of the push, and those verification repaired.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n", r.Target, result, cut, r.Files+len(r.Repaired), status.FormatBytes(r.Bytes), rate,
-			r.Duration.Round(time.Millisecond), r.Attempts, cause)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.Target, result, cut, r.Files+len(r.Repaired), status.FormatBytes(r.Bytes), rate,
+			r.Duration.Round(time.Millisecond), r.Attempts, deltaColumn(r), cause)
 	}
 	tw.Flush()
 	// How targets adapted to their servers, where they had to.
@@ -330,11 +331,12 @@ func printResults(w io.Writer, results []publisher.Result) {
 		}
 	}
 	// Bandwidth of the whole push: what left the uplink, and how fast.
-	var bytes int64
+	var bytes, copied int64
 	var longest time.Duration
 	acked := 0
 	for _, r := range results {
 		bytes += r.Bytes
+		copied += r.Copied
 		longest = max(longest, r.Duration)
 		if r.Err == nil {
 			acked++
@@ -343,5 +345,17 @@ func printResults(w io.Writer, results []publisher.Result) {
 	if longest > 0 {
 		fmt.Fprintf(w, "%d of %d difusores acknowledged; %s sent in %s (%.1f MB/s over the uplink)\n", acked, len(results),
 			status.FormatBytes(bytes), longest.Round(time.Millisecond), float64(bytes)/1e6/longest.Seconds())
+		if copied > 0 {
+			fmt.Fprintf(w, "%s copied on the difusores' servers from the files they served (copy-data), not sent\n", status.FormatBytes(copied))
+		}
 	}
+}
+
+// deltaColumn says what a target's servers copied from the files they
+// served (range deltas): bytes and files, "-" for none.
+func deltaColumn(r publisher.Result) string {
+	if r.DeltaFiles == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s (%d files, %s of them sent)", status.FormatBytes(r.Copied), r.DeltaFiles, status.FormatBytes(r.Literal))
 }

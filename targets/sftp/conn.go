@@ -56,6 +56,8 @@ type conn struct {
 
 	syncMu  sync.Mutex
 	syncers []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
+
+	raw rawHolder // the copy-data session (copydata.go)
 }
 
 // kill closes the connection, which fails every request in flight on it.
@@ -324,7 +326,7 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 		StatVFS:     has("statvfs@openssh.com", ""),
 		Hardlink:    has("hardlink@openssh.com", ""),
 		Limits:      has("limits@openssh.com", ""),
-		CopyData:    has("copy-data", ""),
+		CopyData:    has(copyDataName, "1"),
 	}
 	fail := func(err error) (*conn, error) {
 		c.kill(err)

@@ -157,7 +157,7 @@ type Features struct {
 	StatVFS     bool // statvfs@openssh.com: used by FreeSpace
 	Hardlink    bool // hardlink@openssh.com
 	Limits      bool // limits@openssh.com
-	CopyData    bool // copy-data: server-side copy
+	CopyData    bool // copy-data, version 1: server-side range copies (WriteFileRanges)
 }
 
 // Target is a difusor reached over SFTP. It implements [targets.Target] and
