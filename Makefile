@@ -7,13 +7,27 @@ GO      ?= go
 FUZZTIME ?= 30000x
 UPLINK_SCALE ?= 1
 
-.PHONY: help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale bench-wan bench-uplink clean
+# What "make dist" builds: every system a difusor may run for package mode.
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 freebsd/amd64 freebsd/arm64 windows/amd64 windows/arm64
+
+.PHONY: dist help build demo test test-short fuzz vet bench bench-cut bench-push bench-scale bench-wan bench-uplink clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "%-12s %s\n",$$1,$$2}'
 
 build: ## Build bin/prepcast
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/prepcast ./cmd/prepcast
+
+dist: ## Static, reproducible prepcast binaries for Linux, FreeBSD and Windows (amd64, arm64) in dist/, with SHA256SUMS
+	@rm -rf dist && mkdir -p dist
+	@for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ "$$os" = windows ] && ext=.exe; \
+	  out=dist/prepcast-$(VERSION)-$$os-$$arch$$ext; \
+	  echo "$$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -buildvcs=false \
+	    -ldflags "-s -w -buildid= -X main.version=$(VERSION)" -o $$out ./cmd/prepcast || exit 1; \
+	done
+	@cd dist && sha256sum prepcast-* > SHA256SUMS && cat SHA256SUMS
 
 demo: build ## Replay the Puebla 2024 election night to local difusores (no setup needed)
 	./bin/prepcast demo
@@ -68,4 +82,4 @@ bench-filedelta: ## Changed files as ranges (copy-data) vs whole files vs rsync 
 bench: bench-cut bench-push bench-scale bench-wan bench-uplink ## All benchmarks (tables in bench/out/)
 
 clean: ## Remove build output
-	rm -rf bin bench/out
+	rm -rf bin bench/out dist

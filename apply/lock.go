@@ -8,12 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/internal/sysfs"
 )
 
 // LockPath is the lock one "prepcast apply" holds on a root at a time.
@@ -43,9 +41,9 @@ func LockRoot(ctx context.Context, root string, wait time.Duration) (unlock func
 	if fi, err := r.Lstat(LockPath); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		return nil, fmt.Errorf("apply: %s is a symbolic link; prepcast never follows it: remove it", name)
 	}
-	f, err := r.OpenFile(LockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	f, err := r.OpenFile(LockPath, os.O_RDWR|os.O_CREATE|sysfs.ONoFollow, 0o600)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) || strings.Contains(err.Error(), "escapes") {
+		if sysfs.IsLinkRefused(err) || strings.Contains(err.Error(), "escapes") {
 			return nil, fmt.Errorf("apply: %s is a symbolic link; prepcast never follows it: remove it", name)
 		}
 		return nil, fmt.Errorf("apply: lock: %w", err)
@@ -56,11 +54,11 @@ func LockRoot(ctx context.Context, root string, wait time.Duration) (unlock func
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := sysfs.Lock(f, false)
 		if err == nil {
 			return func() { _ = f.Close() }, nil
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
+		if !errors.Is(err, sysfs.ErrLocked) {
 			f.Close()
 			return nil, fmt.Errorf("apply: lock %s: %w", name, err)
 		}

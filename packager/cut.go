@@ -15,12 +15,11 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/prepcast/prepcast/internal/sysfs"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 )
 
 // CutOptions configures [Store.Cut].
@@ -275,7 +274,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 		return nil, err
 	}
 	// Everything the cut names must be on disk before the cut exists.
-	if err := s.syncFS(); err != nil {
+	if err := s.syncFS(tmp, fresh); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, s.CutDir(m.Seq)); err != nil {
@@ -346,11 +345,15 @@ func equalStrings(a, b []string) bool {
 // checkSpace fails early if the store's filesystem has less than need
 // bytes free.
 func (s *Store) checkSpace(need int64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(s.dir, &st); err != nil {
+	d, err := os.Open(s.dir)
+	if err != nil {
 		return nil // cannot tell; writing will fail clearly if space runs out
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
+	free, err := sysfs.FreeSpace(d)
+	d.Close()
+	if err != nil {
+		return nil
+	}
 	if free < need {
 		return fmt.Errorf("store %s: %d MB free, this cut needs about %d MB; free space in state_dir or prune old cuts", s.dir, free>>20, need>>20)
 	}
@@ -381,7 +384,7 @@ func (s *Store) ingest(root, rel string) (string, fileStat, error) {
 func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool, err error) {
 	// O_NOFOLLOW: a file swapped for a link after the scan is refused;
 	// O_NONBLOCK: one swapped for a FIFO does not hang the cut.
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := sysfs.OpenNoFollow(p)
 	if err != nil {
 		return "", st, false, fmt.Errorf("results tree: %s: %s", rel, errText(err))
 	}
@@ -452,12 +455,10 @@ func (s *Store) ingestOnce(p, rel string) (sha string, st fileStat, changed bool
 var objTmpSeq atomic.Int64
 
 func isNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return sysfs.NoSpace(err) != ""
 }
 
 // startWriteback asks the kernel to start writing f's dirty pages now,
 // without waiting, so that the syncfs before the cut is committed finds
 // little left to flush.
-func startWriteback(f *os.File) {
-	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-}
+func startWriteback(f *os.File) { sysfs.StartWriteback(f) }

@@ -10,12 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/internal/sysfs"
 )
 
 // fileStat is what the quick check compares between scans.
@@ -28,10 +26,7 @@ type fileStat struct {
 
 func statOf(fi fs.FileInfo) fileStat {
 	st := fileStat{Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.CTime = sys.Ctim.Nano()
-		st.Ino = sys.Ino
-	}
+	st.CTime, st.Ino = sysfs.SysStat(fi)
 	return st
 }
 
@@ -105,7 +100,6 @@ func scanTree(root string) ([]scanned, error) {
 			problem(rel, "cannot read directory: "+errText(err))
 			return
 		}
-		dfd := int(d.Fd())
 		for _, de := range des {
 			child := de.Name()
 			if rel != "" {
@@ -120,16 +114,16 @@ func scanTree(root string) ([]scanned, error) {
 				walk(child)
 			case t.IsRegular():
 				// Relative to the open directory: no path lookup per file.
-				var st unix.Stat_t
-				if err := unix.Fstatat(dfd, de.Name(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				st, err := sysfs.StatAt(d, de.Name())
+				if err != nil {
 					problem(child, "cannot stat: "+errText(err))
 					continue
 				}
-				if st.Mode&unix.S_IFMT != unix.S_IFREG {
+				if !st.Regular {
 					problem(child, "changed type while the tree was scanned; cut again once the generator has finished")
 					continue
 				}
-				out = append(out, scanned{Path: child, Stat: fileStat{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: st.Ino}})
+				out = append(out, scanned{Path: child, Stat: fileStat{Size: st.Size, MTime: st.MTime, CTime: st.CTime, Ino: st.Ino}})
 			case t&fs.ModeSymlink != 0:
 				problem(child, "is a symbolic link; prepcast publishes regular files only and never follows links (copy the file in instead)")
 			default:

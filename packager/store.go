@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/prepcast/prepcast/internal/sysfs"
 )
 
 // Store is the local content-addressed cut store under a state directory:
@@ -218,7 +218,7 @@ func (s *Store) lock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+	if err := sysfs.Lock(f, true); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: lock %s: %w", s.lockPath(), err)
 	}
@@ -239,15 +239,56 @@ func (s *Store) clearTmp() error {
 	return nil
 }
 
-// syncFS flushes the filesystem that holds the store to stable storage.
-func (s *Store) syncFS() error {
+// syncFS flushes the filesystem that holds the store to stable storage
+// (Linux syncfs). Where the system cannot flush one filesystem, it flushes
+// what the new cut names instead: the files of its directory tmp, the
+// objects it stored (fresh) and their directories.
+func (s *Store) syncFS(tmp string, fresh map[string]bool) error {
 	f, err := os.Open(s.dir)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
+	ok, err := sysfs.SyncFilesystem(f)
+	if err != nil {
 		return fmt.Errorf("store: sync: %w", err)
+	}
+	if !ok {
+		return s.syncEach(tmp, fresh)
+	}
+	return nil
+}
+
+// syncEach flushes the files of dir, dir itself, and the objects fresh
+// with their directories, one by one.
+func (s *Store) syncEach(dir string, fresh map[string]bool) error {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	paths := make([]string, 0, len(des)+2*len(fresh)+1)
+	for _, de := range des {
+		paths = append(paths, filepath.Join(dir, de.Name()))
+	}
+	dirs := map[string]bool{dir: true}
+	for sha := range fresh {
+		p := s.ObjectPath(sha)
+		paths = append(paths, p)
+		dirs[filepath.Dir(p)] = true
+	}
+	for d := range dirs {
+		paths = append(paths, d)
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("store: sync: %w", err)
+		}
+		err = sysfs.SyncFile(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("store: sync %s: %w", p, err)
+		}
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/prepcast/prepcast/internal/sysfs"
 )
 
 func osGetpid() int { return os.Getpid() }
@@ -18,7 +18,7 @@ func osGetpid() int { return os.Getpid() }
 var ErrPushRunning = errors.New("another prepcast process is pushing")
 
 // PushLock is held by the one process that pushes from a state directory.
-// It is an advisory lock (flock) on state_dir/push.lock: the kernel releases
+// It is an advisory lock (flock; LockFileEx on Windows) on state_dir/push.lock: the kernel releases
 // it when the holder dies, so a stale lock is taken over by design.
 type PushLock struct {
 	f *os.File
@@ -32,9 +32,9 @@ func LockPush(stateDir string) (*PushLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := sysfs.Lock(f, false); err != nil {
 		defer f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		if errors.Is(err, sysfs.ErrLocked) {
 			holder, _ := os.ReadFile(p)
 			who := strings.TrimSpace(string(holder))
 			if who == "" {

@@ -2,9 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // readAhead reads r in a goroutine, up to depth chunks ahead of the
@@ -59,14 +56,4 @@ func (ra *readAhead) Read(p []byte) (int, error) {
 	n := copy(p, ra.cur)
 	ra.cur = ra.cur[n:]
 	return n, nil
-}
-
-// growPipe enlarges the kernel buffer of f if it is a pipe, so that the
-// sender can run further ahead; failures are harmless and ignored.
-func growPipe(f *os.File) {
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		return
-	}
-	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,7 +53,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	trigger := make(chan struct{}, 1)
 	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
+	if len(cycleSignals) > 0 { // Notify with no signal would take every signal
+		signal.Notify(usr1, cycleSignals...)
+	}
 	defer close(usr1) // after Stop (defers run last first)
 	defer signal.Stop(usr1)
 	go func() {

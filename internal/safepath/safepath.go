@@ -30,7 +30,9 @@ var ErrInvalid = errors.New("invalid path")
 // Check reports whether rel is a clean, slash-separated path relative to a
 // root: not empty, not absolute, no "." or ".." or empty element, no
 // backslash, valid UTF-8 without control characters, at most [MaxLen] bytes,
-// and not inside [Reserved]. A path that passes cannot name anything outside
+// a name every difusor's system can store (none of Windows' reserved
+// characters or device names, no element ending in a dot or a space), and
+// not inside [Reserved]. A path that passes cannot name anything outside
 // the root it is joined to.
 func Check(rel string) error {
 	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalid, rel, why) }
@@ -57,6 +59,9 @@ func Check(rel string) error {
 			return bad("empty path element (double or trailing slash)")
 		case ".", "..":
 			return bad(fmt.Sprintf("contains %q", el))
+		}
+		if why := windowsProblem(el); why != "" {
+			return bad(why + "; difusores may run Windows, which cannot store that name: rename it in the results tree")
 		}
 	}
 	if path.Clean(rel) != rel {
@@ -90,4 +95,26 @@ func CheckInternal(rel string) error {
 		return nil
 	}
 	return Check(rel)
+}
+
+// windowsReserved are the device names Windows reserves in every directory,
+// with any extension ("nul.json" too), in any case.
+var windowsReserved = map[string]bool{"CON": true, "PRN": true, "AUX": true, "NUL": true,
+	"COM1": true, "COM2": true, "COM3": true, "COM4": true, "COM5": true, "COM6": true, "COM7": true, "COM8": true, "COM9": true,
+	"LPT1": true, "LPT2": true, "LPT3": true, "LPT4": true, "LPT5": true, "LPT6": true, "LPT7": true, "LPT8": true, "LPT9": true}
+
+// windowsProblem says why Windows cannot store a path element el, or "".
+// A colon would even name an alternate data stream of another file.
+func windowsProblem(el string) string {
+	if i := strings.IndexAny(el, `:*?"<>|`); i >= 0 {
+		return fmt.Sprintf("contains %q", el[i])
+	}
+	if strings.HasSuffix(el, ".") || strings.HasSuffix(el, " ") {
+		return fmt.Sprintf("element %q ends in a dot or a space", el)
+	}
+	base, _, _ := strings.Cut(el, ".")
+	if windowsReserved[strings.ToUpper(strings.TrimRight(base, " "))] {
+		return fmt.Sprintf("element %q is a device name on Windows", el)
+	}
+	return ""
 }

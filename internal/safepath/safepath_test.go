@@ -84,3 +84,22 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// Names a Windows difusor cannot store are refused, since any difusor may
+// run Windows; ordinary PREP names pass.
+func TestCheckRefusesNamesWindowsCannotStore(t *testing.T) {
+	for _, p := range []string{"json/main.json:stream", "img/a*b.jpg", "a?.csv", `x"y`, "a<b", "a>b", "a|b",
+		"dir./f", "dir /f", "f.", "f ", "CON", "con.json", "json/nul.txt", "Aux", "com1.csv", "LPT9.jpg"} {
+		if err := Check(p); err == nil {
+			t.Errorf("Check(%q) passed", p)
+		} else if !strings.Contains(err.Error(), "Windows") {
+			t.Errorf("Check(%q) = %v, want the reason to name Windows", p, err)
+		}
+	}
+	for _, p := range []string{"json/main.json", "json/20240603_0300/gub.json", "img/PUE-GUB-0001-B.jpg",
+		"console.json", "com10.csv", "auxiliar/x", ".hidden", "a.b.c"} {
+		if err := Check(p); err != nil {
+			t.Errorf("Check(%q) = %v", p, err)
+		}
+	}
+}

@@ -96,3 +96,11 @@ func NoSpace(err error) string {
 // filesystem, a link where none may be, names the filesystem cannot hold.
 var Permanent = []error{fs.ErrPermission, unix.EROFS, unix.ELOOP, unix.ENAMETOOLONG,
 	unix.ENOTDIR, unix.EISDIR, unix.EEXIST, unix.ENOTEMPTY, unix.EXDEV}
+
+// ONoFollow is the open flag that refuses a symbolic link as the last
+// element of a path (O_NOFOLLOW); IsLinkRefused tells its error.
+const ONoFollow = syscall.O_NOFOLLOW
+
+// IsLinkRefused reports whether err is the refusal of a symbolic link by
+// ONoFollow (ELOOP).
+func IsLinkRefused(err error) bool { return errors.Is(err, unix.ELOOP) }

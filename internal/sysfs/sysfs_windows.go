@@ -122,3 +122,11 @@ func NoSpace(err error) string {
 var Permanent = []error{fs.ErrPermission, windows.ERROR_WRITE_PROTECT, windows.ERROR_FILENAME_EXCED_RANGE,
 	windows.ERROR_INVALID_NAME, windows.ERROR_DIRECTORY, windows.ERROR_ALREADY_EXISTS, windows.ERROR_DIR_NOT_EMPTY,
 	windows.ERROR_NOT_SAME_DEVICE}
+
+// ONoFollow is 0 on Windows, which has no such open flag: callers check
+// with Lstat before they open (os.Root still refuses links that leave the
+// root).
+const ONoFollow = 0
+
+// IsLinkRefused is always false on Windows (see ONoFollow).
+func IsLinkRefused(error) bool { return false }

@@ -12,16 +12,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/prepcast/prepcast/internal/safepath"
+	"github.com/prepcast/prepcast/internal/sysfs"
 	"github.com/prepcast/prepcast/targets"
 )
 
@@ -130,13 +128,10 @@ func (t *Target) classify(err error) error {
 		return targets.Permanent(fmt.Errorf("refuse path: it leads outside the root through a symbolic link: %w", err))
 	case errors.Is(err, fs.ErrClosed) && t.closed.Load():
 		return targets.Permanent(targets.ErrClosed)
-	case errors.Is(err, unix.ENOSPC):
-		return targets.Permanent(&causeError{"no space left on device under " + t.dir, err})
-	case errors.Is(err, unix.EDQUOT):
-		return targets.Permanent(&causeError{"disk quota exceeded under " + t.dir, err})
+	case sysfs.NoSpace(err) != "":
+		return targets.Permanent(&causeError{sysfs.NoSpace(err) + " under " + t.dir, err})
 	}
-	for _, e := range []error{fs.ErrPermission, unix.EROFS, unix.ELOOP, unix.ENAMETOOLONG,
-		unix.ENOTDIR, unix.EISDIR, unix.EEXIST, unix.ENOTEMPTY, unix.EXDEV} {
+	for _, e := range sysfs.Permanent {
 		if errors.Is(err, e) {
 			return targets.Permanent(err)
 		}
@@ -306,7 +301,7 @@ func (t *Target) fill(ctx context.Context, f *os.File, r io.Reader, size int64, 
 	// Start writing it back now, without waiting: the flush that comes
 	// before the commit (SyncFiles) then finds little left to write, and
 	// the disk works while the next files arrive.
-	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	sysfs.StartWriteback(f)
 	return nil
 }
 
@@ -320,7 +315,7 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 	}
 	if len(paths) <= syncEachMax {
 		for _, p := range paths {
-			if err := t.withFd(ctx, p, unix.Fsync); err != nil {
+			if err := t.withFile(ctx, p, sysfs.SyncFile); err != nil {
 				return t.opErr("sync", p, err)
 			}
 		}
@@ -334,17 +329,24 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 			continue
 		}
 		dirs[d] = true
-		err := t.withFd(ctx, d, func(fd int) error {
-			var st unix.Stat_t
-			if err := unix.Fstat(fd, &st); err != nil {
+		err := t.withFile(ctx, d, func(f *os.File) error {
+			dev, err := sysfs.Device(f)
+			if err != nil {
 				return err
 			}
-			if devs[st.Dev] {
+			if devs[dev] {
 				return nil
 			}
-			devs[st.Dev] = true
-			return unix.Syncfs(fd)
+			devs[dev] = true
+			ok, err := sysfs.SyncFilesystem(f)
+			if err == nil && !ok {
+				err = errNoSyncfs
+			}
+			return err
 		})
+		if errors.Is(err, errNoSyncfs) {
+			return t.syncEach(ctx, paths)
+		}
 		if err != nil {
 			return t.opErr("syncfs", d, err)
 		}
@@ -352,8 +354,29 @@ func (t *Target) SyncFiles(ctx context.Context, paths []string) error {
 	return nil
 }
 
-// withFd opens p (inside the root) read-only and runs fn on its descriptor.
-func (t *Target) withFd(ctx context.Context, p string, fn func(fd int) error) error {
+// errNoSyncfs: the system cannot flush a whole filesystem.
+var errNoSyncfs = errors.New("no syncfs on this system")
+
+// syncEach flushes paths and their directories one by one, where the
+// system cannot flush a filesystem at once.
+func (t *Target) syncEach(ctx context.Context, paths []string) error {
+	dirs := map[string]bool{}
+	for _, p := range paths {
+		if err := t.withFile(ctx, p, sysfs.SyncFile); err != nil {
+			return t.opErr("sync", p, err)
+		}
+		dirs[path.Dir(p)] = true
+	}
+	for d := range dirs {
+		if err := t.withFile(ctx, d, sysfs.SyncFile); err != nil {
+			return t.opErr("sync", d, err)
+		}
+	}
+	return nil
+}
+
+// withFile opens p (inside the root) read-only and runs fn on it.
+func (t *Target) withFile(ctx context.Context, p string, fn func(f *os.File) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -362,15 +385,7 @@ func (t *Target) withFd(ctx context.Context, p string, fn func(fd int) error) er
 		return err
 	}
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
+	return fn(f)
 }
 
 // FreeSpace returns the bytes available to unprivileged users on the
@@ -379,18 +394,11 @@ func (t *Target) FreeSpace(ctx context.Context) (int64, bool, error) {
 	if err := t.begin(ctx); err != nil {
 		return 0, false, t.opErr("statfs", ".", err)
 	}
-	var st unix.Statfs_t
-	if err := t.withFd(ctx, ".", func(fd int) error { return unix.Fstatfs(fd, &st) }); err != nil {
+	var free int64
+	if err := t.withFile(ctx, ".", func(f *os.File) (err error) { free, err = sysfs.FreeSpace(f); return err }); err != nil {
 		return 0, false, t.opErr("statfs", ".", err)
 	}
-	unit := uint64(st.Frsize)
-	if unit == 0 {
-		unit = uint64(st.Bsize)
-	}
-	if unit != 0 && st.Bavail > math.MaxInt64/unit {
-		return math.MaxInt64, true, nil
-	}
-	return int64(st.Bavail * unit), true, nil
+	return free, true, nil
 }
 
 // Rename atomically replaces newpath with oldpath (rename(2)). A symbolic
