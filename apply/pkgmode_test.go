@@ -16,6 +16,7 @@ import (
 	"github.com/prepcast/prepcast/apply"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
+	"github.com/prepcast/prepcast/state"
 	"github.com/prepcast/prepcast/targets"
 	"github.com/prepcast/prepcast/targets/targettest"
 )
@@ -332,5 +333,34 @@ func TestProofBeforePointerBothModes(t *testing.T) {
 		if index < 0 || pointer < 0 || index > pointer {
 			t.Errorf("package mode %v: last index rename at op %d, last pointer switch at op %d", pkg, index, pointer)
 		}
+	}
+}
+
+// How a difusor trusts the institute's key, as its greeting says, is
+// recorded for status: a trust-on-first-use difusor is visible there.
+func TestPackageModeRecordsKeyTrust(t *testing.T) {
+	f := newFixture(t)
+	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eng := f.engine()
+	eng.DB = db
+	tofu := newExecMem(t, "tofu", nil)
+	tofu.tofu = true
+	fixed := newExecMem(t, "fixed", f.pub)
+	f.cut()
+	for _, r := range pushPkg(eng, tofu, fixed) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	got, err := db.KeyTrusts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["tofu"] != "trust-on-first-use" || got["fixed"] != "public-key" {
+		t.Fatalf("key trust recorded %v", got)
 	}
 }

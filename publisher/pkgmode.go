@@ -145,6 +145,11 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if r.e.DB != nil && hello.Trust != "" {
+		if err := r.e.DB.SetKeyTrust(ctx, r.t.Name(), hello.Trust); err != nil {
+			r.log.Warn("record how the difusor trusts the key", zap.Error(err))
+		}
+	}
 	if hello.Trust == applyproto.TrustOnFirstUse {
 		r.log.Warn("difusor trusts the institute key on first use (apply --trust-on-first-use); give it the key with --public-key",
 			zap.String("trust", hello.Trust))

@@ -97,6 +97,10 @@ type Target struct {
 	// LastCheck is the latest "prepcast check" of the difusor; nil if it was
 	// never checked.
 	LastCheck *LastCheck `json:"last_check,omitempty"`
+	// KeyTrust is how a package-mode difusor's "prepcast apply" trusts the
+	// institute's key, as it last said: "public-key" (fixed, recommended),
+	// "trust-on-first-use" (pinned at its first verified package) or "none".
+	KeyTrust string `json:"key_trust,omitempty"`
 	// Served is the public site's last check over HTTP; NotServed is set
 	// when the site, checked since the ack, does not serve the acked cut.
 	Served    *Served `json:"served,omitempty"`
@@ -170,6 +174,7 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 	acks := map[string]state.Ack{}
 	progress := map[string]state.Progress{}
 	verifies := map[string]state.Verify{}
+	trusts := map[string]string{}
 	last := map[string]state.Attempt{}
 	checks := map[string]state.CheckSummary{}
 	lastFail := map[string]state.Attempt{} // newest failed attempt: its whole error text
@@ -188,6 +193,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 			progress[p.Target] = p
 		}
 		if verifies, err = src.DB.Verifies(ctx); err != nil {
+			return nil, err
+		}
+		if trusts, err = src.DB.KeyTrusts(ctx); err != nil {
 			return nil, err
 		}
 		hist, err := src.DB.History(ctx, "", 2000)
@@ -238,6 +246,9 @@ func Build(ctx context.Context, src Source, now time.Time) (*View, error) {
 			t.Verify = &Verify{CheckedAt: vr.CheckedAt, FilesChecked: vr.Checked, Rounds: vr.Rounds, Mismatches: vr.Mismatches,
 				LastMismatchAt: vr.LastMismatchAt, Pending: vr.Pending, Repaired: vr.Repaired, RepairedAt: vr.RepairedAt}
 			t.Detail += t.Verify.mention(now)
+		}
+		if t.KeyTrust = trusts[name]; t.KeyTrust == "trust-on-first-use" {
+			t.Detail += " · key trusted on first use (give apply --public-key)"
 		}
 		v.Targets = append(v.Targets, t)
 	}

@@ -358,3 +358,36 @@ func TestTableShowsErrorsByCause(t *testing.T) {
 		t.Errorf("--verbose does not show every error in full:\n%s", b.String())
 	}
 }
+
+// A package-mode difusor that trusts the institute's key on first use is
+// marked in STATE and in the JSON; one given --public-key is not.
+func TestKeyTrustShown(t *testing.T) {
+	src, now := fixture(t)
+	ctx := context.Background()
+	if err := src.DB.SetKeyTrust(ctx, "el-sol", "trust-on-first-use"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.DB.SetKeyTrust(ctx, "tv-azteca", "public-key"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := Build(ctx, src, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range v.Targets {
+		switch tg.Name {
+		case "el-sol":
+			if tg.KeyTrust != "trust-on-first-use" || !strings.Contains(tg.Detail, "key trusted on first use") {
+				t.Errorf("el-sol: key_trust %q, detail %q", tg.KeyTrust, tg.Detail)
+			}
+		case "tv-azteca":
+			if tg.KeyTrust != "public-key" || strings.Contains(tg.Detail, "first use") {
+				t.Errorf("tv-azteca: key_trust %q, detail %q", tg.KeyTrust, tg.Detail)
+			}
+		default:
+			if tg.KeyTrust != "" {
+				t.Errorf("%s: key_trust %q, never said", tg.Name, tg.KeyTrust)
+			}
+		}
+	}
+}
