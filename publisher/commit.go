@@ -13,13 +13,9 @@ import (
 	"github.com/prepcast/prepcast/packager"
 )
 
-// commit renames staged files into place: all non-pointer files (several at
-// once), then the pointer files one by one in manifest order.
-func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest) error {
-	if err := r.flushStaged(ctx, plan); err != nil {
-		return err
-	}
-	var ptrs, rest []staged
+// splitPointers splits plan into the files that are not pointers of m and
+// the pointers, the latter in m's order: the order of a commit.
+func splitPointers(plan []staged, m *packager.Manifest) (rest, ptrs []staged) {
 	for _, s := range plan {
 		if m.IsPointer(s.e.Path) {
 			ptrs = append(ptrs, s)
@@ -30,6 +26,16 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 	sort.Slice(ptrs, func(i, j int) bool {
 		return indexOf(m.Pointers, ptrs[i].e.Path) < indexOf(m.Pointers, ptrs[j].e.Path)
 	})
+	return rest, ptrs
+}
+
+// commit renames staged files into place: all non-pointer files (several at
+// once), then the pointer files one by one in manifest order.
+func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest) error {
+	if err := r.flushStaged(ctx, plan); err != nil {
+		return err
+	}
+	rest, ptrs := splitPointers(plan, m)
 	// The destination directories, created while the files uploaded.
 	if err := r.mkdirs(ctx, destDirs(plan)); err != nil {
 		return err

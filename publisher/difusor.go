@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"sort"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,17 +92,7 @@ func (d *Difusor) Commit(ctx context.Context, files []Staged, m *packager.Manife
 		}
 		return err
 	}
-	var ptrs, rest []staged
-	for _, s := range plan {
-		if m.IsPointer(s.e.Path) {
-			ptrs = append(ptrs, s)
-		} else {
-			rest = append(rest, s)
-		}
-	}
-	sort.Slice(ptrs, func(i, j int) bool {
-		return indexOf(m.Pointers, ptrs[i].e.Path) < indexOf(m.Pointers, ptrs[j].e.Path)
-	})
+	rest, ptrs := splitPointers(plan, m)
 	if err := r.mkdirs(ctx, destDirs(plan)); err != nil {
 		return err
 	}
