@@ -138,7 +138,7 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 		return nil
 	}
 	connErr := tgt.Connect(ctx)
-	probe, out, perr := dialProbe(ctx, tc, pass, c.Timeouts.Dial, c.Timeouts.Operation)
+	probe, perr := openProbe(ctx, tgt)
 	detail := func(e error) string {
 		if connErr != nil {
 			return termsafe.String(connErr.Error())
@@ -149,11 +149,11 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 	case perr == nil:
 		add(Row{ID: RowSSHHostKey, Verdict: Pass, Value: "matches the pinned key"})
 		add(Row{ID: RowSSHAuth, Verdict: Pass, Value: "authenticated as " + termsafe.Clip(tc.User, 64)})
-	case out.hostKeyChecked && out.hostKeyErr != nil:
+	case errors.Is(perr, sftptarget.ErrHostKey):
 		add(Row{ID: RowSSHHostKey, Verdict: Fail, Value: "does not match", Detail: detail(perr),
 			Fix: fixHostKey})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "not measured"})
-	case out.hostKeyChecked:
+	case errors.Is(perr, sftptarget.ErrAuth):
 		add(Row{ID: RowSSHHostKey, Verdict: Pass, Value: "matches the pinned key"})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "refused", Detail: detail(perr),
 			Fix: fixAuth})

@@ -3,23 +3,17 @@ package check
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/internal/termsafe"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 )
 
 // maxSessions is how many SFTP sessions the check tries to open on one
@@ -96,147 +90,21 @@ func (p *probeConn) Close() {
 	_ = p.ssh.Close()
 }
 
-// handshakeOutcome says how far a failed handshake got.
-type handshakeOutcome struct {
-	hostKeyChecked bool  // the server presented a host key
-	hostKeyErr     error // and it was refused
-	authTried      bool  // keys were offered
-}
-
-// dialProbe opens the check's own connection.
-func dialProbe(ctx context.Context, tc *config.Target, pass []byte, dial, op time.Duration) (*probeConn, handshakeOutcome, error) {
-	var out handshakeOutcome
-	cb, algos, err := hostKeyCallback(tc)
+// openProbe opens the check's own connection through tgt, with exactly
+// the host key pinning and the keys of a push (targets/sftp's DialSSH).
+func openProbe(ctx context.Context, tgt *sftptarget.Target) (*probeConn, error) {
+	client, err := tgt.DialSSH(ctx)
 	if err != nil {
-		return nil, out, err
+		return nil, err
 	}
-	signers, closeAgent, err := signers(ctx, tc, pass)
-	if err != nil {
-		return nil, out, err
-	}
-	defer closeAgent()
-	var tried atomic.Bool
-	cc := &ssh.ClientConfig{
-		User: tc.User,
-		Auth: []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-			tried.Store(true)
-			return signers, nil
-		})},
-		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
-			out.hostKeyChecked = true
-			out.hostKeyErr = cb(host, remote, key)
-			return out.hostKeyErr
-		},
-		HostKeyAlgorithms: algos,
-		Config:            ssh.Config{Ciphers: []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}},
-	}
-	dctx, cancel := context.WithTimeout(ctx, dial)
-	nc, err := (&net.Dialer{}).DialContext(dctx, "tcp", tc.Address)
-	cancel()
-	if err != nil {
-		return nil, out, fmt.Errorf("dial %s: %w", tc.Address, err)
-	}
-	_ = nc.SetDeadline(time.Now().Add(op))
-	sc, chans, reqs, err := ssh.NewClientConn(nc, tc.Address, cc)
-	out.authTried = tried.Load()
-	if err != nil {
-		nc.Close()
-		return nil, out, fmt.Errorf("ssh handshake with %s: %w", tc.Address, err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	client := ssh.NewClient(sc, chans, reqs)
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	sc2, err := pkgsftp.NewClient(client)
+	sc, err := pkgsftp.NewClient(client)
 	if err != nil {
 		client.Close()
-		return nil, out, fmt.Errorf("start the sftp subsystem: %w", err)
+		return nil, fmt.Errorf("start the sftp subsystem: %w", err)
 	}
-	return &probeConn{ssh: client, sftp: sc2}, out, nil
-}
-
-// hostKeyCallback pins tc's host key as targets/sftp does: host_key, or the
-// keys known_hosts lists for the address (and only their algorithms are
-// asked for).
-func hostKeyCallback(tc *config.Target) (ssh.HostKeyCallback, []string, error) {
-	if tc.HostKey != "" {
-		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(tc.HostKey))
-		if err != nil {
-			return nil, nil, fmt.Errorf("parse host_key: %w", err)
-		}
-		return ssh.FixedHostKey(key), algorithmsFor([]string{key.Type()}), nil
-	}
-	cb, err := knownhosts.New(tc.KnownHosts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read known_hosts: %w", err)
-	}
-	wrapped := func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		return cb(tc.Address, addrString(tc.Address), key)
-	}
-	var algos []string
-	dummy, _ := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
-	var ke *knownhosts.KeyError
-	if err := cb(tc.Address, addrString(tc.Address), dummy); errors.As(err, &ke) {
-		var types []string
-		for _, k := range ke.Want {
-			types = append(types, k.Key.Type())
-		}
-		algos = algorithmsFor(types)
-	}
-	return wrapped, algos, nil
-}
-
-func algorithmsFor(types []string) []string {
-	supported := ssh.SupportedAlgorithms().HostKeys
-	var out []string
-	for _, typ := range types {
-		cands := []string{typ}
-		if typ == ssh.KeyAlgoRSA {
-			cands = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
-		}
-		for _, a := range cands {
-			if slices.Contains(supported, a) && !slices.Contains(out, a) {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
-}
-
-type addrString string
-
-func (a addrString) Network() string { return "tcp" }
-func (a addrString) String() string  { return string(a) }
-
-// signers returns the keys of tc: its identity file, or the ssh-agent's.
-func signers(ctx context.Context, tc *config.Target, pass []byte) ([]ssh.Signer, func(), error) {
-	if tc.IdentityFile != "" {
-		pem, err := os.ReadFile(tc.IdentityFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read identity_file: %w", err)
-		}
-		var s ssh.Signer
-		if len(pass) > 0 {
-			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, pass)
-		} else {
-			s, err = ssh.ParsePrivateKey(pem)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("parse identity_file %s: %w", tc.IdentityFile, err)
-		}
-		return []ssh.Signer{s}, func() {}, nil
-	}
-	sock := os.Getenv("SSH_AUTH_SOCK")
-	ac, err := (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to ssh-agent at SSH_AUTH_SOCK=%q: %w", sock, err)
-	}
-	ss, err := agent.NewClient(ac).Signers()
-	if err != nil {
-		ac.Close()
-		return nil, nil, fmt.Errorf("list ssh-agent keys: %w", err)
-	}
-	return ss, func() { ac.Close() }, nil
+	return &probeConn{ssh: client, sftp: sc}, nil
 }
 
 // sessions opens extra SFTP sessions on p's connection, up to maxSessions

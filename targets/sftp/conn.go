@@ -266,7 +266,41 @@ func (t *Target) connect(ctx context.Context) (*conn, error) {
 }
 
 // handshake runs SSH and SFTP on nc and checks what prepcast needs.
-func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
+// ErrHostKey is wrapped by the error of a handshake refused because the
+// server's host key is not the pinned one (unknown, changed or revoked);
+// ErrAuth by the error of a server that refused prepcast's key.
+var (
+	ErrHostKey = errors.New("host key refused")
+	ErrAuth    = errors.New("authentication refused")
+)
+
+// DialSSH opens a new SSH connection to the difusor with the target's
+// pinned host key and credentials, exactly as a push does, for a tool that
+// needs more of the connection than a Target offers ("prepcast check" opens
+// extra sessions on it). The caller closes the client. Its error wraps
+// ErrHostKey or ErrAuth when the handshake failed at that step.
+func (t *Target) DialSSH(ctx context.Context) (*ssh.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	nc, err := t.dial(dctx, "tcp", t.cfg.Address)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(t.cfg.OpTimeout))
+	stopAbort := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	client, err := t.sshHandshake(ctx, nc)
+	stopAbort()
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return client, nil
+}
+
+// sshHandshake authenticates on nc: the host key against the pinned one,
+// then the configured keys.
+func (t *Target) sshHandshake(ctx context.Context, nc net.Conn) (*ssh.Client, error) {
 	hk, err := t.hostKeyChecker()
 	if err != nil {
 		return nil, err
@@ -296,18 +330,25 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 			return nil, targets.Permanent(herr)
 		case errors.As(err, &neg) && strings.Contains(neg.What, "host key"):
 			return nil, targets.Permanent(fmt.Errorf(
-				"the server at %s offers no host key of the pinned types %v (it offers %v): if its keys changed, confirm the new fingerprint with the difusor and pin it: %w",
-				t.cfg.Address, neg.SupportedAlgorithms, neg.RequestedAlgorithms, err))
+				"the server at %s offers no host key of the pinned types %v (it offers %v): if its keys changed, confirm the new fingerprint with the difusor and pin it: %w (%w)",
+				t.cfg.Address, neg.SupportedAlgorithms, neg.RequestedAlgorithms, err, ErrHostKey))
 		case errors.As(err, &neg):
 			return nil, targets.Permanent(fmt.Errorf("ssh handshake: no algorithm in common with the server: %w", err))
 		case authTried.Load() && !isConnLoss(err):
 			return nil, targets.Permanent(fmt.Errorf(
-				"authenticate as %q at %s with %s: the server refused the key; add its public key to ~%s/.ssh/authorized_keys on the server: %w",
-				t.cfg.User, t.cfg.Address, keys, t.cfg.User, err))
+				"authenticate as %q at %s with %s: the server refused the key; add its public key to ~%s/.ssh/authorized_keys on the server: %w (%w)",
+				t.cfg.User, t.cfg.Address, keys, t.cfg.User, err, ErrAuth))
 		}
 		return nil, fmt.Errorf("ssh handshake: %w", err)
 	}
-	client := ssh.NewClient(sc, chans, reqs)
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
+	client, err := t.sshHandshake(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
 	sc2, err := pkgsftp.NewClient(client,
 		pkgsftp.UseConcurrentWrites(true),
 		pkgsftp.MaxConcurrentRequestsPerFile(maxConcurrentWrites))
@@ -511,6 +552,9 @@ type hostKeyError struct {
 	revoked    string   // file:line of the @revoked entry
 	knownHosts string
 }
+
+// Is makes a host key refusal match ErrHostKey.
+func (e *hostKeyError) Is(target error) bool { return target == ErrHostKey }
 
 func (e *hostKeyError) Error() string {
 	offered := describeKey(e.offered)

@@ -365,6 +365,9 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 		if err != nil {
 			return err
 		}
+		if !fi.Mode().IsRegular() {
+			return targets.Permanent(fmt.Errorf("not a regular file on the server (%v): a difusor's file must be one", fi.Mode().Type()))
+		}
 		if fi.Size() > max {
 			return targets.TooLarge(max)
 		}
