@@ -67,6 +67,9 @@ func checkModes(t *testing.T, web string, fileMode, dirMode fs.FileMode) {
 		if err != nil || p == web {
 			return err
 		}
+		if d.IsDir() && d.Name() == ".prepcast" {
+			return filepath.SkipDir // private, never served
+		}
 		fi, err := d.Info()
 		if err != nil {
 			return err

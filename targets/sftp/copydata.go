@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/prepcast/prepcast/targets"
@@ -92,7 +93,17 @@ func (t *Target) CanCopyRanges(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, t.opErr("connect", "", err)
 	}
-	return c.feats.CopyData, nil
+	if !c.feats.CopyData {
+		return false, nil
+	}
+	// Range copies run on a session of their own: a server that refuses
+	// one more session (OpenSSH MaxSessions 1) gets whole files, never a
+	// failed push.
+	if _, err := c.rawSession(); err != nil {
+		t.log.Info("copy-data offered but no session for it; sending whole files", zap.Error(err))
+		return false, nil
+	}
+	return true, nil
 }
 
 // WriteFileRanges implements [targets.RangeCopier] with copy-data. It is

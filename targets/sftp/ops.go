@@ -372,8 +372,10 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 			return targets.TooLarge(max)
 		}
 		hr := &targets.HashingReader{R: &progressReader{r: io.LimitReader(f, fi.Size()), g: g}, Max: max}
-		// Large reads: pkg/sftp sends the requests of one Read concurrently.
-		buf := make([]byte, 256<<10)
+		// One request at a time: MySecureShell stalls on the concurrent
+		// requests pkg/sftp sends for a larger Read. A rotation reads a
+		// small slice per push, so its speed matters little.
+		buf := make([]byte, 32<<10)
 		for {
 			_, err := hr.Read(buf)
 			if err == io.EOF {
