@@ -48,13 +48,14 @@ const MaxAckSize = 16 << 20
 
 // AckMax is the most bytes an ack of a cut of files entries may hold, and
 // the most prepcast reads of a difusor's ack.json: 64 KiB for its fixed
-// fields and 512 bytes per file of the cut for the retired list (which
-// holds the files that left the cut within the retention window: a path of
-// at most a few hundred bytes and a time each), never more than
-// MaxAckSize. An ack.json that is larger (or a link to /dev/zero) is
-// refused after AckMax+1 bytes.
+// fields and, for the retired list, 512 bytes (a path of at most a few
+// hundred bytes and a time) for up to 4 × the cut's files: the list holds
+// every file that left the cut within the retention window, which can be
+// several cuts' worth when cuts come fast. Never more than MaxAckSize. An
+// ack.json that is larger (or a link to /dev/zero) is refused after
+// AckMax+1 bytes.
 func AckMax(files int) int64 {
-	return min(64<<10+512*int64(max(files, 0)), MaxAckSize)
+	return min(64<<10+4*512*int64(max(files, 0)), MaxAckSize)
 }
 
 // ParseAck decodes and checks an ack file. Any error means the ack cannot be

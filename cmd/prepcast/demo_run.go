@@ -102,6 +102,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	// cuts, difusor-3 has a thin uplink.
 	var servers []*sftpd.Server
 	var specs []publisher.TargetSpec
+	// The night's clock (set below); the package-mode difusor reads it
+	// too, so that its own retention window runs at the night's pace.
+	var nightNow func() time.Time
 	for i := 1; i <= *difusores; i++ {
 		name := fmt.Sprintf("difusor-%d", i)
 		www := filepath.Join(dir, "difusores", name, "www")
@@ -112,7 +115,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if i == 4 {
 			// Package mode: the difusor runs prepcast apply (in-process here,
 			// as a command forced in authorized_keys would run it).
-			exec = demoApply(ctx, www, key.Public().(ed25519.PublicKey))
+			exec = demoApply(ctx, www, key.Public().(ed25519.PublicKey), func() time.Time { return nightNow() })
 		}
 		srv, err := sftpd.Start(www, filepath.Join(dir, "difusores", name, "id_ed25519"), exec)
 		if err != nil {
@@ -153,7 +156,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var clockMu sync.Mutex
 	clockSpeed := speed
 	clockBase, clockReal := night.CutTime(0), time.Now()
-	nightNow := func() time.Time {
+	nightNow = func() time.Time {
 		clockMu.Lock()
 		defer clockMu.Unlock()
 		return clockBase.Add(time.Duration(float64(time.Since(clockReal)) * clockSpeed))
@@ -400,10 +403,10 @@ func verifyWebroot(root string, m *packager.Manifest) error {
 }
 
 // demoApply is the demo's package-mode difusor: "prepcast apply" on its
-// webroot, trusting the demo's signing key.
-func demoApply(ctx context.Context, www string, pub ed25519.PublicKey) sftpd.ExecFunc {
+// webroot, trusting the demo's signing key, on the night's clock.
+func demoApply(ctx context.Context, www string, pub ed25519.PublicKey, now func() time.Time) sftpd.ExecFunc {
 	return func(_ string, stdin io.Reader, stdout, stderr io.Writer) int {
-		if err := applyToRoot(ctx, www, apply.Options{PublicKey: pub, In: stdin, Out: stdout}); err != nil {
+		if err := applyToRoot(ctx, www, apply.Options{PublicKey: pub, In: stdin, Out: stdout, Now: now}); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
