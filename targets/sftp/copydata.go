@@ -425,6 +425,16 @@ func statusOf(b []byte) error {
 
 // handle waits for a handle reply.
 func handle(ch <-chan rawReply) ([]byte, error) {
+	h, err := payload(ch, fxpHandle, "a handle")
+	if err == nil && (len(h) == 0 || len(h) > 256) {
+		return nil, errors.New("malformed sftp handle reply")
+	}
+	return h, err
+}
+
+// payload waits for a reply of type want (what names it in errors) and
+// returns its string payload: a handle, or the data read.
+func payload(ch <-chan rawReply, want byte, what string) ([]byte, error) {
 	r := <-ch
 	switch {
 	case r.err != nil:
@@ -433,15 +443,15 @@ func handle(ch <-chan rawReply) ([]byte, error) {
 		if err := statusOf(r.data); err != nil {
 			return nil, err
 		}
-		return nil, errors.New("sftp open answered OK without a handle")
-	case r.typ != fxpHandle:
-		return nil, fmt.Errorf("unexpected sftp reply type %d, want a handle", r.typ)
+		return nil, fmt.Errorf("sftp answered OK without %s", what)
+	case r.typ != want:
+		return nil, fmt.Errorf("unexpected sftp reply type %d, want %s", r.typ, what)
 	}
-	h, _, ok := str(r.data)
-	if !ok || len(h) == 0 || len(h) > 256 {
-		return nil, errors.New("malformed sftp handle reply")
+	b, _, ok := str(r.data)
+	if !ok {
+		return nil, fmt.Errorf("malformed sftp reply: %s cut short", what)
 	}
-	return h, nil
+	return b, nil
 }
 
 // fileAttrs are the attributes of a file that a range write checks.
@@ -496,25 +506,7 @@ func attrs(ch <-chan rawReply) (fileAttrs, error) {
 }
 
 // data waits for a data reply.
-func data(ch <-chan rawReply) ([]byte, error) {
-	r := <-ch
-	switch {
-	case r.err != nil:
-		return nil, r.err
-	case r.typ == fxpStatus:
-		if err := statusOf(r.data); err != nil {
-			return nil, err
-		}
-		return nil, errors.New("sftp read answered OK without data")
-	case r.typ != fxpData:
-		return nil, fmt.Errorf("unexpected sftp reply type %d, want data", r.typ)
-	}
-	d, _, ok := str(r.data)
-	if !ok {
-		return nil, errors.New("malformed sftp data reply")
-	}
-	return d, nil
-}
+func data(ch <-chan rawReply) ([]byte, error) { return payload(ch, fxpData, "data") }
 
 // writeRanges opens src for reading and dst for writing, checks src (its
 // size, the probe bytes, and that it was modified no later than the file
