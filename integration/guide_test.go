@@ -1,15 +1,20 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,4 +270,119 @@ func readClientPub(t *testing.T, keyPath string) ssh.PublicKey {
 		t.Fatal(err)
 	}
 	return pub
+}
+
+// apachePath is Debian's Apache httpd (package apache2).
+const apachePath = "/usr/sbin/apache2"
+
+// startApache serves root with Apache httpd on 127.0.0.1 (workers as
+// nobody), with rules at the server level, until the test ends.
+func startApache(t *testing.T, root, rules string) string {
+	t.Helper()
+	if _, err := os.Stat(apachePath); err != nil {
+		if os.Getenv(sshdtest.RequireEnv) == "1" {
+			t.Fatalf("%s not found (install the Debian package apache2)", apachePath)
+		}
+		t.Skipf("%s not found (install the Debian package apache2)", apachePath)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := root; p != "/"; p = filepath.Dir(p) { // the workers, as nobody, must reach root
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			_ = os.Chmod(p, fi.Mode().Perm()|0o001)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	mod := func(name, file string) string {
+		return fmt.Sprintf("LoadModule %s_module /usr/lib/apache2/modules/mod_%s.so\n", name, file)
+	}
+	conf := "Listen " + addr + "\nServerName localhost\nPidFile " + dir + "/httpd.pid\nErrorLog " + dir + "/error.log\n" +
+		"DefaultRuntimeDir " + dir + "\nMutex file:" + dir + " default\nUser nobody\nGroup nogroup\n" +
+		mod("mpm_event", "mpm_event") + mod("authz_core", "authz_core") + mod("headers", "headers") +
+		mod("alias", "alias") + mod("mime", "mime") +
+		"TypesConfig /etc/mime.types\nDocumentRoot " + root + "\n<Directory " + root + ">\n    Require all granted\n</Directory>\n" + rules
+	cfg := filepath.Join(dir, "httpd.conf")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(apachePath, "-f", cfg, "-DFOREGROUND")
+	cmd.Env = append(os.Environ(), "APACHE_RUN_DIR="+dir, "APACHE_LOG_DIR="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	url := "http://" + addr + "/"
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return url
+		}
+		if time.Since(start) > 10*time.Second {
+			elog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("apache did not start: %s\n%s", stderr.String(), elog)
+		}
+	}
+}
+
+// TestGuideApacheRules serves a webroot with the guide's Apache rules
+// (section 3): main.json and the proof index never cached, with the call's
+// exact Cache-Control and no Expires; prepcast's private directory not
+// served; the published proof and the cut's files served as they are.
+func TestGuideApacheRules(t *testing.T) {
+	root := t.TempDir()
+	files := map[string]string{
+		"json/main.json":                  `{"corte":1}`,
+		".prepcast/ack.json":              `{"seq":1}`,
+		".well-known/prepcast/index.json": `{"cuts":[]}`,
+		"datos/PUE_GUB_2024.csv":          "SECCION,VOTOS\n1,10\n",
+	}
+	for p, body := range files {
+		full := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := startApache(t, root, guideBlocks(t, "apache")[0])
+	for _, p := range []string{"json/main.json", ".well-known/prepcast/index.json"} {
+		body, resp := fetchURL(t, url+p)
+		if resp.StatusCode != 200 || string(body) != files[p] {
+			t.Errorf("%s: %d %q", p, resp.StatusCode, body)
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-cache, no-store, must-revalidate" {
+			t.Errorf("%s: Cache-Control %q", p, cc)
+		}
+		if e := resp.Header.Get("Expires"); e != "" {
+			t.Errorf("%s: Expires %q contradicts the rule", p, e)
+		}
+	}
+	if body, resp := fetchURL(t, url+"datos/PUE_GUB_2024.csv"); resp.StatusCode != 200 || string(body) != files["datos/PUE_GUB_2024.csv"] {
+		t.Errorf("a cut's file: %d %q", resp.StatusCode, body)
+	}
+	for _, p := range []string{".prepcast/ack.json", ".prepcast/", ".prepcast"} {
+		if body, resp := fetchURL(t, url+p); resp.StatusCode == 200 || strings.Contains(string(body), `"seq"`) {
+			t.Errorf("%s is served (%d)", p, resp.StatusCode)
+		}
+	}
 }
