@@ -122,20 +122,26 @@ func (w *Wrapped) Stop() { _ = w.cmd.Process.Signal(syscall.SIGTERM) }
 // it only after Wait.
 func (w *Wrapped) Output() []byte { return w.output.Bytes() }
 
-// Wait waits for the command started by Start and returns its usage.
+// Wait waits for the command started by Start and returns its usage. When
+// the command failed (or was stopped), the usage the wrapper reported is
+// returned with the error.
 func (w *Wrapped) Wait() (Usage, error) {
 	defer w.report.Close()
 	err := w.cmd.Wait()
 	data, rerr := io.ReadAll(w.report)
-	if err != nil {
-		return Usage{}, fmt.Errorf("%v\n%s", err, w.output.Bytes())
-	}
-	if rerr != nil {
-		return Usage{}, fmt.Errorf("read resource usage: %w", rerr)
-	}
+	var u Usage
 	var ut, st, rss int64
-	if _, err := fmt.Sscan(string(data), &ut, &st, &rss); err != nil {
-		return Usage{}, fmt.Errorf("read resource usage %q: %w", data, err)
+	_, serr := fmt.Sscan(string(data), &ut, &st, &rss)
+	if rerr == nil && serr == nil {
+		u = Usage{CPU: float64(ut+st) / 1e6, RSSKB: rss}
 	}
-	return Usage{CPU: float64(ut+st) / 1e6, RSSKB: rss}, nil
+	switch {
+	case err != nil:
+		return u, fmt.Errorf("%v\n%s", err, w.output.Bytes())
+	case rerr != nil:
+		return u, fmt.Errorf("read resource usage: %w", rerr)
+	case serr != nil:
+		return u, fmt.Errorf("read resource usage %q: %w", data, serr)
+	}
+	return u, nil
 }
