@@ -21,8 +21,8 @@
 // of 100 ms windows the uplink was ≥ 90 % busy, and the client CPU (rusage
 // of the child processes). Methods are interleaved round-robin; difusores
 // are reset to the first cut before every run. With -faults both, every
-// method also runs with the slow and stalled difusores healthy, so that
-// their cost to the healthy ones is measured.
+// method also runs to the healthy difusores alone, so that the cost of the
+// slow and stalled ones to the healthy ones is measured.
 package main
 
 import (
@@ -99,7 +99,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "runs of each method (interleaved)")
 	flag.Float64Var(&o.scale, "scale", 0.12, "fraction of the night's actas")
 	flag.IntVar(&o.cutA, "cut-a", 24, "index of the first cut (15-minute cuts from 20:00); the peak cut is the next one")
-	flag.StringVar(&o.faults, "faults", "both", "with (slow and stalled difusores), without (all healthy) or both")
+	flag.StringVar(&o.faults, "faults", "both", "with (slow and stalled difusores), without (the healthy difusores alone) or both")
 	flag.DurationVar(&o.runTimeout, "run-timeout", 3*time.Minute, "longest a run may take")
 	flag.BoolVar(&o.verbose, "v", false, "print prepcast push -v's log after each run, on standard error")
 	methods := flag.String("methods", "all", "methods, comma-separated: "+strings.Join(methodNames(), ",")+" or all")
@@ -246,7 +246,7 @@ func faultName(faults bool) string {
 	if faults {
 		return "with slow and stalled difusores"
 	}
-	return "all difusores healthy"
+	return "healthy difusores only (the slow and stalled ones left out)"
 }
 
 func key(m *method, faults bool) string { return fmt.Sprintf("%s/%v", m.name, faults) }
@@ -546,12 +546,15 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 		}
 		mu.Unlock()
 	}
-	// done reports whether every difusor that is not stalled has acked.
+	// Without faults, only the healthy difusores take part.
+	active := func(i int) bool { return faults || b.healthy(i) }
+	// done reports whether every difusor that takes part and is not
+	// stalled has acked.
 	done := func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for i, t := range acks {
-			if t.IsZero() && !(faults && b.stalled(i)) {
+			if t.IsZero() && active(i) && !(faults && b.stalled(i)) {
 				return false
 			}
 		}
@@ -588,6 +591,11 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 			before[i], _ = os.ReadFile(ackPath(srv))
 		}
 		args := []string{"push", "--config", cfg}
+		for i := range b.o.n {
+			if !faults && active(i) {
+				args = append(args, "--target", fmt.Sprintf("d%02d", i+1))
+			}
+		}
 		if b.o.verbose {
 			args = append(args, "-v")
 		}
@@ -648,6 +656,9 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 	} else {
 		ws := make([]*harness.Wrapped, b.o.n)
 		for i := range ws {
+			if !active(i) {
+				continue
+			}
 			w, err := harness.Wrap(m.cmd(b, i))
 			if err != nil {
 				return s, err
@@ -658,6 +669,9 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 		errs := make([]error, b.o.n)
 		var wg sync.WaitGroup
 		for i, w := range ws {
+			if w == nil {
+				continue
+			}
 			if err := w.Start(); err != nil {
 				return s, err
 			}
@@ -680,7 +694,9 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 				break wait
 			case <-deadline:
 				for _, w := range ws {
-					w.Stop()
+					if w != nil {
+						w.Stop()
+					}
 				}
 				<-finished
 				return s, fmt.Errorf("not done within %v", b.o.runTimeout)
@@ -732,7 +748,7 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 	}
 	// Every difusor that acked holds the peak cut byte for byte.
 	err := harness.InParallel(b.o.n, func(i int) error {
-		if faults && b.stalled(i) {
+		if !active(i) || faults && b.stalled(i) {
 			return nil
 		}
 		return harness.SameTree(b.src, b.servers[i].WebRoot())
@@ -829,9 +845,9 @@ func (b *bench) report(configs []bool, results map[string][]sample, took time.Du
 		"Medians of %d interleaved rounds; times from the start of the cut (prepcast) or of the processes (peers) to each difusor's ack.\n\n",
 		b.deltaFiles, b.files, float64(b.deltaBytes)/(1<<20), o.scale, o.cutA, o.cutA+1, o.rttMin, o.rttMax, o.slow, float64(o.slowRate)/1e6, o.stall, healthyN, o.rounds)
 	for _, faults := range configs {
-		receivers := o.n
-		if faults {
-			receivers -= o.stall
+		receivers := o.n - o.stall
+		if !faults {
+			receivers = healthyN
 		}
 		bound := float64(receivers) * float64(b.deltaBytes) / float64(o.uplink)
 		best, bestName := 0.0, ""
