@@ -53,6 +53,7 @@ type options struct {
 	uplink, slowRate int64
 	rttMin, rttMax   time.Duration
 	rounds           int
+	peerRounds       int // rounds that run rclone and lftp
 	scale            float64
 	cutA             int
 	faults           string
@@ -69,6 +70,7 @@ type method struct {
 	needs       []string
 	prepcast    bool
 	pkg         bool
+	slowPeer    bool // runs only -peer-rounds rounds (rclone, lftp: a minute a run here)
 	// cmd is a peer's command for difusor i.
 	cmd func(b *bench, i int) *exec.Cmd
 }
@@ -78,8 +80,8 @@ var allMethods = []*method{
 	{name: "prepcast-pkg", label: "prepcast cut + push, package mode", prepcast: true, pkg: true},
 	{name: "rsync", label: "rsync -a", needs: []string{"rsync", "ssh"}, cmd: func(b *bench, i int) *exec.Cmd { return b.rsync(i, false) }},
 	{name: "rsync-z", label: "rsync -az", needs: []string{"rsync", "ssh"}, cmd: func(b *bench, i int) *exec.Cmd { return b.rsync(i, true) }},
-	{name: "rclone", label: "rclone copy --transfers 8 --sftp-disable-hashcheck", needs: []string{"rclone"}, cmd: (*bench).rclone},
-	{name: "lftp", label: "lftp mirror -R --parallel=8", needs: []string{"lftp", "ssh"}, cmd: (*bench).lftp},
+	{name: "rclone", label: "rclone copy --transfers 8 --sftp-disable-hashcheck", needs: []string{"rclone"}, slowPeer: true, cmd: (*bench).rclone},
+	{name: "lftp", label: "lftp mirror -R --parallel=8", needs: []string{"lftp", "ssh"}, slowPeer: true, cmd: (*bench).lftp},
 }
 
 func main() {
@@ -97,6 +99,7 @@ func main() {
 	flag.DurationVar(&o.rttMin, "rtt-min", 20*time.Millisecond, "shortest round-trip time of a difusor's link")
 	flag.DurationVar(&o.rttMax, "rtt-max", 150*time.Millisecond, "longest round-trip time of a difusor's link")
 	flag.IntVar(&o.rounds, "rounds", 2, "runs of each method (interleaved)")
+	flag.IntVar(&o.peerRounds, "peer-rounds", 1, "of those, the rounds that also run rclone and lftp (the slowest here)")
 	flag.Float64Var(&o.scale, "scale", 0.12, "fraction of the night's actas")
 	flag.IntVar(&o.cutA, "cut-a", 24, "index of the first cut (15-minute cuts from 20:00); the peak cut is the next one")
 	flag.StringVar(&o.faults, "faults", "both", "with (slow and stalled difusores), without (the healthy difusores alone) or both")
@@ -227,6 +230,9 @@ func run(o *options) error {
 	for r := 1; r <= o.rounds; r++ {
 		for _, faults := range configs {
 			for _, m := range o.methods {
+				if m.slowPeer && r > o.peerRounds {
+					continue
+				}
 				harness.Say("round %d/%d, %s, %s", r, o.rounds, faultName(faults), m.label)
 				s, err := b.runOnce(m, faults)
 				if err != nil {
@@ -842,8 +848,8 @@ func (b *bench) report(configs []bool, results map[string][]sample, took time.Du
 	fmt.Printf("## Election night over an emulated WAN (%s): %d difusores, %.0f MB/s shared uplink\n\n", time.Now().UTC().Format("2006-01-02"), o.n, float64(o.uplink)/1e6)
 	fmt.Printf("Peak cut: %d changed files of %d, %.1f MiB per difusor (resultsgen seed 7, scale %.2f, cut %d to %d). "+
 		"RTTs %v–%v spread over the difusores; with faults, %d slow (%.0f MB/s own cap) and %d stalled (blackhole), %d healthy. "+
-		"Medians of %d interleaved rounds; times from the start of the cut (prepcast) or of the processes (peers) to each difusor's ack.\n\n",
-		b.deltaFiles, b.files, float64(b.deltaBytes)/(1<<20), o.scale, o.cutA, o.cutA+1, o.rttMin, o.rttMax, o.slow, float64(o.slowRate)/1e6, o.stall, healthyN, o.rounds)
+		"Medians of %d interleaved rounds (rclone and lftp: %d); times from the start of the cut (prepcast) or of the processes (peers) to each difusor's ack.\n\n",
+		b.deltaFiles, b.files, float64(b.deltaBytes)/(1<<20), o.scale, o.cutA, o.cutA+1, o.rttMin, o.rttMax, o.slow, float64(o.slowRate)/1e6, o.stall, healthyN, o.rounds, min(o.peerRounds, o.rounds))
 	for _, faults := range configs {
 		receivers := o.n - o.stall
 		if !faults {
