@@ -79,6 +79,13 @@ bench-filedelta: ## Changed files as ranges (copy-data) vs whole files vs rsync 
 	@mkdir -p bench/out
 	$(GO) run ./bench/filedelta | tee bench/out/filedelta.md
 
+.PHONY: bench-night
+NIGHT_ROUNDS ?= 2
+bench-night: build ## Election night over an emulated WAN: 10 then 30 difusores behind one shared uplink, prepcast vs rsync, rclone, lftp
+	@mkdir -p bench/out
+	$(GO) run ./bench/night -prepcast bin/prepcast -difusores 10 -rounds $(NIGHT_ROUNDS) | tee bench/out/night.md
+	$(GO) run ./bench/night -prepcast bin/prepcast -difusores 30 -rounds 1 -faults with -methods prepcast,prepcast-pkg,rsync,rsync-z | tee bench/out/night-30.md
+
 bench: bench-cut bench-push bench-scale bench-wan bench-uplink ## All benchmarks (tables in bench/out/)
 
 clean: ## Remove build output

@@ -22,7 +22,7 @@
 // listeners and all they forked. Client peak RSS is the largest resident set
 // of any process in a measured process's tree (the rusage of the waited
 // child, started by a small wrapper so that the benchmark's own memory does
-// not count; see wrapArg), summed over the processes run in parallel.
+// not count; see harness.WrapArg), summed over the processes run in parallel.
 package main
 
 import (
@@ -33,9 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -85,8 +83,8 @@ func main() {
 	scenarios := flag.String("scenarios", "full,incremental", "scenarios to run")
 	rewriteAll := flag.Bool("rewrite-all", false, "give every file of the incremental scenario's cut B a new modification time, as a generator that rewrites its whole tree each cut would")
 	peers := flag.String("peers", "all", "peers to compare with, comma-separated: "+strings.Join(peerNames(), ",")+" or all")
-	if len(os.Args) > 1 && os.Args[1] == wrapArg {
-		wrapMain(os.Args[2:])
+	if len(os.Args) > 1 && os.Args[1] == harness.WrapArg {
+		harness.WrapMain(os.Args[2:])
 	}
 	flag.Parse()
 
@@ -196,26 +194,26 @@ func run(o *options) error {
 	// time of the cut that last wrote it, so that tools deciding by size and
 	// modification time (rsync, rclone, lftp) see the changed files as newer
 	// even when cut A and cut B are generated within the same second.
-	if err := stamp(treeA, night.ReplayTime(o.cutA), nil); err != nil {
+	if err := harness.Stamp(treeA, night.ReplayTime(o.cutA), nil); err != nil {
 		return err
 	}
-	if err := mirror(treeA, treeB, true); err != nil {
+	if err := harness.Mirror(treeA, treeB, true); err != nil {
 		return err
 	}
 	if _, err := night.WriteCut(treeB, o.cutA+1); err != nil {
 		return err
 	}
-	changedB, delta := changed(treeA, treeB)
+	changedB, delta := harness.Changed(treeA, treeB)
 	only := changedB
 	if o.rewriteAll {
 		only = nil
 	}
-	if err := stamp(treeB, night.ReplayTime(o.cutA+1), only); err != nil {
+	if err := harness.Stamp(treeB, night.ReplayTime(o.cutA+1), only); err != nil {
 		return err
 	}
 	tr := trees{fullCut: night.CutID(night.Cuts() - 1), cutA: night.CutID(o.cutA), cutB: night.CutID(o.cutA + 1)}
-	tr.fullFiles, tr.fullBytes = treeSize(treeFull)
-	tr.incFiles, _ = treeSize(treeB)
+	tr.fullFiles, tr.fullBytes = harness.TreeSize(treeFull)
+	tr.incFiles, _ = harness.TreeSize(treeB)
 	tr.incChanged, tr.incDelta = len(changedB), delta
 	keyPath := filepath.Join(o.out, "client_key")
 	if _, err := os.Stat(keyPath); err != nil {
@@ -341,9 +339,9 @@ func writeModeConfig(out, name, stateName, src string, servers []*sshdtest.Serve
 // measure runs cmds in parallel, each through the wrapper, and returns wall
 // time, their summed CPU and peak RSS, and the sshd CPU the run caused.
 func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
-	ws := make([]*wrapped, len(cmds))
+	ws := make([]*harness.Wrapped, len(cmds))
 	for i, c := range cmds {
-		w, err := wrap(c)
+		w, err := harness.Wrap(c)
 		if err != nil {
 			return sample{}, err
 		}
@@ -351,9 +349,9 @@ func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
 	}
 	before := serverCPU(servers)
 	start := time.Now()
-	use := make([]usage, len(ws))
-	err := inParallel(len(ws), func(i int) (err error) {
-		if use[i], err = ws[i].run(); err != nil {
+	use := make([]harness.Usage, len(ws))
+	err := harness.InParallel(len(ws), func(i int) (err error) {
+		if use[i], err = ws[i].Run(); err != nil {
 			err = fmt.Errorf("%s: %w", strings.Join(cmds[i].Args, " "), err)
 		}
 		return err
@@ -366,8 +364,8 @@ func measure(servers []*sshdtest.Server, cmds ...*exec.Cmd) (sample, error) {
 	time.Sleep(300 * time.Millisecond)
 	s := sample{wall: wall, server: serverCPU(servers) - before}
 	for _, u := range use {
-		s.client += u.cpu
-		s.rssMB += float64(u.rssKB) / 1024
+		s.client += u.CPU
+		s.rssMB += float64(u.RSSKB) / 1024
 	}
 	return s, nil
 }
@@ -379,20 +377,6 @@ func serverCPU(servers []*sshdtest.Server) float64 {
 		sum += c
 	}
 	return sum
-}
-
-// treeSize returns the number and total size of the regular files under dir.
-func treeSize(dir string) (int, int64) {
-	var files int
-	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() {
-			files++
-			n += fi.Size()
-		}
-		return nil
-	})
-	return files, n
 }
 
 func emptyDir(d string) error {
@@ -436,27 +420,12 @@ func rounds(o *options, name string, servers []*sshdtest.Server, want string, cs
 
 // checkTargets checks every server's webroot against want, in parallel.
 func checkTargets(want string, servers []*sshdtest.Server) error {
-	return inParallel(len(servers), func(i int) error {
+	return harness.InParallel(len(servers), func(i int) error {
 		if err := harness.SameTree(want, servers[i].WebRoot()); err != nil {
 			return fmt.Errorf("target %s: %w", servers[i].Addr(), err)
 		}
 		return nil
 	})
-}
-
-// inParallel runs fn(0) … fn(n-1) at once and joins their errors.
-func inParallel(n int, fn func(i int) error) error {
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = fn(i)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
@@ -467,7 +436,7 @@ func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
 	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
-	_, size := treeSize(tree)
+	_, size := harness.TreeSize(tree)
 	pkgCfg, _, err := writeModeConfig(o.out, "full-package", "full", tree, []*sshdtest.Server{s}, o.bin)
 	if err != nil {
 		return nil, err
@@ -483,7 +452,7 @@ func full(o *options, s *sshdtest.Server, tree string) ([]*row, error) {
 
 func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([]*row, error) {
 	src := filepath.Join(o.out, "treeInc")
-	if err := mirror(treeA, src, true); err != nil {
+	if err := harness.Mirror(treeA, src, true); err != nil {
 		return nil, err
 	}
 	cfg, state, err := writeConfig(o.out, "incremental", src, servers)
@@ -507,19 +476,19 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 	// preserves them (rsync -a, rclone, lftp) would have left after pushing
 	// cut A itself.
 	snap := filepath.Join(o.out, "snapA")
-	if err := mirror(servers[0].WebRoot(), snap, true); err != nil {
+	if err := harness.Mirror(servers[0].WebRoot(), snap, true); err != nil {
 		return nil, err
 	}
-	if err := mirror(treeA, snap, false); err != nil {
+	if err := harness.Mirror(treeA, snap, false); err != nil {
 		return nil, err
 	}
-	if err := mirror(treeB, src, true); err != nil {
+	if err := harness.Mirror(treeB, src, true); err != nil {
 		return nil, err
 	}
 	if err := harness.Sh(o.bin, "cut", "--config", cfg); err != nil {
 		return nil, err
 	}
-	_, delta := changed(treeA, treeB)
+	_, delta := harness.Changed(treeA, treeB)
 	if delta == 0 {
 		return nil, fmt.Errorf("incremental: cut %d and cut %d hold the same files: choose another -cut-a", o.cutA, o.cutA+1)
 	}
@@ -531,7 +500,7 @@ func incremental(o *options, servers []*sshdtest.Server, treeA, treeB string) ([
 	total := delta * int64(len(servers))
 	cs := append(prepcastContenders(o, name, total, cfg, pkgCfg), peerContenders(o, name, total, servers, treeB, true)...)
 	reset := func() error {
-		return inParallel(len(servers), func(i int) error { return mirror(snap, servers[i].WebRoot(), true) })
+		return harness.InParallel(len(servers), func(i int) error { return harness.Mirror(snap, servers[i].WebRoot(), true) })
 	}
 	if err := rounds(o, "incremental", servers, treeB, cs, reset); err != nil {
 		return nil, err
@@ -586,58 +555,12 @@ func rowsOf(cs []contender) []*row {
 	return rows
 }
 
-// changed returns the files of b that are new or differ from a, as paths
-// relative to b, and their total size.
-func changed(a, b string) (map[string]bool, int64) {
-	files := map[string]bool{}
-	var n int64
-	filepath.Walk(b, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.Mode().IsRegular() {
-			return nil
-		}
-		rel, _ := filepath.Rel(b, p)
-		if !harness.SameFile(p, filepath.Join(a, rel)) {
-			files[rel] = true
-			n += fi.Size()
-		}
-		return nil
-	})
-	return files, n
-}
-
-// stamp sets the modification time of the regular files under dir to t:
-// all of them if only is nil, else those whose path relative to dir it holds.
-func stamp(dir string, t time.Time, only map[string]bool) error {
-	return filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || !fi.Mode().IsRegular() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if only != nil && !only[rel] {
-			return nil
-		}
-		return os.Chtimes(p, t, t)
-	})
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func med(r *row, f func(sample) float64) float64 {
 	var xs []float64
 	for _, s := range r.runs {
 		xs = append(xs, f(s))
 	}
-	return median(xs)
+	return harness.Median(xs)
 }
 
 func wallOf(s sample) float64 { return s.wall }

@@ -4,7 +4,8 @@
 // serves a difusor's webroot), while the test makes the link behave like a
 // bad WAN or a failing peer: latency, a bandwidth cap, connection resets
 // after a number of bytes or on demand, a hung peer (blackhole) and a slow
-// SSH banner.
+// SSH banner. Several proxies may share an [Uplink], one link whose rate
+// all their client -> server traffic divides.
 //
 // Each direction of a connection is a pipeline, like a real link: a reader
 // timestamps every chunk it receives and queues it (up to [QueueBytes] per
@@ -57,6 +58,7 @@ type settings struct {
 	resetAfter int64
 	blackhole  bool
 	stall      time.Duration
+	uplinks    []*Uplink // shared client -> server links (SetUplinks)
 }
 
 // Proxy forwards TCP connections from its 127.0.0.1 address to a target,
@@ -378,6 +380,14 @@ func (l *link) write(h *half) {
 				}
 				n = int(min(int64(n), left))
 			}
+			if h.up && len(s.uplinks) > 0 {
+				for _, u := range s.uplinks {
+					n = min(n, int(max(u.rate/50, 512)))
+				}
+				if !l.crossUplinks(s, n) {
+					return
+				}
+			}
 			start := time.Now()
 			if _, err := h.dst.Write(data[:n]); err != nil {
 				l.abort()
@@ -386,6 +396,9 @@ func (l *link) write(h *half) {
 			data = data[n:]
 			if h.up {
 				l.p.up.Add(int64(n))
+				for _, u := range s.uplinks {
+					u.bytes.Add(int64(n))
+				}
 				if carried := l.up.Add(int64(n)); s.resetAfter > 0 && carried >= s.resetAfter {
 					l.reset()
 					return

@@ -1,4 +1,4 @@
-package main
+package harness
 
 import (
 	"fmt"
@@ -7,12 +7,12 @@ import (
 	"path/filepath"
 )
 
-// mirror makes dst hold every file and directory of src with the same
+// Mirror makes dst hold every file and directory of src with the same
 // bytes, permissions and modification time, like rsync -a: a file of dst
 // with the size and modification time of src's is left alone. With del,
 // whatever dst holds that src does not is removed. Symbolic links and other
 // special files are not copied.
-func mirror(src, dst string, del bool) error {
+func Mirror(src, dst string, del bool) error {
 	if del {
 		if err := prune(src, dst); err != nil {
 			return err
