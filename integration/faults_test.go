@@ -157,14 +157,21 @@ func TestFaultBlackholeDetected(t *testing.T) {
 	c1 := e.nextCut()
 	requireOK(t, eng.Push(context.Background(), e.specs()), c1.Seq)
 
+	// A push that starts within the second of the previous ack waits for
+	// the server's clock to pass it (publisher/deltastage.go, up to 1 s):
+	// both measured pushes start past that second, so they compare.
+	pastAckSecond := func() { time.Sleep(1100 * time.Millisecond) }
+
 	// A fault-free cut of the same shape gives the healthy targets' baseline.
 	cb := e.nextCut()
+	pastAckSecond()
 	base := eng.Push(context.Background(), e.specs())
 	requireOK(t, base, cb.Seq)
 
 	// The SSH connection to difusor-3 is open and idle when it hangs.
 	proxy.Blackhole(true)
 	c2 := e.nextCut()
+	pastAckSecond()
 	start := time.Now()
 	results := eng.Push(context.Background(), e.specs())
 	took := time.Since(start)
