@@ -8,9 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/prepcast/prepcast/apply"
+	"github.com/prepcast/prepcast/internal/cuttest"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/targets"
@@ -49,22 +47,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) cut() *packager.CutInfo {
 	f.t.Helper()
 	f.n++
-	files := map[string]string{
-		fmt.Sprintf("actas/%03d.jpg", f.n):          strings.Repeat(fmt.Sprint(f.n), 3000),
-		"datos/PUE_GUB_2024.csv":                    fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", f.n),
-		fmt.Sprintf("json/c%03d/totales.json", f.n): fmt.Sprintf(`{"corte":%d}`, f.n),
-		"json/main.json":                            fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, f.n),
-	}
-	if f.n > 1 {
-		os.RemoveAll(filepath.Join(f.src, "json", fmt.Sprintf("c%03d", f.n-1)))
-	}
-	for rel, data := range files {
-		p := filepath.Join(f.src, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			f.t.Fatal(err)
-		}
-	}
+	cuttest.WriteTree(f.t, f.src, f.n)
 	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
 	if err != nil {
 		f.t.Fatal(err)
@@ -233,20 +216,4 @@ func mustFile(t *testing.T, m *targettest.Mem, p string) []byte {
 		t.Fatalf("%s missing", p)
 	}
 	return b
-}
-
-// flipByte alters the byte at off of a (read-only) file in place.
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[off] ^= 0xff
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

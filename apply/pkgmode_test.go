@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prepcast/prepcast/apply"
+	"github.com/prepcast/prepcast/internal/cuttest"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/publisher"
 	"github.com/prepcast/prepcast/state"
@@ -264,7 +265,7 @@ func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 	f, x, eng, _ := pkgTargetAtFirstCut(t)
 	ci := f.cut()
 	// A byte of the stored package rots (in its compressed metadata).
-	flipByte(t, f.store.PackagePath(ci), 100)
+	cuttest.FlipByte(t, f.store.PackagePath(ci), 100)
 	r := pushPkg(eng, x)[0]
 	if r.Err != nil {
 		t.Fatalf("push with a damaged package: %v", r.Err)
@@ -284,7 +285,7 @@ func TestPackageModeNeverCommitsARottenObject(t *testing.T) {
 	ci := f.cut()
 	m, _, _ := f.manifest(ci.Seq)
 	img, _ := m.Lookup(fmt.Sprintf("actas/%03d.jpg", f.n))
-	flipByte(t, f.store.ObjectPath(img.SHA256), 10)
+	cuttest.FlipByte(t, f.store.ObjectPath(img.SHA256), 10)
 	r := pushPkg(eng, x)[0]
 	if r.Err == nil || !targets.IsPermanent(r.Err) || !errors.Is(r.Err, packager.ErrCorruptObject) || !strings.Contains(r.Err.Error(), img.Path) {
 		t.Fatalf("push of a cut with a rotten image: %v", r.Err)

@@ -2,7 +2,6 @@ package publisher
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 
@@ -12,22 +11,6 @@ import (
 
 // Package mode with "prepcast apply" on the other end is tested in package
 // apply, which runs both ends.
-
-// flipByte alters the byte at off of a (read-only) file in place.
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[off] ^= 0xff
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestPackageModeNeedsCommander(t *testing.T) {
 	f := newFixture(t)

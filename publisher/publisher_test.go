@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/prepcast/prepcast/internal/cuttest"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
@@ -47,22 +48,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) cut() *packager.CutInfo {
 	f.t.Helper()
 	f.n++
-	files := map[string]string{
-		fmt.Sprintf("actas/%03d.jpg", f.n):          strings.Repeat(fmt.Sprint(f.n), 3000),
-		"datos/PUE_GUB_2024.csv":                    fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", f.n),
-		fmt.Sprintf("json/c%03d/totales.json", f.n): fmt.Sprintf(`{"corte":%d}`, f.n),
-		"json/main.json":                            fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, f.n),
-	}
-	if f.n > 1 {
-		os.RemoveAll(filepath.Join(f.src, "json", fmt.Sprintf("c%03d", f.n-1)))
-	}
-	for rel, data := range files {
-		p := filepath.Join(f.src, rel)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			f.t.Fatal(err)
-		}
-	}
+	cuttest.WriteTree(f.t, f.src, f.n)
 	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
 	if err != nil {
 		f.t.Fatal(err)
@@ -190,7 +176,7 @@ func TestCorruptObjectNeverPushed(t *testing.T) {
 	ci := f.cut()
 	m, _, _ := f.store.Manifest(ci.Seq)
 	ent, _ := m.Lookup("datos/PUE_GUB_2024.csv")
-	flipByte(t, f.store.ObjectPath(ent.SHA256), 0)
+	cuttest.FlipByte(t, f.store.ObjectPath(ent.SHA256), 0)
 	// Several targets at once: one upload checks the object as it reads
 	// it, the others wait for its verdict; none may commit the file.
 	var srvs []*targettest.Server

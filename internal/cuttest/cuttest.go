@@ -1,0 +1,55 @@
+// Package cuttest writes the small PREP-shaped results tree that the
+// publisher's and the difusor's tests cut, and damages files the way their
+// tests need. It is for tests only.
+package cuttest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// WriteTree brings the results tree in src to cut n: a new acta image, the
+// CSV database rewritten, the cut's JSON in a directory of its own (the
+// previous cut's leaves) and json/main.json pointing at it.
+func WriteTree(t testing.TB, src string, n int) {
+	t.Helper()
+	files := map[string]string{
+		fmt.Sprintf("actas/%03d.jpg", n):          strings.Repeat(fmt.Sprint(n), 3000),
+		"datos/PUE_GUB_2024.csv":                  fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", n),
+		fmt.Sprintf("json/c%03d/totales.json", n): fmt.Sprintf(`{"corte":%d}`, n),
+		"json/main.json":                          fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, n),
+	}
+	if n > 1 {
+		if err := os.RemoveAll(filepath.Join(src, "json", fmt.Sprintf("c%03d", n-1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for rel, data := range files {
+		p := filepath.Join(src, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// FlipByte alters the byte at off of a (read-only) file in place.
+func FlipByte(t testing.TB, path string, off int64) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
