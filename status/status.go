@@ -380,31 +380,6 @@ func worse(a, b Target) bool {
 // none acknowledges a cut its public site does not serve.
 func (v *View) AllWithinMaxLag() bool { return v.Counts.Behind == 0 && v.Counts.NotServed == 0 }
 
-// ShortCause shortens an error chain to its last parts, at most n bytes,
-// cut at a ": " boundary: "push …: sftp d2: dial tcp 127.0.0.1:22: connect:
-// connection refused" becomes "dial tcp 127.0.0.1:22: connect: connection refused".
-func ShortCause(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	best := ""
-	for i := 0; i+2 <= len(s); i++ {
-		if s[i] == ':' && s[i+1] == ' ' && len(s)-(i+2) <= n {
-			best = s[i+2:]
-			break
-		}
-	}
-	if best == "" {
-		return "…" + s[len(s)-n:]
-	}
-	// Drop closing parentheses whose opening one was cut away.
-	for strings.Count(best, ")") > strings.Count(best, "(") && strings.HasSuffix(best, ")") {
-		best = best[:len(best)-1]
-	}
-	return best
-}
-
 // clock formats d as m:ss or h:mm:ss.
 func clock(d time.Duration) string {
 	d = d.Round(time.Second)

@@ -203,19 +203,6 @@ func TestLagAndStates(t *testing.T) {
 	}
 }
 
-func TestShortCause(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"connection refused", "connection refused"},
-		{"push cut 4 to d: sftp d: dial tcp 127.0.0.1:22: connect: connection refused", "dial tcp 127.0.0.1:22: connect: connection refused"},
-		{strings.Repeat("x", 100), "…" + strings.Repeat("x", 50)},
-	}
-	for _, tt := range tests {
-		if got := ShortCause(tt.in, 50); got != tt.want {
-			t.Errorf("ShortCause(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestMetricsParse(t *testing.T) {
 	src, now := fixture(t)
 	reg := prometheus.NewRegistry()
