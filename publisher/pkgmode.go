@@ -180,8 +180,22 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	sentBefore := r.sent.Load()
 	mf := &meteredFile{ctx: ctx, f: f, size: size, limiters: []*rate.Limiter{r.limiter, r.e.uplink}, sent: &r.sent}
 	r.prog("staging", 0, size, 0, files)
+	// The copy below may outlive this call (a refusal or a broken link
+	// returns at once); from then on it reports no progress, so it never
+	// touches the run's state after the run moved on.
+	var progMu sync.Mutex
+	progOpen := true
+	defer func() {
+		progMu.Lock()
+		progOpen = false
+		progMu.Unlock()
+	}()
 	pw := &progressWriter{w: proc.Stdin(), total: size, report: func(done int64) {
-		r.prog("staging", done, size, 0, files)
+		progMu.Lock()
+		defer progMu.Unlock()
+		if progOpen {
+			r.prog("staging", done, size, 0, files)
+		}
 	}}
 	copied := make(chan error, 1)
 	go func() {
