@@ -377,6 +377,11 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 	if !c.feats.PosixRename && !t.cfg.AllowNonAtomicReplace {
 		return fail(targets.Permanent(errNoPosixRename))
 	}
+	if c.feats.CopyData {
+		// The pipelined session (small files, range copies) opens while
+		// the root is checked and the first operations run.
+		go func() { _, _ = c.rawSession() }()
+	}
 	fi, err := sc2.Stat(t.root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

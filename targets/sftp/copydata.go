@@ -459,6 +459,8 @@ type fileAttrs struct {
 	size     int64
 	mtime    int64 // Unix seconds
 	hasMtime bool
+	perm     uint32 // permission bits, when hasPerm
+	hasPerm  bool
 }
 
 // attrs waits for an attrs reply and returns the size (required) and
@@ -488,16 +490,18 @@ func attrs(ch <-chan rawReply) (fileAttrs, error) {
 	}
 	a.size = int64(binary.BigEndian.Uint64(b))
 	b = b[8:]
-	for _, f := range []struct {
-		flag uint32
-		n    int
-	}{{attrUIDGID, 8}, {attrPermissions, 4}} {
-		if flags&f.flag != 0 {
-			if len(b) < f.n {
-				return a, errors.New("short sftp attributes")
-			}
-			b = b[f.n:]
+	if flags&attrUIDGID != 0 {
+		if len(b) < 8 {
+			return a, errors.New("short sftp attributes")
 		}
+		b = b[8:]
+	}
+	if flags&attrPermissions != 0 {
+		if len(b) < 4 {
+			return a, errors.New("short sftp attributes")
+		}
+		a.perm, a.hasPerm = binary.BigEndian.Uint32(b)&0o7777, true
+		b = b[4:]
 	}
 	if flags&attrACModTime != 0 && len(b) >= 8 {
 		a.mtime, a.hasMtime = int64(binary.BigEndian.Uint32(b[4:])), true

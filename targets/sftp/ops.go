@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -317,13 +318,36 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		// Nothing waits for the handle to close: the content is read.
+		defer func() { go f.Close() }()
 		fi, err := f.Stat()
 		if err != nil {
 			return err
 		}
 		if fi.Size() > max {
 			return targets.TooLarge(max)
+		}
+		if fi.Mode().IsRegular() {
+			// Exactly the size the server reports, 32 KiB per request, one
+			// at a time: a small file costs one round trip, and no request
+			// goes past the end (see HashFile).
+			b := make([]byte, fi.Size())
+			for off := 0; off < len(b); {
+				n, err := f.ReadAt(b[off:min(off+32<<10, len(b))], int64(off))
+				off += n
+				g.alive()
+				if n == 0 && err == nil {
+					err = io.EOF // a server that answers nothing, and no error
+				}
+				if err != nil && !(err == io.EOF && off == len(b)) {
+					if err == io.EOF {
+						return fmt.Errorf("read %d bytes but the server reports %d", off, fi.Size())
+					}
+					return err
+				}
+			}
+			data = b
+			return nil
 		}
 		b, err := io.ReadAll(io.LimitReader(&progressReader{r: f, g: g}, max+1))
 		if err != nil {
@@ -413,7 +437,7 @@ func (t *Target) WriteFileNoSync(ctx context.Context, p string, r io.Reader, siz
 
 // syncPerSession is how many flushes each session that flushes has in
 // flight (see Target.syncClients for which sessions those are).
-const syncPerSession = 8
+const syncPerSession = 16
 
 // SyncFiles flushes the given files to the server's disk with
 // fsync@openssh.com, several at once: on sessions of their own (OpenSSH's
@@ -480,9 +504,9 @@ func flushOn(clients []*pkgsftp.Client, abs, paths []string, g *guard) error {
 				f, err := cl.OpenFile(abs[j], os.O_RDONLY)
 				if err == nil {
 					err = f.Sync()
-					if cerr := f.Close(); err == nil {
-						err = cerr
-					}
+					// The file is durable once fsync answers: nothing waits
+					// for its read-only handle to close.
+					go f.Close()
 				}
 				if err != nil {
 					errs[w] = fmt.Errorf("fsync %s: %w", paths[j], err)
@@ -504,53 +528,97 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 	if size < 0 {
 		return t.opErr("write", p, targets.Permanent(fmt.Errorf("negative size %d", size)))
 	}
+	if size <= smallWriteMax && t.pipelines(ctx) {
+		// A small file is read whole first, then written in two round
+		// trips; from memory, any attempt can be retried.
+		buf, err := readSource(r, size)
+		if err != nil {
+			return t.opErr("write", p, err)
+		}
+		return t.do(ctx, opSpec{name: "write", path: p, wait: true, retry: always}, func(c *conn, g *guard) error {
+			if !c.pipelines() { // a new connection to a server that changed
+				return t.writeOpen(c, g, abs, &source{r: bytes.NewReader(buf), remain: size, g: g}, size, flush)
+			}
+			s, err := c.rawSession()
+			if err != nil {
+				return err
+			}
+			a, err := s.writeSmall(g, abs, buf, flush && c.feats.Fsync)
+			if err != nil {
+				return err
+			}
+			return t.fixModeByPath(c, abs, a)
+		})
+	}
 	src := &source{r: r, remain: size}
 	spec := opSpec{name: "write", path: p, wait: true, retry: func() bool { return src.n == 0 }}
 	return t.do(ctx, spec, func(c *conn, g *guard) error {
 		src.g = g
-		f, err := c.sftp.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-		if err != nil {
-			return err
-		}
-		n, err := f.ReadFrom(src)
-		switch {
-		case src.err != nil:
-			err = &sourceError{src.err}
-		case err == nil && src.short:
-			err = targets.Permanent(&sourceError{fmt.Errorf("source ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)})
-		}
-		if err != nil {
-			_ = f.Close()
-			return err
-		}
-		g.alive()
-		fi, err := f.Stat()
-		if err != nil {
-			_ = f.Close()
-			return fmt.Errorf("stat after writing: %w", err)
-		}
-		if fi.Size() != size {
-			_ = f.Close()
-			return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
-		}
-		g.alive()
-		if err := t.fixMode(f, fi); err != nil {
-			_ = f.Close()
-			return err
-		}
-		if c.feats.Fsync && flush {
-			g.alive()
-			if err := f.Sync(); err != nil {
-				_ = f.Close()
-				return fmt.Errorf("fsync: %w", err)
-			}
-		}
-		g.alive()
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("close: %w", err)
-		}
-		return nil
+		return t.writeOpen(c, g, abs, src, size, flush)
 	})
+}
+
+// readSource reads exactly size bytes of r: a shorter source is a
+// permanent error wrapping io.ErrUnexpectedEOF, a failing one a
+// sourceError, as for a streamed write.
+func readSource(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, size)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || (err == io.EOF && size > 0):
+		return nil, targets.Permanent(&sourceError{fmt.Errorf("source ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)})
+	case err != nil:
+		return nil, &sourceError{err}
+	}
+	return buf, nil
+}
+
+// writeOpen writes src to abs with the SFTP client, many requests in
+// flight, then checks the size, fixes the mode, flushes when asked and
+// closes: WriteFile's steps one round trip after the other.
+func (t *Target) writeOpen(c *conn, g *guard, abs string, src *source, size int64, flush bool) error {
+	f, err := c.sftp.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		return err
+	}
+	n, err := f.ReadFrom(src)
+	switch {
+	case src.err != nil:
+		err = &sourceError{src.err}
+	case err == nil && src.short:
+		err = targets.Permanent(&sourceError{fmt.Errorf("source ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)})
+	}
+	if err != nil {
+		_ = f.Close()
+		return err
+	}
+	g.alive()
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("stat after writing: %w", err)
+	}
+	if fi.Size() != size {
+		_ = f.Close()
+		return fmt.Errorf("server holds %d bytes after %d were written", fi.Size(), size)
+	}
+	g.alive()
+	if err := t.fixMode(f, fi); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if c.feats.Fsync && flush {
+		g.alive()
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("fsync: %w", err)
+		}
+	}
+	g.alive()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
 }
 
 // Rename replaces newpath with oldpath atomically (posix-rename@openssh.com).
