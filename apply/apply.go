@@ -115,7 +115,7 @@ func Apply(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	hello := applyproto.Hello{Format: applyproto.Format, Version: o.Version, Trust: mode}
+	hello := applyproto.Hello{Format: applyproto.Format, Version: o.Version, Trust: mode, Proof: true}
 	if h.vouched {
 		hello.AckSeq, hello.AckManifest = h.m.Seq, h.state.Manifest
 	} else {
@@ -284,7 +284,15 @@ func (r *applyRun) apply(ctx context.Context, in io.Reader) applyproto.Result {
 		r.log.Warn("institute key pinned on first use, after a whole package verified", zap.String("path", PinnedKeyPath))
 	}
 
-	// Everything arrived and checked out: switch the root to the cut.
+	// Everything arrived and checked out: the cut's public proof, then
+	// the switch of the root to the cut.
+	var served int64
+	if h.vouched {
+		served = h.m.Seq
+	}
+	if err := r.d.PublishProof(ctx, m, mb, sig, served, r.o.Retention); err != nil {
+		return refuse(applyproto.Failed, targets.IsPermanent(err), err)
+	}
 	if err := r.d.Commit(ctx, plan, m); err != nil {
 		return refuse(applyproto.Failed, targets.IsPermanent(err), err)
 	}

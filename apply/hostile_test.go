@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -146,7 +147,8 @@ func runApply(t *testing.T, dir string, o apply.Options, req applyproto.Request,
 	return oc
 }
 
-// tree returns the files below dir outside .prepcast, with their content.
+// tree returns the files below dir outside .prepcast and the public proof
+// (see proofOf), with their content.
 func tree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
@@ -155,7 +157,7 @@ func tree(t *testing.T, dir string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if rel == safepath.Reserved && d.IsDir() {
+		if (rel == safepath.Reserved || rel == filepath.FromSlash(packager.ProofDir)) && d.IsDir() {
 			return filepath.SkipDir
 		}
 		if d.Type().IsRegular() {
@@ -189,6 +191,38 @@ func cutTree(t *testing.T, f *fixture, seq int64, extra map[string]string) map[s
 		want[p] = s
 	}
 	return want
+}
+
+// proofOf checks the public proof in root dir: every cut its index lists
+// has its signed manifest and signature there, byte for byte what f's
+// store signed; it returns the listed seqs, oldest first.
+func proofOf(t *testing.T, f *fixture, dir string) []int64 {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(packager.ProofIndexPath)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := packager.ParseProofIndex(data)
+	if err != nil {
+		t.Fatalf("proof index: %v", err)
+	}
+	var seqs []int64
+	for _, pc := range x.Cuts {
+		_, mb, sig := f.manifest(pc.Seq)
+		gotM, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(packager.ProofManifestPath(pc.Seq, pc.Manifest))))
+		if err != nil || !bytes.Equal(gotM, mb) {
+			t.Errorf("proof of cut %d: manifest %v, or not the signed one", pc.Seq, err)
+		}
+		gotS, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(packager.ProofSignaturePath(pc.Seq, pc.Manifest))))
+		if err != nil || !bytes.Equal(gotS, sig) {
+			t.Errorf("proof of cut %d: signature %v, or not the signed one", pc.Seq, err)
+		}
+		seqs = append(seqs, pc.Seq)
+	}
+	return seqs
 }
 
 func sameTree(t *testing.T, what string, got, want map[string]string) {
@@ -338,12 +372,18 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 				t.Fatalf("code %q, error %q (returned %v); want %q mentioning %q", oc.res.Code, oc.res.Error, oc.err, tt.code, tt.want)
 			}
 			sameTree(t, "after the refusal", tree(t, h.dir), h.cut1)
+			if got := fmt.Sprint(proofOf(t, h.f, h.dir)); got != "[1]" {
+				t.Errorf("after the refusal the proof lists cuts %s, want [1]", got)
+			}
 			// The genuine package still applies.
 			oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2)))
 			if oc.err != nil {
 				t.Fatal(oc.err)
 			}
 			sameTree(t, "cut 2", tree(t, h.dir), h.cut2(t))
+			if got := fmt.Sprint(proofOf(t, h.f, h.dir)); got != "[1 2]" {
+				t.Errorf("after cut 2 the proof lists cuts %s, want [1 2] (cut 1 within the retention)", got)
+			}
 		})
 	}
 }

@@ -61,6 +61,12 @@ type Hello struct {
 	AckSeq      int64  `json:"ack_seq"`
 	AckManifest string `json:"ack_manifest"`
 	Trust       string `json:"trust"` // one of the Trust constants
+	// Proof is true when the difusor publishes the public proof of every
+	// cut it commits itself, from the signed manifest it verified, before
+	// the commit (see packager.ProofDir); the publisher then leaves it
+	// alone in this exchange. An older apply leaves it false, and the
+	// publisher publishes the proof over SFTP before the package goes.
+	Proof bool `json:"proof,omitempty"`
 }
 
 // Request follows the greeting.

@@ -30,7 +30,7 @@ const (
 	DefaultRetentionWindow = 30 * time.Minute
 	DefaultVerifyPeriod    = 24 * time.Hour
 	DefaultTargetsInFlight = 32
-	DefaultFilesInFlight   = 16
+	DefaultFilesInFlight   = 64
 	DefaultMaxLag          = 15 * time.Minute
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultOperation       = 30 * time.Second
@@ -136,7 +136,7 @@ type Limits struct {
 	Uplink          int64 // all targets together
 	PerTarget       int64 // each target, unless the target sets its own Limit
 	TargetsInFlight int   // targets pushed concurrently; default 32
-	FilesInFlight   int   // files in flight per target; default 16
+	FilesInFlight   int   // files in flight per target; default 64
 	// WholeFiles sends every changed file whole in file mode, never as
 	// ranges copied from the file the difusor serves (copy-data).
 	WholeFiles bool

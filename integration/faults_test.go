@@ -112,12 +112,16 @@ func TestFaultResetMidFile(t *testing.T) {
 	reader.finish(t, 2)
 	requireOK(t, results, c2.Seq)
 	r, st := results[1], proxy.Stats()
-	if st.Resets < 2 || r.Attempts < 3 {
-		t.Fatalf("the link reset %d connections and the push took %d attempts; want at least 2 resets failing 2 attempts", st.Resets, r.Attempts)
+	// A reset fails the operations in flight; each is tried once more on
+	// a new connection (a small file is held whole, so it can be), and an
+	// attempt fails only when that fails too: how many attempts it takes
+	// depends on where the resets fall.
+	if st.Resets < 2 {
+		t.Fatalf("the link reset %d connections (the push took %d attempts); want at least 2", st.Resets, r.Attempts)
 	}
 	// No single connection can carry the delta, so the ack itself shows
-	// that attempts kept each other's staged files. Every attempt but the
-	// last failed, and the audit history says so.
+	// that connections and attempts kept each other's staged files. Every
+	// attempt but the last failed, and the audit history says so.
 	hist, err := e.db.History(context.Background(), "difusor-2", 0)
 	if err != nil {
 		t.Fatal(err)

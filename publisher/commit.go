@@ -92,17 +92,33 @@ func indexOf(s []string, v string) int {
 	return len(s)
 }
 
+// ackStaging is the staging name of the ack.
+const ackStaging = StagingDir + "/ack.json"
+
 // writeAck writes the ack atomically: staged, then renamed over the old one.
 func (r *targetRun) writeAck(ctx context.Context, a *Ack) error {
+	if err := r.stageAck(ctx, a); err != nil {
+		return err
+	}
+	return r.placeAck(ctx)
+}
+
+// stageAck writes a to the ack's staging name, flushed; nothing reads it
+// there.
+func (r *targetRun) stageAck(ctx context.Context, a *Ack) error {
 	if err := r.mkdirs(ctx, []string{StagingDir}); err != nil {
 		return err
 	}
 	data := a.Encode()
-	tmp := StagingDir + "/ack.json"
-	if err := r.t.WriteFile(ctx, tmp, strings.NewReader(string(data)), int64(len(data))); err != nil {
+	if err := r.t.WriteFile(ctx, ackStaging, strings.NewReader(string(data)), int64(len(data))); err != nil {
 		return fmt.Errorf("write ack: %w", err)
 	}
-	if err := r.t.Rename(ctx, tmp, AckPath); err != nil {
+	return nil
+}
+
+// placeAck renames the staged ack over the target's ack.
+func (r *targetRun) placeAck(ctx context.Context) error {
+	if err := r.t.Rename(ctx, ackStaging, AckPath); err != nil {
 		return fmt.Errorf("write ack: %w", err)
 	}
 	return nil

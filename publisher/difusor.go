@@ -64,6 +64,17 @@ func (d *Difusor) Stage(ctx context.Context, e packager.Entry, r io.Reader) (Sta
 	return Staged{s}, nil
 }
 
+// PublishProof places the public proof of cut m (its canonical manifest
+// mb, signed by sig) in the root before the cut is committed, as a push
+// does (see [packager.ProofDir]): the index lists m, the cut the root
+// serves now (served, 0 for none) and the cuts replaced less than
+// retention ago. The caller has verified sig over mb.
+func (d *Difusor) PublishProof(ctx context.Context, m *packager.Manifest, mb, sig []byte, served int64, retention time.Duration) error {
+	d.r.e.RetentionWindow = retention
+	c := &cutRef{m: m, mbytes: mb, sig: sig, manifest: packager.Hash(mb)}
+	return d.r.publishProof(ctx, c, served)
+}
+
 // ErrStagedVanished is wrapped by the error [Difusor.Commit] returns when a
 // staged file is gone before its rename.
 var ErrStagedVanished = errors.New("a staged file vanished before its rename")

@@ -49,7 +49,7 @@ type Engine struct {
 	Publisher       string        // written into acks (host name)
 	Uplink          int64         // bytes per second across all targets; 0 = unlimited
 	TargetsInFlight int           // targets pushed at once (default 32)
-	FilesInFlight   int           // files in flight per target (default 16)
+	FilesInFlight   int           // files in flight per target (default 64, within stageBudget bytes)
 	Retry           RetryPolicy   // default 5 attempts, 1 s, 30 s
 	CycleTimeout    time.Duration // deadline for one target's push (default 10 min)
 	RetentionWindow time.Duration // retired files are deleted from targets after this (default 30 min)
@@ -181,7 +181,7 @@ func (e *Engine) init() {
 			e.TargetsInFlight = 32
 		}
 		if e.FilesInFlight <= 0 {
-			e.FilesInFlight = 16
+			e.FilesInFlight = 64
 		}
 		if e.Retry.Attempts <= 0 {
 			e.Retry.Attempts = 5

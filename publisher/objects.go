@@ -12,15 +12,34 @@ import (
 	"github.com/prepcast/prepcast/targets"
 )
 
-// checkSpace refuses a cut the target has no room for.
-func (r *targetRun) checkSpace(ctx context.Context, need int64) error {
+// freeSpace asks the target how much room it has, while the caller goes on
+// (the answer costs a round trip); the returned function waits for the
+// answer: the free bytes, or -1 when the target cannot tell.
+func (r *targetRun) freeSpace(ctx context.Context) func() int64 {
 	sr, ok := r.t.(targets.SpaceReporter)
-	if !ok || need == 0 {
+	if !ok {
+		return func() int64 { return -1 }
+	}
+	ch := make(chan int64, 1)
+	go func() {
+		free, known, err := sr.FreeSpace(ctx)
+		if err != nil || !known {
+			free = -1 // cannot tell; a full disk fails the upload clearly
+		}
+		ch <- free
+	}()
+	return sync.OnceValue(func() int64 { return <-ch })
+}
+
+// checkSpace refuses a cut of need bytes the target has no room for, by
+// the answer of freeSpace.
+func checkSpace(answer func() int64, need int64) error {
+	if need == 0 {
 		return nil
 	}
-	free, known, err := sr.FreeSpace(ctx)
-	if err != nil || !known {
-		return nil // cannot tell; a full disk fails the upload clearly
+	free := answer()
+	if free < 0 {
+		return nil
 	}
 	const margin = 16 << 20
 	if free < need+margin {

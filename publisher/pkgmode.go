@@ -81,7 +81,10 @@ func (e *Engine) discardPackage(from, to int64) {
 // difusor greets vouching for no cut (it keeps no signed manifest of the
 // cut its ack names, or lacks one of its files), the whole cut goes
 // instead: the difusor completes a delta only from a cut it vouches for.
-func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, files int, st *attemptStats) (*Ack, error) {
+// The cut's public proof is published by apply before its commit when it
+// greets saying so (it costs no round trip then), or else by this run
+// before the package goes; acked is the cut the target acknowledges.
+func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, fromManifest string, acked int64, files int, st *attemptStats) (*Ack, error) {
 	cmdr, ok := r.t.(targets.Commander)
 	if !ok {
 		return nil, targets.Permanent(fmt.Errorf("target cannot run commands, so package mode is not available: use mode: sftp"))
@@ -161,6 +164,13 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 		fromSeq, files = 0, len(c.m.Entries)
 	case fromSeq != 0 && (hello.AckSeq != fromSeq || hello.AckManifest != fromManifest):
 		return nil, fmt.Errorf("%w: the difusor now holds cut %d, not cut %d; trying again", errBaseChanged, hello.AckSeq, fromSeq)
+	}
+	if !hello.Proof {
+		// An apply that does not publish the cut's proof itself: it goes
+		// up now, before the package can be committed.
+		if err := r.publishProof(ctx, c, acked); err != nil {
+			return nil, err
+		}
 	}
 	f, err := r.e.openPackage(fromSeq, c.m.Seq)
 	if err != nil {

@@ -8,13 +8,18 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
+
+// proofTmpPrefix starts the staging names of the proof's files.
+const proofTmpPrefix = "proof-"
 
 // publishProof places cut c's public proof on the target (see
 // [packager.ProofDir]): the canonical manifest and its signature under
@@ -23,10 +28,122 @@ import (
 // manifest listed. A cut is listed until the retention window after a newer
 // cut replaced it has passed (as its files are kept); the cut the target
 // acknowledges (acked, 0 for none) is never dropped, since it may still be
-// served if this push fails. Proof files no longer listed are deleted.
+// served if this push fails. Proof files no longer listed are deleted, after
+// the index that stopped listing them is in place.
+//
+// Requests that do not depend on each other go together, so that a new
+// cut's proof costs about as many round trips as one file written and
+// renamed twice, not one per step: the index is read while the proof
+// directory is listed and made; the manifest, the signature and the new
+// index are written at once; the index is renamed into place only after
+// the other two are.
 func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64) error {
 	now := r.e.now().UTC().Truncate(time.Second)
-	old := r.readProofIndex(ctx)
+	var old *packager.ProofIndex
+	var have map[string]int64
+	var dirsErr error
+	if acked == c.m.Seq {
+		// The target already holds c: most often its proof is current and
+		// the index is all there is to read.
+		old = r.readProofIndex(ctx)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); have = r.proofFiles(ctx) }()
+		go func() {
+			defer wg.Done()
+			dirsErr = r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir})
+		}()
+		old = r.readProofIndex(ctx)
+		wg.Wait()
+	}
+	next, listed := nextProofIndex(old, c, acked, now, r.e.RetentionWindow)
+	data := next.Encode()
+	if listed && bytes.Equal(data, old.Encode()) {
+		return nil // nothing new: this is the cheap path of every cycle
+	}
+	if have == nil {
+		have = r.proofFiles(ctx)
+		dirsErr = r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir})
+	}
+	if dirsErr != nil {
+		return fmt.Errorf("publish proof: %w", dirsErr)
+	}
+	tmp := func(dst string) string { return StagingDir + "/" + proofTmpPrefix + path.Base(dst) }
+	// Writes go at most FilesInFlight at a time, and none starts once the
+	// engine drains.
+	slots := make(chan struct{}, r.e.filesInFlight())
+	write := func(ctx context.Context, dst string, content []byte) error {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-slots }()
+		if r.e.draining() {
+			return ErrStopped
+		}
+		if err := r.t.WriteFile(ctx, tmp(dst), bytes.NewReader(content), int64(len(content))); err != nil {
+			return fmt.Errorf("publish proof: %w", err)
+		}
+		return nil
+	}
+	rename := func(ctx context.Context, dst string) error {
+		if err := r.t.Rename(ctx, tmp(dst), dst); err != nil {
+			return fmt.Errorf("publish proof: %w", err)
+		}
+		return nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return write(gctx, packager.ProofIndexPath, data) })
+	for _, f := range []struct {
+		dst     string
+		content []byte
+	}{{packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes}, {packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig}} {
+		if sz, ok := have[f.dst]; ok && sz == int64(len(f.content)) {
+			continue // a name that says what it holds, at the same size
+		}
+		g.Go(func() error {
+			if err := write(gctx, f.dst, f.content); err != nil {
+				return err
+			}
+			return rename(gctx, f.dst)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := rename(ctx, packager.ProofIndexPath); err != nil {
+		return err
+	}
+	// Proof files of cuts no longer listed go, best effort.
+	keep := map[string]bool{}
+	for _, pc := range next.Cuts {
+		keep[packager.ProofDir+"/"+pc.ManFile] = true
+		keep[packager.ProofDir+"/"+pc.SigFile] = true
+	}
+	var rm errgroup.Group
+	rm.SetLimit(r.e.filesInFlight())
+	for p := range have {
+		if !keep[p] && strings.HasPrefix(p, packager.ProofCutsDir+"/") {
+			rm.Go(func() error {
+				if err := r.t.Remove(ctx, p); err != nil {
+					r.log.Debug("old proof file not removed", zap.String("path", p), zap.Error(err))
+				}
+				return nil
+			})
+		}
+	}
+	_ = rm.Wait()
+	return nil
+}
+
+// nextProofIndex returns the index that lists cut c after old, and whether
+// old listed c already. A cut old lists past c, or at c's number with
+// another manifest, is dropped (it never was, as far as this store knows);
+// the cuts c replaces are marked replaced at now, and dropped once the
+// retention window has passed, except the acknowledged one.
+func nextProofIndex(old *packager.ProofIndex, c *cutRef, acked int64, now time.Time, retention time.Duration) (*packager.ProofIndex, bool) {
 	listed := false
 	for _, pc := range old.Cuts {
 		if pc.Seq == c.m.Seq && pc.Manifest == c.manifest {
@@ -37,12 +154,12 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64) er
 	for _, pc := range old.Cuts {
 		switch {
 		case pc.Seq > c.m.Seq || (pc.Seq == c.m.Seq && pc.Manifest != c.manifest):
-			continue // a cut that never was, as far as this store knows
+			continue
 		case pc.Seq < c.m.Seq && pc.Replaced == nil:
 			t := now
 			pc.Replaced = &t
 		}
-		if pc.Seq != c.m.Seq && pc.Seq != acked && pc.Replaced != nil && now.Sub(*pc.Replaced) >= r.e.RetentionWindow {
+		if pc.Seq != c.m.Seq && pc.Seq != acked && pc.Replaced != nil && now.Sub(*pc.Replaced) >= retention {
 			continue // retired with its files
 		}
 		next.Cuts = append(next.Cuts, pc)
@@ -50,53 +167,7 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64) er
 	if !listed {
 		next.Cuts = append(next.Cuts, packager.NewProofCut(c.m, c.mbytes, now))
 	}
-	data := next.Encode()
-	if listed && bytes.Equal(data, old.Encode()) {
-		return nil // nothing new: this is the cheap path of every cycle
-	}
-	if err := r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}); err != nil {
-		return fmt.Errorf("publish proof: %w", err)
-	}
-	have := r.proofFiles(ctx)
-	put := func(dst string, content []byte) error {
-		if sz, ok := have[dst]; ok && sz == int64(len(content)) {
-			return nil // immutable name: same size, same content
-		}
-		if r.e.draining() {
-			return ErrStopped
-		}
-		tmp := StagingDir + "/proof-" + path.Base(dst)
-		if err := r.t.WriteFile(ctx, tmp, bytes.NewReader(content), int64(len(content))); err != nil {
-			return fmt.Errorf("publish proof: %w", err)
-		}
-		if err := r.t.Rename(ctx, tmp, dst); err != nil {
-			return fmt.Errorf("publish proof: %w", err)
-		}
-		return nil
-	}
-	if err := put(packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes); err != nil {
-		return err
-	}
-	if err := put(packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig); err != nil {
-		return err
-	}
-	if err := put(packager.ProofIndexPath, data); err != nil {
-		return err
-	}
-	// Proof files of cuts no longer listed go, best effort.
-	keep := map[string]bool{}
-	for _, pc := range next.Cuts {
-		keep[packager.ProofDir+"/"+pc.ManFile] = true
-		keep[packager.ProofDir+"/"+pc.SigFile] = true
-	}
-	for p := range have {
-		if !keep[p] && strings.HasPrefix(p, packager.ProofCutsDir+"/") {
-			if err := r.t.Remove(ctx, p); err != nil {
-				r.log.Debug("old proof file not removed", zap.String("path", p), zap.Error(err))
-			}
-		}
-	}
-	return nil
+	return next, listed
 }
 
 // readProofIndex returns the target's proof index, an empty one if it has

@@ -91,6 +91,7 @@ type cutRef struct {
 // pushCut brings the target to cut c: one attempt, no retries.
 func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats, error) {
 	var st attemptStats
+	free := r.freeSpace(ctx)
 	ack, err := r.readAckMax(ctx, AckMax(len(c.m.Entries)))
 	if err != nil {
 		return nil, st, err
@@ -136,11 +137,6 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if from != nil {
 		d := packager.ComputeDelta(from, c.m)
 		changed, gone, st.FromSeq = d.Changed, d.Deleted, from.Seq
-		stop, err := r.useDeltaFrom(ctx, from)
-		if err != nil {
-			return nil, st, err
-		}
-		defer stop()
 	} else {
 		var listed int
 		if changed, gone, listed, err = r.reconcile(ctx, c.m); err != nil {
@@ -152,17 +148,15 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	for _, e := range changed {
 		need += e.Size
 	}
-	if err := r.checkSpace(ctx, need); err != nil {
+	if err := checkSpace(free, need); err != nil {
 		return nil, st, err
 	}
 	// The cut's public proof goes up before anything of it is committed,
-	// in both modes (proof.go).
+	// in both modes (proof.go); in package mode, by the difusor's apply
+	// if it says it does.
 	var acked int64
 	if ack != nil {
 		acked = ack.Seq
-	}
-	if err := r.publishProof(ctx, c, acked); err != nil {
-		return nil, st, err
 	}
 	// Package mode, for a delta from the acknowledged cut or a first push
 	// to an empty root; a root holding unknown files is brought up file
@@ -176,23 +170,81 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		if from != nil {
 			fromSeq, fromManifest = from.Seq, ack.Manifest
 		}
-		na, err := r.pushPackage(ctx, c, fromSeq, fromManifest, len(changed), &st)
+		na, err := r.pushPackage(ctx, c, fromSeq, fromManifest, acked, len(changed), &st)
 		return na, st, err
 	}
+	// File mode. The proof goes up while the files stage; the commit
+	// waits for it. It never outlives this attempt.
+	proofCtx, stopProof := context.WithCancel(ctx)
+	proofDone := make(chan error, 1)
+	go func() { proofDone <- r.publishProof(proofCtx, c, acked) }()
+	proofErr := sync.OnceValue(func() error { return <-proofDone })
+	defer func() {
+		stopProof()
+		_ = proofErr()
+	}()
 
-	// Stage.
+	// Stage: the staging directory is made and swept while the server's
+	// clock is read for range deltas.
 	start := time.Now()
-	if err := r.prepareStaging(ctx); err != nil {
+	plan := stagingPlan(changed)
+	stopDelta, deltaErr := func() {}, error(nil)
+	deltaReady := make(chan struct{})
+	go func() {
+		defer close(deltaReady)
+		if from != nil {
+			stopDelta, deltaErr = r.useDeltaFrom(ctx, from)
+		}
+	}()
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		r.sweepStaging(ctx, plan) // a missing directory holds nothing to sweep
+	}()
+	err = r.prepareStaging(ctx)
+	<-swept
+	<-deltaReady
+	defer stopDelta()
+	if err == nil {
+		err = deltaErr
+	}
+	if err != nil {
 		return nil, st, err
 	}
-	plan := stagingPlan(changed)
 	sentBefore := r.sent.Load()
 	deltaBefore := r.deltaMark()
 	// The destination directories are made while the files upload.
 	dirsDone := make(chan error, 1)
 	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
+	// Retire what left the manifest; delete what has been retired long
+	// enough. The ack still lists what is deleted right after it: if the
+	// deletion is interrupted, the next push deletes those files again.
+	var prev []Retired
+	if ack != nil {
+		prev = ack.Retired
+	}
+	keep, due := r.planRetire(prev, c.m, gone, now)
+	na := &Ack{Format: AckFormat, Seq: c.m.Seq, ID: c.m.ID, Manifest: c.manifest, Signature: c.sigB64,
+		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher,
+		Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
+	// The new ack is staged once every file of the cut is written (so none
+	// is newer than it: see useDeltaFrom), while the last flushes and the
+	// commit run, and renamed into place after the pointers.
+	ackDone := make(chan error, 1)
+	ackStarted := false
+	stageAck := func() {
+		ackStarted = true
+		go func() { ackDone <- r.stageAck(ctx, na) }()
+	}
+	ackStaged := sync.OnceValue(func() error {
+		if !ackStarted {
+			return errors.New("ack not staged")
+		}
+		return <-ackDone
+	})
+	defer func() { _ = ackStaged() }()
 	uploadedBefore := r.uploaded.Load()
-	err = r.stage(ctx, plan, need)
+	err = r.stage(ctx, plan, need, stageAck)
 	if derr := <-dirsDone; err == nil {
 		err = derr
 	}
@@ -203,23 +255,18 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	st.Files = len(plan)
 	st.DeltaFiles, st.Literal, st.Copied = r.deltaSince(deltaBefore)
 
-	// Commit: everything else first, the pointers last, in manifest order.
+	// Commit: the proof in place, then everything else, the pointers
+	// last, in manifest order.
+	if err := proofErr(); err != nil {
+		return nil, st, err
+	}
 	if err := r.commit(ctx, plan, c.m); err != nil {
 		return nil, st, err
 	}
-
-	// Retire what left the manifest; delete what has been retired long enough.
-	var prev []Retired
-	if ack != nil {
-		prev = ack.Retired
+	if err := ackStaged(); err != nil {
+		return nil, st, err
 	}
-	// The ack still lists what is deleted right after it: if the deletion
-	// is interrupted, the next push deletes those files again.
-	keep, due := r.planRetire(prev, c.m, gone, now)
-	na := &Ack{Format: AckFormat, Seq: c.m.Seq, ID: c.m.ID, Manifest: c.manifest, Signature: c.sigB64,
-		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher,
-		Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
-	if err := r.writeAck(ctx, na); err != nil {
+	if err := r.placeAck(ctx); err != nil {
 		return nil, st, err
 	}
 	// Housekeeping after the target serves the new cut.

@@ -10,10 +10,12 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/prepcast/prepcast/packager"
@@ -134,11 +136,23 @@ func destDirs(plan []staged) []string {
 	return dirs
 }
 
+// Uploads to one target hold at most stageBudget bytes of buffers at once
+// (an SFTP target holds a file of up to 512 KiB whole, to send it in one
+// go, and keeps up to 16 write requests of 32 KiB in flight for a larger
+// one): many small files go at once to hide their round trips, while a
+// push of large files to many targets stays within a bounded memory.
+const (
+	stageBudget    = 8 << 20
+	uploadMaxBytes = 512 << 10 // buffers an upload holds at most
+)
+
 // stage uploads every planned file not yet staged by this run, FilesInFlight
-// at a time, verifying each stored object's hash once per process before
-// its first upload.
-func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error {
-	r.sweepStaging(ctx, plan)
+// at a time within stageBudget bytes, verifying each stored object's hash
+// once per process before its first upload. The caller has swept the
+// staging directory for plan (sweepStaging), so that files a previous push
+// staged whole count. uploaded, if not nil, is called once every file is
+// written, while the last flushes may still run.
+func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploaded func()) error {
 	var todo []staged
 	var done int64
 	r.mu.Lock()
@@ -158,6 +172,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 	r.prog("staging", done, total, filesDone, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.e.filesInFlight())
+	budget := semaphore.NewWeighted(stageBudget)
 	// Files are flushed to the target's disk while the next ones upload.
 	flushq, flushed := r.startFlusher(ctx) // not gctx: it ends when Wait returns
 	for _, s := range todo {
@@ -165,6 +180,11 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 			break // let the files in flight finish, start no more
 		}
 		g.Go(func() error {
+			w := min(max(s.e.Size, 1), uploadMaxBytes)
+			if err := budget.Acquire(gctx, w); err != nil {
+				return err
+			}
+			defer budget.Release(w)
 			if r.e.draining() {
 				return nil // drained while waiting for a slot
 			}
@@ -185,6 +205,9 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64) error
 		})
 	}
 	err := g.Wait()
+	if err == nil && uploaded != nil && !r.e.draining() {
+		uploaded()
+	}
 	if flushq != nil {
 		close(flushq)
 		if ferr := <-flushed; err == nil {
@@ -276,10 +299,16 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	return nil
 }
 
+// flushBatches is how many batches of staged files are being flushed at
+// once: a batch takes a few round trips however small, so that flushes
+// keep up with uploads on a distant difusor.
+const flushBatches = 4
+
 // startFlusher starts flushing staged files to the target's disk as they
-// arrive on the returned queue, in batches, for targets that defer
-// flushes; the second channel yields its error once the queue is closed
-// and drained. Both are nil for other targets.
+// arrive on the returned queue, in batches of up to 64, flushBatches
+// batches at once, for targets that defer flushes; the second channel
+// yields the first error once the queue is closed and every batch is
+// flushed. Both are nil for other targets.
 func (r *targetRun) startFlusher(ctx context.Context) (chan<- staged, <-chan error) {
 	if _, ok := r.t.(targets.DeferredSyncer); !ok {
 		return nil, nil
@@ -287,7 +316,15 @@ func (r *targetRun) startFlusher(ctx context.Context) (chan<- staged, <-chan err
 	q := make(chan staged, 1024)
 	done := make(chan error, 1)
 	go func() {
+		var mu sync.Mutex
 		var err error
+		failed := func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return err != nil
+		}
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, flushBatches)
 		for s := range q {
 			batch := []staged{s}
 			for more := true; more && len(batch) < 64; {
@@ -302,10 +339,24 @@ func (r *targetRun) startFlusher(ctx context.Context) (chan<- staged, <-chan err
 					more = false
 				}
 			}
-			if err == nil && ctx.Err() == nil {
-				err = r.flushStaged(ctx, batch)
+			if failed() || ctx.Err() != nil {
+				continue // drain the queue
 			}
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				if ferr := r.flushStaged(ctx, batch); ferr != nil {
+					mu.Lock()
+					if err == nil {
+						err = ferr
+					}
+					mu.Unlock()
+				}
+			}()
 		}
+		wg.Wait()
 		done <- err
 	}()
 	return q, done

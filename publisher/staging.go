@@ -109,8 +109,10 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
 			r.mu.Unlock()
 		case used:
 			// Overwritten by this push.
-		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json":
-			// (A server that reports no times never gets files removed.)
+		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json" && !strings.HasPrefix(path.Base(fi.Path), proofTmpPrefix):
+			// (A server that reports no times never gets files removed;
+			// the ack's and the proof's own staging names are rewritten by
+			// each push, the proof's while the files stage.)
 			stale = append(stale, fi.Path)
 		}
 		return nil

@@ -184,7 +184,8 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 		return nil, err
 	}
 	plan := stagingPlan(bad)
-	if err := r.stage(ctx, plan, need); err != nil {
+	r.sweepStaging(ctx, plan)
+	if err := r.stage(ctx, plan, need, nil); err != nil {
 		return nil, err
 	}
 	if err := r.commit(ctx, plan, c.m); err != nil {

@@ -169,7 +169,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	eng := &publisher.Engine{Now: nightNow, Store: store, PublicKey: key.Public().(ed25519.PublicKey), DB: db, Log: log, Publisher: "demo",
 		Retry: publisher.RetryPolicy{Attempts: 6, Base: 100 * time.Millisecond, Max: time.Second}, CycleTimeout: 5 * time.Minute,
-		RetentionWindow: 30 * time.Minute, FilesInFlight: 16}
+		RetentionWindow: 30 * time.Minute}
 
 	// One pusher per difusor, like independent pushes: each brings its
 	// difusor to the latest cut whenever there is a newer one.
