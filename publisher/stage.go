@@ -142,7 +142,7 @@ func destDirs(plan []staged) []string {
 // one): many small files go at once to hide their round trips, while a
 // push of large files to many targets stays within a bounded memory.
 const (
-	stageBudget    = 8 << 20
+	stageBudget    = 4 << 20
 	uploadMaxBytes = 512 << 10 // buffers an upload holds at most
 )
 
