@@ -70,16 +70,14 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64) er
 		return fmt.Errorf("publish proof: %w", dirsErr)
 	}
 	tmp := func(dst string) string { return StagingDir + "/" + proofTmpPrefix + path.Base(dst) }
-	// Writes go at most FilesInFlight at a time, and none starts once the
-	// engine drains.
-	slots := make(chan struct{}, r.e.filesInFlight())
+	// Writes take the target's write slots, as uploads do, and none
+	// starts once the engine drains.
 	write := func(ctx context.Context, dst string, content []byte) error {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		release, err := r.writeSlot(ctx)
+		if err != nil {
+			return err
 		}
-		defer func() { <-slots }()
+		defer release()
 		if r.e.draining() {
 			return ErrStopped
 		}

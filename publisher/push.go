@@ -68,6 +68,10 @@ type targetRun struct {
 	prog     progressFunc
 	// verified is how many files the last verification checked.
 	verified int
+	// slots holds one token per file being written (uploads and the
+	// proof's files alike): FilesInFlight at most (see writeSlot).
+	slotsOnce sync.Once
+	slots     chan struct{}
 
 	// Range deltas (deltastage.go): the acknowledged versions of the
 	// files, by path, while an attempt may stage from them (under mu).
@@ -188,7 +192,8 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	// clock is read for range deltas.
 	start := time.Now()
 	plan := stagingPlan(changed)
-	stopDelta, deltaErr := func() {}, error(nil)
+	stopDelta := func() {}
+	var deltaErr error
 	deltaReady := make(chan struct{})
 	go func() {
 		defer close(deltaReady)
@@ -225,8 +230,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	keep, due := r.planRetire(prev, c.m, gone, now)
 	na := &Ack{Format: AckFormat, Seq: c.m.Seq, ID: c.m.ID, Manifest: c.manifest, Signature: c.sigB64,
-		Time: r.e.now().UTC().Truncate(time.Millisecond), Publisher: r.e.Publisher,
-		Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
+		Publisher: r.e.Publisher, Retired: sortedRetired(append(append([]Retired(nil), keep...), due...))}
 	// The new ack is staged once every file of the cut is written (so none
 	// is newer than it: see useDeltaFrom), while the last flushes and the
 	// commit run, and renamed into place after the pointers.
@@ -234,6 +238,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	ackStarted := false
 	stageAck := func() {
 		ackStarted = true
+		na.Time = r.e.now().UTC().Truncate(time.Millisecond)
 		go func() { ackDone <- r.stageAck(ctx, na) }()
 	}
 	ackStaged := sync.OnceValue(func() error {

@@ -146,6 +146,18 @@ const (
 	uploadMaxBytes = 512 << 10 // buffers an upload holds at most
 )
 
+// writeSlot waits for one of the FilesInFlight write slots the target's
+// uploads and proof files share, and returns its release.
+func (r *targetRun) writeSlot(ctx context.Context) (func(), error) {
+	r.slotsOnce.Do(func() { r.slots = make(chan struct{}, r.e.filesInFlight()) })
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // stage uploads every planned file not yet staged by this run, FilesInFlight
 // at a time within stageBudget bytes, verifying each stored object's hash
 // once per process before its first upload. The caller has swept the
@@ -185,6 +197,11 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 				return err
 			}
 			defer budget.Release(w)
+			release, err := r.writeSlot(gctx)
+			if err != nil {
+				return err
+			}
+			defer release()
 			if r.e.draining() {
 				return nil // drained while waiting for a slot
 			}
