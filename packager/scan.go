@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prepcast/prepcast/internal/atomicfile"
 	"github.com/prepcast/prepcast/internal/safepath"
 	"github.com/prepcast/prepcast/internal/sysfs"
 )
@@ -233,5 +234,5 @@ func saveIndex(p string, files []scanned, shas []string, scanStart time.Time) er
 		}
 		fmt.Fprintf(&b, "%s\t%d\t%d\t%d\t%d\t%s\n", f.Path, f.Stat.Size, f.Stat.MTime, f.Stat.CTime, f.Stat.Ino, shas[i])
 	}
-	return writeFileAtomic(p, []byte(b.String()), 0o644)
+	return atomicfile.WriteBytes(p, []byte(b.String()), 0o644, true)
 }

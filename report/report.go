@@ -17,6 +17,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/prepcast/prepcast/internal/atomicfile"
 	"github.com/prepcast/prepcast/internal/i18n"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/state"
@@ -148,31 +149,11 @@ func Write(dir string, p *Page, lang i18n.Lang) error {
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(dir, "status.json"), append(js, '\n')); err != nil {
-		return err
-	}
-	return writeAtomic(filepath.Join(dir, "index.html"), html)
-}
-
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, "status.json"), append(js, '\n'), 0o644, false); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("report: write %s: %w", path, err)
+	if err := atomicfile.WriteBytes(filepath.Join(dir, "index.html"), html, 0o644, false); err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
 	return nil
 }

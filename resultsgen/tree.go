@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prepcast/prepcast/internal/atomicfile"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -112,27 +113,14 @@ func inventory(root string) (map[string]entry, []string, error) {
 // writeAtomic creates dst with the bytes fill writes, through a temporary
 // file in dst's directory renamed over dst. It returns the bytes written.
 func writeAtomic(dst string, fill func(io.Writer) error) (int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	cw := &countWriter{w: f}
-	err = f.Chmod(0o644)
-	if err == nil {
-		err = fill(cw)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return 0, fmt.Errorf("write %s: %w", dst, err)
-	}
-	return cw.n, nil
+	var n int64
+	err := atomicfile.Write(dst, 0o644, false, func(w io.Writer) error {
+		cw := &countWriter{w: w}
+		err := fill(cw)
+		n = cw.n
+		return err
+	})
+	return n, err
 }
 
 type countWriter struct {

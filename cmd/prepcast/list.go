@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/prepcast/prepcast/config"
+	"github.com/prepcast/prepcast/internal/atomicfile"
 	"github.com/prepcast/prepcast/internal/i18n"
 	"github.com/prepcast/prepcast/list"
 	"github.com/prepcast/prepcast/state"
@@ -81,23 +80,9 @@ func cmdList(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(missingURL) > 0 {
 		return fmt.Errorf("%w: targets %v have no url; the list links every difusor to its site, so set url for each", errConfig, missingURL)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".list-*.html")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", *out, err)
-	}
-	defer os.Remove(tmp.Name())
-	err = list.Write(tmp, list.Page{Lang: lang, Entries: entries, Generated: time.Now(), PassedOnly: *passedOnly})
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), *out)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", *out, err)
+	page := list.Page{Lang: lang, Entries: entries, Generated: time.Now(), PassedOnly: *passedOnly}
+	if err := atomicfile.Write(*out, 0o644, false, func(w io.Writer) error { return list.Write(w, page) }); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d difusores\n", *out, len(entries))
 	return nil

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/term"
 
+	"github.com/prepcast/prepcast/internal/atomicfile"
 	"github.com/prepcast/prepcast/status"
 )
 
@@ -53,40 +53,30 @@ func cmdPackage(args []string, stdout, stderr io.Writer) error {
 	}
 	defer r.Close()
 
-	var w io.Writer = stdout
-	var f *os.File
+	// send writes the stream, checked against its record.
+	info := r.Info()
+	var n int64
+	send := func(w io.Writer) error {
+		h := sha256.New()
+		var err error
+		if n, err = io.CopyBuffer(io.MultiWriter(w, h), r, make([]byte, 1<<20)); err != nil {
+			return fmt.Errorf("package from cut %d to cut %d: %w", *from, *to, err)
+		}
+		if sum := hex.EncodeToString(h.Sum(nil)); n != info.Size || sum != info.SHA256 {
+			_ = store.DiscardPackage(*from, *to)
+			return fmt.Errorf("package from cut %d to cut %d: the stream (%d bytes, sha256 %s) does not match its record (%d bytes, sha256 %s): the store is damaged; the package was discarded, run the command again to build it from the objects", *from, *to, n, sum, info.Size, info.SHA256)
+		}
+		return nil
+	}
 	if *out == "-" {
 		if sf, ok := stdout.(*os.File); ok && term.IsTerminal(int(sf.Fd())) {
 			return &usageError{"package: standard output is a terminal; redirect it, or give --out FILE"}
 		}
-	} else {
-		if f, err = os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".tmp-*"); err != nil {
-			return fmt.Errorf("package: %w", err)
+		if err := send(stdout); err != nil {
+			return err
 		}
-		defer os.Remove(f.Name()) // after the rename, nothing to remove
-		defer f.Close()
-		w = f
-	}
-	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(w, h), r, make([]byte, 1<<20))
-	if err != nil {
-		return fmt.Errorf("package from cut %d to cut %d: %w", *from, *to, err)
-	}
-	info := r.Info()
-	if sum := hex.EncodeToString(h.Sum(nil)); n != info.Size || sum != info.SHA256 {
-		_ = store.DiscardPackage(*from, *to)
-		return fmt.Errorf("package from cut %d to cut %d: the stream (%d bytes, sha256 %s) does not match its record (%d bytes, sha256 %s): the store is damaged; the package was discarded, run the command again to build it from the objects", *from, *to, n, sum, info.Size, info.SHA256)
-	}
-	if f != nil {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("package: %w", err)
-		}
-		if err := f.Close(); err != nil {
-			return fmt.Errorf("package: %w", err)
-		}
-		if err := os.Rename(f.Name(), *out); err != nil {
-			return fmt.Errorf("package: %w", err)
-		}
+	} else if err := atomicfile.Write(*out, 0o600, true, send); err != nil {
+		return fmt.Errorf("package: %w", err)
 	}
 	fmt.Fprintf(stderr, "package from cut %d to cut %d: %s, sha256 %s\n", *from, *to, status.FormatBytes(n), info.SHA256)
 	return nil
