@@ -222,14 +222,10 @@ func (t *Target) runDial(ctx context.Context, d *dialAttempt) {
 // handshake ignores ctx, so a deadline on the TCP connection bounds it and
 // cancelling ctx moves that deadline to the past.
 func (t *Target) connect(ctx context.Context) (*conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
-	nc, err := t.dial(dctx, "tcp", t.cfg.Address)
-	cancel()
+	nc, stopAbort, err := t.dialBounded(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, err
 	}
-	_ = nc.SetDeadline(time.Now().Add(t.cfg.OpTimeout))
-	stopAbort := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	c, err := t.handshake(ctx, nc)
 	if !stopAbort() {
 		if c != nil {
@@ -265,6 +261,21 @@ func (t *Target) connect(ctx context.Context) (*conn, error) {
 	return c, nil
 }
 
+// dialBounded opens a TCP connection to the target within the dial
+// timeout, for a handshake that ignores ctx: the connection's deadline is
+// the operation timeout, and cancelling ctx moves it to the past until the
+// returned stop is called (it reports false if ctx was cancelled first).
+func (t *Target) dialBounded(ctx context.Context) (net.Conn, func() bool, error) {
+	dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	nc, err := t.dial(dctx, "tcp", t.cfg.Address)
+	cancel()
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial: %w", err)
+	}
+	_ = nc.SetDeadline(time.Now().Add(t.cfg.OpTimeout))
+	return nc, context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) }), nil
+}
+
 // handshake runs SSH and SFTP on nc and checks what prepcast needs.
 // ErrHostKey is wrapped by the error of a handshake refused because the
 // server's host key is not the pinned one (unknown, changed or revoked);
@@ -280,14 +291,10 @@ var (
 // extra sessions on it). The caller closes the client. Its error wraps
 // ErrHostKey or ErrAuth when the handshake failed at that step.
 func (t *Target) DialSSH(ctx context.Context) (*ssh.Client, error) {
-	dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
-	nc, err := t.dial(dctx, "tcp", t.cfg.Address)
-	cancel()
+	nc, stopAbort, err := t.dialBounded(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
+		return nil, err
 	}
-	_ = nc.SetDeadline(time.Now().Add(t.cfg.OpTimeout))
-	stopAbort := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	client, err := t.sshHandshake(ctx, nc)
 	stopAbort()
 	if err != nil {
