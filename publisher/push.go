@@ -92,6 +92,14 @@ type cutRef struct {
 	manifest string // hex SHA-256
 }
 
+// inBackground runs f on a goroutine of its own and returns a function
+// that waits for f's result, as many times as it is called.
+func inBackground(f func() error) func() error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return sync.OnceValue(func() error { return <-done })
+}
+
 // pushCut brings the target to cut c: one attempt, no retries.
 func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats, error) {
 	var st attemptStats
@@ -180,9 +188,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	// File mode. The proof goes up while the files stage; the commit
 	// waits for it. It never outlives this attempt.
 	proofCtx, stopProof := context.WithCancel(ctx)
-	proofDone := make(chan error, 1)
-	go func() { proofDone <- r.publishProof(proofCtx, c, acked) }()
-	proofErr := sync.OnceValue(func() error { return <-proofDone })
+	proofErr := inBackground(func() error { return r.publishProof(proofCtx, c, acked) })
 	defer func() {
 		stopProof()
 		_ = proofErr()
@@ -193,34 +199,29 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	start := time.Now()
 	plan := stagingPlan(changed)
 	stopDelta := func() {}
-	var deltaErr error
-	deltaReady := make(chan struct{})
-	go func() {
-		defer close(deltaReady)
+	deltaErr := inBackground(func() (err error) {
 		if from != nil {
-			stopDelta, deltaErr = r.useDeltaFrom(ctx, from)
+			stopDelta, err = r.useDeltaFrom(ctx, from)
 		}
-	}()
-	swept := make(chan struct{})
-	go func() {
-		defer close(swept)
+		return err
+	})
+	swept := inBackground(func() error {
 		r.sweepStaging(ctx, plan) // a missing directory holds nothing to sweep
-	}()
+		return nil
+	})
 	err = r.prepareStaging(ctx)
-	<-swept
-	<-deltaReady
-	defer stopDelta()
-	if err == nil {
-		err = deltaErr
+	_ = swept()
+	if derr := deltaErr(); err == nil {
+		err = derr
 	}
+	defer stopDelta()
 	if err != nil {
 		return nil, st, err
 	}
 	sentBefore := r.sent.Load()
 	deltaBefore := r.deltaMark()
 	// The destination directories are made while the files upload.
-	dirsDone := make(chan error, 1)
-	go func() { dirsDone <- r.mkdirs(ctx, destDirs(plan)) }()
+	dirsErr := inBackground(func() error { return r.mkdirs(ctx, destDirs(plan)) })
 	// Retire what left the manifest; delete what has been retired long
 	// enough. The ack still lists what is deleted right after it: if the
 	// deletion is interrupted, the next push deletes those files again.
@@ -234,23 +235,15 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	// The new ack is staged once every file of the cut is written (so none
 	// is newer than it: see useDeltaFrom), while the last flushes and the
 	// commit run, and renamed into place after the pointers.
-	ackDone := make(chan error, 1)
-	ackStarted := false
+	ackStaged := func() error { return errors.New("ack not staged") }
 	stageAck := func() {
-		ackStarted = true
 		na.Time = r.e.now().UTC().Truncate(time.Millisecond)
-		go func() { ackDone <- r.stageAck(ctx, na) }()
+		ackStaged = inBackground(func() error { return r.stageAck(ctx, na) })
 	}
-	ackStaged := sync.OnceValue(func() error {
-		if !ackStarted {
-			return errors.New("ack not staged")
-		}
-		return <-ackDone
-	})
 	defer func() { _ = ackStaged() }()
 	uploadedBefore := r.uploaded.Load()
 	err = r.stage(ctx, plan, need, stageAck)
-	if derr := <-dirsDone; err == nil {
+	if derr := dirsErr(); err == nil {
 		err = derr
 	}
 	st.Bytes, st.Wire, st.Uploaded = r.sent.Load()-sentBefore, time.Since(start), int(r.uploaded.Load()-uploadedBefore)
