@@ -3,7 +3,6 @@ package apply_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -24,52 +23,25 @@ import (
 )
 
 // fixture is an institute: a store of signed cuts of a small results tree.
-type fixture struct {
-	t     *testing.T
-	src   string
-	store *packager.Store
-	priv  ed25519.PrivateKey
-	pub   ed25519.PublicKey
-	n     int
-}
+type fixture struct{ *cuttest.Institute }
 
-func newFixture(t *testing.T) *fixture {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	st, err := packager.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, src: t.TempDir(), store: st, priv: priv, pub: pub}
-}
-
-// cut writes cut n of a small tree (a new image, a rewritten CSV, a
-// per-cut JSON and the pointer; the previous cut's JSON leaves) and cuts it.
-func (f *fixture) cut() *packager.CutInfo {
-	f.t.Helper()
-	f.n++
-	cuttest.WriteTree(f.t, f.src, f.n)
-	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return res.Info
-}
+func newFixture(t *testing.T) *fixture { return &fixture{cuttest.NewInstitute(t)} }
 
 func (f *fixture) engine() *publisher.Engine {
-	return &publisher.Engine{Store: f.store, PublicKey: f.pub, Log: zaptest.NewLogger(f.t),
+	return &publisher.Engine{Store: f.Store, PublicKey: f.Pub, Log: zaptest.NewLogger(f.T),
 		Retry: publisher.RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond}, CycleTimeout: 30 * time.Second}
 }
 
 // manifest returns cut seq's manifest, its bytes and signature.
 func (f *fixture) manifest(seq int64) (*packager.Manifest, []byte, []byte) {
-	f.t.Helper()
-	m, mb, err := f.store.Manifest(seq)
+	f.T.Helper()
+	m, mb, err := f.Store.Manifest(seq)
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
-	sig, err := f.store.Signature(seq)
+	sig, err := f.Store.Signature(seq)
 	if err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	return m, mb, sig
 }

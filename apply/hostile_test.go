@@ -78,7 +78,7 @@ func cutMembers(t *testing.T, f *fixture, from, to int64) []member {
 	ms := []member{{packager.PkgManifest, mb, -1}, {packager.PkgSignature, sig, -1}, {packager.PkgDelta, dj, -1}}
 	var ptrs []member
 	for _, e := range d.Changed {
-		data, err := os.ReadFile(f.store.ObjectPath(e.SHA256))
+		data, err := os.ReadFile(f.Store.ObjectPath(e.SHA256))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +181,7 @@ func cutTree(t *testing.T, f *fixture, seq int64, extra map[string]string) map[s
 	m, _, _ := f.manifest(seq)
 	want := map[string]string{}
 	for _, e := range m.Entries {
-		b, err := os.ReadFile(f.store.ObjectPath(e.SHA256))
+		b, err := os.ReadFile(f.Store.ObjectPath(e.SHA256))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,14 +257,14 @@ type hostile struct {
 func newHostile(t *testing.T) *hostile {
 	t.Helper()
 	f := newFixture(t)
-	f.cut()
-	f.cut()
+	f.Cut()
+	f.Cut()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, ownPage), []byte("propia"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := &hostile{t: t, f: f, dir: dir, opts: apply.Options{PublicKey: f.pub}}
-	oc := runApply(t, dir, h.opts, request(t, f, 1, f.pub), craft(t, cutMembers(t, f, 0, 1)))
+	h := &hostile{t: t, f: f, dir: dir, opts: apply.Options{PublicKey: f.Pub}}
+	oc := runApply(t, dir, h.opts, request(t, f, 1, f.Pub), craft(t, cutMembers(t, f, 0, 1)))
 	if oc.err != nil {
 		t.Fatal(oc.err)
 	}
@@ -346,7 +346,7 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 			applyproto.KeyMismatch, "signature does not verify"},
 		{"another cut of the same number", func(h *hostile, ms []member) []member { return otherCut1(h) },
 			func(h *hostile, r *applyproto.Request) {
-				*r = request(h.t, h.f, 1, h.f.pub)
+				*r = request(h.t, h.f, 1, h.f.Pub)
 				r.ToManifest = packager.Hash(otherCut1(h)[0].data)
 			}, applyproto.Rollback, "never takes a difusor back"},
 		{"request names another cut", nil, func(h *hostile, r *applyproto.Request) { r.ToSeq = 3 },
@@ -363,7 +363,7 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 				enc, _ := zstd.NewWriter(nil)
 				pkg = append(pkg, enc.EncodeAll([]byte("más datos"), nil)...)
 			}
-			req := request(t, h.f, 2, h.f.pub)
+			req := request(t, h.f, 2, h.f.Pub)
 			if tt.req != nil {
 				tt.req(h, &req)
 			}
@@ -376,7 +376,7 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 				t.Errorf("after the refusal the proof lists cuts %s, want [1]", got)
 			}
 			// The genuine package still applies.
-			oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2)))
+			oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 1, 2)))
 			if oc.err != nil {
 				t.Fatal(oc.err)
 			}
@@ -408,7 +408,7 @@ func otherCut1(h *hostile) []member {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return []member{{packager.PkgManifest, mb, -1}, {packager.PkgSignature, packager.Sign(h.f.priv, mb), -1},
+	return []member{{packager.PkgManifest, mb, -1}, {packager.PkgSignature, packager.Sign(h.f.Priv, mb), -1},
 		{packager.PkgDelta, []byte("{}"), -1}, {img.Path, data, -1}}
 }
 
@@ -421,7 +421,7 @@ func TestReorderedMembersApply(t *testing.T) {
 	for i, j := 0, len(files)-1; i < j; i, j = i+1, j-1 {
 		files[i], files[j] = files[j], files[i]
 	}
-	oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, ms))
+	oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, ms))
 	if oc.err != nil || oc.res.Code != applyproto.OK {
 		t.Fatalf("%v %+v", oc.err, oc.res)
 	}
@@ -438,24 +438,24 @@ func TestUnsignedDeletionsIgnored(t *testing.T) {
 	ms := cutMembers(t, h.f, 1, 2)
 	dj, _ := json.Marshal(packager.DeltaInfo{Format: packager.DeltaFormat, ToSeq: 2, Deleted: []string{ownPage, "actas/001.jpg", ".prepcast/held/state.json"}})
 	ms[2].data = dj
-	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, ms)); oc.err != nil {
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, ms)); oc.err != nil {
 		t.Fatal(oc.err)
 	}
 	sameTree(t, "cut 2", tree(t, h.dir), h.cut2(t))
 	// Cut 3 arrives a minute later: json/c001 is still within the
 	// retention, whatever the publisher thinks.
-	h.f.cut()
+	h.f.Cut()
 	clock = clock.Add(time.Minute)
-	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.pub), craft(t, cutMembers(t, h.f, 2, 3))); oc.err != nil {
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.Pub), craft(t, cutMembers(t, h.f, 2, 3))); oc.err != nil {
 		t.Fatal(oc.err)
 	}
 	want := cutTree(t, h.f, 3, map[string]string{ownPage: "propia", "json/c001/totales.json": h.cut1["json/c001/totales.json"],
 		"json/c002/totales.json": h.cut2(t)["json/c002/totales.json"]})
 	sameTree(t, "cut 3 within the retention", tree(t, h.dir), want)
 	// Cut 4, past the retention of c001 but not of c002 (retired at cut 3).
-	h.f.cut()
+	h.f.Cut()
 	clock = clock.Add(apply.DefaultRetention - 30*time.Second)
-	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 4, h.f.pub), craft(t, cutMembers(t, h.f, 3, 4))); oc.err != nil || oc.res.Deleted != 1 {
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 4, h.f.Pub), craft(t, cutMembers(t, h.f, 3, 4))); oc.err != nil || oc.res.Deleted != 1 {
 		t.Fatalf("%v, deleted %d", oc.err, oc.res.Deleted)
 	}
 	want = cutTree(t, h.f, 4, map[string]string{ownPage: "propia", "json/c002/totales.json": want["json/c002/totales.json"],
@@ -468,7 +468,7 @@ func TestUnsignedDeletionsIgnored(t *testing.T) {
 // tell anyone to move files away.
 func TestRollbackRestsOnTheKeptManifest(t *testing.T) {
 	h := newHostile(t)
-	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2))); oc.err != nil {
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 1, 2))); oc.err != nil {
 		t.Fatal(oc.err)
 	}
 	// Someone writes the ack of cut 1 over it.
@@ -478,7 +478,7 @@ func TestRollbackRestsOnTheKeptManifest(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.dir, publisher.AckPath), forged.Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	oc := runApply(t, h.dir, h.opts, request(t, h.f, 1, h.f.pub), craft(t, cutMembers(t, h.f, 0, 1)))
+	oc := runApply(t, h.dir, h.opts, request(t, h.f, 1, h.f.Pub), craft(t, cutMembers(t, h.f, 0, 1)))
 	if oc.res.Code != applyproto.Rollback || !oc.res.Permanent || !strings.Contains(oc.res.Error, "applied cut 2") {
 		t.Fatalf("code %q: %s", oc.res.Code, oc.res.Error)
 	}
@@ -492,9 +492,9 @@ func TestRollbackRestsOnTheKeptManifest(t *testing.T) {
 // written, nothing pinned.
 func TestNoKeyRefused(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	dir := t.TempDir()
-	oc := runApply(t, dir, apply.Options{}, request(t, f, 1, f.pub), craft(t, cutMembers(t, f, 0, 1)))
+	oc := runApply(t, dir, apply.Options{}, request(t, f, 1, f.Pub), craft(t, cutMembers(t, f, 0, 1)))
 	if !errors.Is(oc.err, apply.ErrNoKey) || oc.res.Code != applyproto.Untrusted || !oc.res.Permanent ||
 		!strings.Contains(oc.res.Error, "--public-key") || !strings.Contains(oc.res.Error, "--trust-on-first-use") {
 		t.Fatalf("err %v, code %q: %s", oc.err, oc.res.Code, oc.res.Error)
@@ -513,7 +513,7 @@ func TestNoKeyRefused(t *testing.T) {
 // whole package then pins the institute's key.
 func TestTrustOnFirstUsePinsOnlyAfterAWholePackage(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	dir := t.TempDir()
 	opts := apply.Options{TrustOnFirstUse: true}
 	attacker, attackerPriv, _ := ed25519.GenerateKey(rand.Reader)
@@ -542,11 +542,11 @@ func TestTrustOnFirstUsePinsOnlyAfterAWholePackage(t *testing.T) {
 		}
 		sameTree(t, tc.name, tree(t, dir), map[string]string{})
 	}
-	if oc := runApply(t, dir, opts, request(t, f, 1, f.pub), craft(t, cutMembers(t, f, 0, 1))); oc.err != nil {
+	if oc := runApply(t, dir, opts, request(t, f, 1, f.Pub), craft(t, cutMembers(t, f, 0, 1))); oc.err != nil {
 		t.Fatal(oc.err)
 	}
 	k, err := packager.LoadPublicKey(filepath.Join(dir, apply.PinnedKeyPath))
-	if err != nil || !k.Equal(f.pub) {
+	if err != nil || !k.Equal(f.Pub) {
 		t.Fatalf("pinned %v, %v", k, err)
 	}
 	sameTree(t, "cut 1", tree(t, dir), cutTree(t, f, 1, nil))
@@ -627,7 +627,7 @@ func TestVanishedStagedFileIsAClearError(t *testing.T) {
 		v := &vanishing{Target: lt, dir: h.dir, path: "datos/PUE_GUB_2024.csv", atRename: atRename}
 		o := h.opts
 		o.Target = v
-		oc := runApply(t, h.dir, o, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2)))
+		oc := runApply(t, h.dir, o, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 1, 2)))
 		lt.Close()
 		if oc.res.Code != applyproto.Failed || !strings.Contains(oc.res.Error, "vanished before its rename") || !strings.Contains(oc.res.Error, "datos/PUE_GUB_2024.csv") {
 			t.Fatalf("at rename %v: code %q: %s", atRename, oc.res.Code, oc.res.Error)
@@ -640,7 +640,7 @@ func TestVanishedStagedFileIsAClearError(t *testing.T) {
 			sameTree(t, "nothing renamed", got, h.cut1)
 		}
 		// The next attempt brings the cut whole.
-		oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2)))
+		oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 1, 2)))
 		if oc.err != nil {
 			t.Fatal(oc.err)
 		}
@@ -655,11 +655,11 @@ func TestLostFileNeedsTheWholeCut(t *testing.T) {
 	if err := os.Remove(filepath.Join(h.dir, "actas", "001.jpg")); err != nil {
 		t.Fatal(err)
 	}
-	oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 1, 2)))
+	oc := runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 1, 2)))
 	if oc.hello.AckSeq != 0 || oc.res.Code != applyproto.Incomplete || !strings.Contains(oc.res.Error, "actas/001.jpg") {
 		t.Fatalf("greeting acks %d; code %q: %s", oc.hello.AckSeq, oc.res.Code, oc.res.Error)
 	}
-	oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.pub), craft(t, cutMembers(t, h.f, 0, 2)))
+	oc = runApply(t, h.dir, h.opts, request(t, h.f, 2, h.f.Pub), craft(t, cutMembers(t, h.f, 0, 2)))
 	if oc.err != nil {
 		t.Fatal(oc.err)
 	}
@@ -676,12 +676,12 @@ func TestAckWrittenByOtherMeansNeedsTheWholeCut(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.dir, publisher.AckPath), a.Encode(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.f.cut()
-	oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.pub), craft(t, cutMembers(t, h.f, 2, 3)))
+	h.f.Cut()
+	oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.Pub), craft(t, cutMembers(t, h.f, 2, 3)))
 	if oc.hello.AckSeq != 0 || oc.res.Code != applyproto.Incomplete {
 		t.Fatalf("greeting acks %d; code %q: %s", oc.hello.AckSeq, oc.res.Code, oc.res.Error)
 	}
-	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.pub), craft(t, cutMembers(t, h.f, 0, 3))); oc.err != nil {
+	if oc := runApply(t, h.dir, h.opts, request(t, h.f, 3, h.f.Pub), craft(t, cutMembers(t, h.f, 0, 3))); oc.err != nil {
 		t.Fatal(oc.err)
 	}
 	got := tree(t, h.dir)

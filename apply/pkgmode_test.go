@@ -27,9 +27,9 @@ import (
 func pkgTargetAtFirstCut(t *testing.T) (*fixture, *execMem, *publisher.Engine, *packager.CutInfo) {
 	t.Helper()
 	f := newFixture(t)
-	x := newExecMem(t, "pkg", f.pub)
+	x := newExecMem(t, "pkg", f.Pub)
 	eng := f.engine()
-	first := f.cut()
+	first := f.Cut()
 	if r := pushPkg(eng, x)[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
@@ -38,13 +38,13 @@ func pkgTargetAtFirstCut(t *testing.T) (*fixture, *execMem, *publisher.Engine, *
 
 func TestPackageModeBringsEachCut(t *testing.T) {
 	f := newFixture(t)
-	x := newExecMem(t, "pkg", f.pub)
+	x := newExecMem(t, "pkg", f.Pub)
 	eng := f.engine()
 	clock := time.Date(2024, 6, 2, 20, 0, 0, 0, time.UTC)
 	x.now = func() time.Time { return clock }
 	for k := int64(1); k <= 3; k++ {
 		clock = clock.Add(apply.DefaultRetention + time.Minute)
-		ci := f.cut()
+		ci := f.Cut()
 		r := pushPkg(eng, x)[0]
 		if r.Err != nil {
 			t.Fatalf("cut %d: %v", k, r.Err)
@@ -91,7 +91,7 @@ func TestPackageModeBringsEachCut(t *testing.T) {
 func TestPackageModeCorruptStreamCommitsNothing(t *testing.T) {
 	f, x, eng, _ := pkgTargetAtFirstCut(t)
 	before := mustFile(t, x.Mem, "json/main.json")
-	ci := f.cut()
+	ci := f.Cut()
 	for _, at := range []int64{ci.PackageSize / 2, ci.PackageSize - 20} {
 		x.corrupt = at
 		r := pushPkg(eng, x)[0]
@@ -129,9 +129,9 @@ func TestPackageModeRefusesOtherKey(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			x := newExecMem(t, "pkg", f.pub)
+			x := newExecMem(t, "pkg", f.Pub)
 			tt.prep(x)
-			f.cut()
+			f.Cut()
 			r := pushPkg(f.engine(), x)[0]
 			if r.Err == nil || !strings.Contains(r.Err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one mentioning %q", r.Err, tt.want)
@@ -152,22 +152,22 @@ func TestPackageModeTrustOnFirstUsePinsAfterVerifying(t *testing.T) {
 	f := newFixture(t)
 	x := newExecMem(t, "pkg", nil)
 	x.tofu = true
-	f.cut()
+	f.Cut()
 	if r := pushPkg(f.engine(), x)[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	checkServes(t, f, x.Mem, 1)
 	got, err := packager.ParsePublicKey(mustFile(t, x.Mem, apply.PinnedKeyPath))
-	if err != nil || !got.Equal(f.pub) {
+	if err != nil || !got.Equal(f.Pub) {
 		t.Fatalf("pinned %v, %v; want the institute's key", got, err)
 	}
 	// Another institute key now is refused, and the difusor keeps cut 1.
 	g := newFixture(t)
-	g.store = f.store
-	_, g.priv, _ = ed25519.GenerateKey(rand.Reader)
-	g.pub = g.priv.Public().(ed25519.PublicKey)
-	g.n, g.src = f.n, f.src
-	g.cut()
+	g.Store = f.Store
+	_, g.Priv, _ = ed25519.GenerateKey(rand.Reader)
+	g.Pub = g.Priv.Public().(ed25519.PublicKey)
+	g.N, g.Src = f.N, f.Src
+	g.Cut()
 	r := pushPkg(g.engine(), x)[0]
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "pinned") || !targets.IsPermanent(r.Err) {
 		t.Fatalf("package under another key after pinning: %v", r.Err)
@@ -177,18 +177,18 @@ func TestPackageModeTrustOnFirstUsePinsAfterVerifying(t *testing.T) {
 
 func TestPackageModeLaggingTargetGetsOnePackageFromItsCut(t *testing.T) {
 	f := newFixture(t)
-	a := newExecMem(t, "a", f.pub)
-	b := newExecMem(t, "b", f.pub)
+	a := newExecMem(t, "a", f.Pub)
+	b := newExecMem(t, "b", f.Pub)
 	eng := f.engine()
-	f.cut()
+	f.Cut()
 	for _, x := range []*execMem{a, b} {
 		if r := pushPkg(eng, x)[0]; r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}
-	f.cut()
-	f.cut()
-	ci := f.cut() // cut 4; both targets hold cut 1
+	f.Cut()
+	f.Cut()
+	ci := f.Cut() // cut 4; both targets hold cut 1
 	rs := pushPkg(f.engine(), a, b)
 	for _, r := range rs {
 		if r.Err != nil {
@@ -197,13 +197,13 @@ func TestPackageModeLaggingTargetGetsOnePackageFromItsCut(t *testing.T) {
 	}
 	checkServes(t, f, a.Mem, ci.Seq)
 	checkServes(t, f, b.Mem, ci.Seq)
-	pr, err := f.store.OpenPackage(1, ci.Seq)
+	pr, err := f.Store.OpenPackage(1, ci.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	info := pr.Info()
 	pr.Close()
-	if _, err := os.Stat(filepath.Join(f.store.CutDir(ci.Seq), packager.PackageName(1))); err != nil || rs[0].Bytes != info.Size || rs[1].Bytes != info.Size {
+	if _, err := os.Stat(filepath.Join(f.Store.CutDir(ci.Seq), packager.PackageName(1))); err != nil || rs[0].Bytes != info.Size || rs[1].Bytes != info.Size {
 		t.Fatalf("package from cut 1 (%d bytes, %v); targets were sent %d and %d bytes", info.Size, err, rs[0].Bytes, rs[1].Bytes)
 	}
 }
@@ -217,13 +217,13 @@ func TestPackageModeWithoutKeptManifestSendsWholeCut(t *testing.T) {
 			_ = x.Remove(context.Background(), p)
 		}
 	}
-	ci := f.cut()
+	ci := f.Cut()
 	r := pushPkg(eng, x)[0]
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	checkServes(t, f, x.Mem, ci.Seq)
-	full, err := f.store.OpenPackage(0, ci.Seq)
+	full, err := f.Store.OpenPackage(0, ci.Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,9 +263,9 @@ func TestApplyRefusesGarbage(t *testing.T) {
 
 func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 	f, x, eng, _ := pkgTargetAtFirstCut(t)
-	ci := f.cut()
+	ci := f.Cut()
 	// A byte of the stored package rots (in its compressed metadata).
-	cuttest.FlipByte(t, f.store.PackagePath(ci), 100)
+	cuttest.FlipByte(t, f.Store.PackagePath(ci), 100)
 	r := pushPkg(eng, x)[0]
 	if r.Err != nil {
 		t.Fatalf("push with a damaged package: %v", r.Err)
@@ -282,10 +282,10 @@ func TestPackageModeRebuildsDamagedPackage(t *testing.T) {
 // serving its cut whole.
 func TestPackageModeNeverCommitsARottenObject(t *testing.T) {
 	f, x, eng, first := pkgTargetAtFirstCut(t)
-	ci := f.cut()
+	ci := f.Cut()
 	m, _, _ := f.manifest(ci.Seq)
-	img, _ := m.Lookup(fmt.Sprintf("actas/%03d.jpg", f.n))
-	cuttest.FlipByte(t, f.store.ObjectPath(img.SHA256), 10)
+	img, _ := m.Lookup(fmt.Sprintf("actas/%03d.jpg", f.N))
+	cuttest.FlipByte(t, f.Store.ObjectPath(img.SHA256), 10)
 	r := pushPkg(eng, x)[0]
 	if r.Err == nil || !targets.IsPermanent(r.Err) || !errors.Is(r.Err, packager.ErrCorruptObject) || !strings.Contains(r.Err.Error(), img.Path) {
 		t.Fatalf("push of a cut with a rotten image: %v", r.Err)
@@ -299,9 +299,9 @@ func TestProofBeforePointerBothModes(t *testing.T) {
 	for _, pkg := range []bool{false, true} {
 		f := newFixture(t)
 		eng := f.engine()
-		x := newExecMem(t, "d", f.pub)
+		x := newExecMem(t, "d", f.Pub)
 		for range 2 {
-			ci := f.cut()
+			ci := f.Cut()
 			var r publisher.Result
 			if pkg {
 				r = pushPkg(eng, x)[0]
@@ -311,7 +311,7 @@ func TestProofBeforePointerBothModes(t *testing.T) {
 			if r.Err != nil {
 				t.Fatal(r.Err)
 			}
-			_, mb, sig, _ := f.store.VerifiedManifest(ci.Seq, f.pub)
+			_, mb, sig, _ := f.Store.VerifiedManifest(ci.Seq, f.Pub)
 			sha := packager.Hash(mb)
 			if got, _ := x.File(packager.ProofManifestPath(ci.Seq, sha)); string(got) != string(mb) {
 				t.Fatalf("package mode %v: cut %d's published manifest is not the signed bytes", pkg, ci.Seq)
@@ -350,8 +350,8 @@ func TestPackageModeRecordsKeyTrust(t *testing.T) {
 	eng.DB = db
 	tofu := newExecMem(t, "tofu", nil)
 	tofu.tofu = true
-	fixed := newExecMem(t, "fixed", f.pub)
-	f.cut()
+	fixed := newExecMem(t, "fixed", f.Pub)
+	f.Cut()
 	for _, r := range pushPkg(eng, tofu, fixed) {
 		if r.Err != nil {
 			t.Fatal(r.Err)

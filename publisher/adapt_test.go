@@ -25,7 +25,7 @@ func TestMaxSessionsOnePushes(t *testing.T) {
 	tg := sftpTarget(t, "maxsessions1", srv)
 	eng := f.engine()
 	for k := 1; k <= 2; k++ {
-		ci := f.cut()
+		ci := f.Cut()
 		before := srv.Fsyncs()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 		if r.Err != nil {
@@ -72,7 +72,7 @@ func TestStalledSessionsRememberedAcrossProcesses(t *testing.T) {
 		eng := f.engine()
 		eng.DB = db
 		eng.Now = func() time.Time { return clock }
-		f.cut()
+		f.Cut()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 		if r.Err != nil {
 			t.Fatal(r.Err)

@@ -14,7 +14,7 @@ import (
 
 func TestPackageModeNeedsCommander(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	r := f.engine().Push(context.Background(), []TargetSpec{{Target: targettest.NewMem("plain"), Apply: "apply"}})[0]
 	if r.Err == nil || !targets.IsPermanent(r.Err) || !strings.Contains(r.Err.Error(), "mode: sftp") {
 		t.Fatalf("err = %v", r.Err)

@@ -21,7 +21,7 @@ func TestProofPublishedAndRetired(t *testing.T) {
 	eng.RetentionWindow = 30 * time.Minute
 	push := func() *packager.CutInfo {
 		t.Helper()
-		ci := f.cut()
+		ci := f.Cut()
 		if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -50,7 +50,7 @@ func TestProofPublishedAndRetired(t *testing.T) {
 		t.Errorf("replaced times: %v, %v", x.Cuts[0].Replaced, x.Cuts[1].Replaced)
 	}
 	for _, pc := range x.Cuts {
-		m, mb, sig, err := f.store.VerifiedManifest(pc.Seq, f.pub)
+		m, mb, sig, err := f.Store.VerifiedManifest(pc.Seq, f.Pub)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +59,7 @@ func TestProofPublishedAndRetired(t *testing.T) {
 			t.Errorf("cut %d: published manifest differs from the signed bytes", pc.Seq)
 		}
 		gotSig, _ := mem.File(packager.ProofDir + "/" + pc.SigFile)
-		if err := packager.Verify(f.pub, got, gotSig); err != nil || string(gotSig) != string(sig) {
+		if err := packager.Verify(f.Pub, got, gotSig); err != nil || string(gotSig) != string(sig) {
 			t.Errorf("cut %d: published signature: %v", pc.Seq, err)
 		}
 		if pc.Files != m.Files {

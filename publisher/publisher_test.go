@@ -3,8 +3,6 @@ package publisher
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -19,45 +17,18 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/prepcast/prepcast/internal/cuttest"
-	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 	"github.com/prepcast/prepcast/targets/targettest"
 )
 
-type fixture struct {
-	t     *testing.T
-	src   string
-	store *packager.Store
-	priv  ed25519.PrivateKey
-	pub   ed25519.PublicKey
-	n     int
-}
+// fixture is an institute: a store of signed cuts of a small results tree.
+type fixture struct{ *cuttest.Institute }
 
-func newFixture(t *testing.T) *fixture {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	st, err := packager.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, src: t.TempDir(), store: st, priv: priv, pub: pub}
-}
-
-// cut writes cut n of a small tree (a new image, a rewritten CSV, a
-// per-cut JSON and the pointer) and cuts it.
-func (f *fixture) cut() *packager.CutInfo {
-	f.t.Helper()
-	f.n++
-	cuttest.WriteTree(f.t, f.src, f.n)
-	res, err := f.store.Cut(context.Background(), packager.CutOptions{Source: f.src, Key: f.priv, Pointers: []string{"json/main.json"}, Package: true})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return res.Info
-}
+func newFixture(t *testing.T) *fixture { return &fixture{cuttest.NewInstitute(t)} }
 
 func (f *fixture) engine() *Engine {
-	return &Engine{Store: f.store, PublicKey: f.pub, Log: zaptest.NewLogger(f.t),
+	return &Engine{Store: f.Store, PublicKey: f.Pub, Log: zaptest.NewLogger(f.T),
 		Retry: RetryPolicy{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond}, CycleTimeout: 30 * time.Second}
 }
 
@@ -89,7 +60,7 @@ func TestPointerSwitchesOnMemFS(t *testing.T) {
 	tg := sftpTarget(t, "mem", srv)
 	eng := f.engine()
 	for k := 1; k <= 3; k++ {
-		ci := f.cut()
+		ci := f.Cut()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 		if r.Err != nil {
 			t.Fatalf("cut %d: %v", k, r.Err)
@@ -105,7 +76,7 @@ func TestPointerSwitchesOnMemFS(t *testing.T) {
 
 func TestServerWithoutPosixRenameRefused(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	srv := targettest.NewSFTPServer(t, "", targettest.WithoutPosixRename())
 	tg := sftpTarget(t, "old-server", srv)
 	r := f.engine().Push(context.Background(), []TargetSpec{{Target: tg}})[0]
@@ -126,7 +97,7 @@ func TestServerWithoutPosixRenameRefused(t *testing.T) {
 // the difusor's own).
 func TestGarbledAckReconciles(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	srv := targettest.NewSFTPServer(t, "")
 	tg := sftpTarget(t, "t", srv)
 	eng := f.engine()
@@ -134,7 +105,7 @@ func TestGarbledAckReconciles(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	os.WriteFile(filepath.Join(srv.Root, ".prepcast", "ack.json"), []byte("{garbage"), 0o644)
-	ci := f.cut()
+	ci := f.Cut()
 	r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 	if r.Err != nil {
 		t.Fatal(r.Err)
@@ -143,7 +114,7 @@ func TestGarbledAckReconciles(t *testing.T) {
 		t.Fatalf("reconciled=%v ack=%+v", r.Reconciled, r.Ack)
 	}
 	// Reconciling sends the pointer and what differs in size, not everything.
-	m, _, _ := f.store.Manifest(ci.Seq)
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	if r.Files >= len(m.Entries) {
 		t.Errorf("reconcile sent %d of %d files", r.Files, len(m.Entries))
 	}
@@ -155,7 +126,7 @@ func TestGarbledAckReconciles(t *testing.T) {
 // A target that holds a newer cut than the local store is never rolled back.
 func TestNoRollback(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	srv := targettest.NewSFTPServer(t, "")
 	tg := sftpTarget(t, "t", srv)
 	ack := &Ack{Format: AckFormat, Seq: 99, ID: "20240603_0300", Manifest: strings.Repeat("ab", 32), Time: time.Now()}
@@ -173,10 +144,10 @@ func TestNoRollback(t *testing.T) {
 // A stored object that no longer matches its hash is never pushed.
 func TestCorruptObjectNeverPushed(t *testing.T) {
 	f := newFixture(t)
-	ci := f.cut()
-	m, _, _ := f.store.Manifest(ci.Seq)
+	ci := f.Cut()
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	ent, _ := m.Lookup("datos/PUE_GUB_2024.csv")
-	cuttest.FlipByte(t, f.store.ObjectPath(ent.SHA256), 0)
+	cuttest.FlipByte(t, f.Store.ObjectPath(ent.SHA256), 0)
 	// Several targets at once: one upload checks the object as it reads
 	// it, the others wait for its verdict; none may commit the file.
 	var srvs []*targettest.Server
@@ -209,7 +180,7 @@ func TestCorruptObjectNeverPushed(t *testing.T) {
 // An intact object is read once for its check, however many targets get it.
 func TestObjectCheckedOncePerProcess(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	eng := f.engine()
 	var specs []TargetSpec
 	for i := range 3 {
@@ -243,9 +214,9 @@ func TestRetiredFilesDeletedAfterWindow(t *testing.T) {
 		}
 		return r
 	}
-	f.cut()
+	f.Cut()
 	push()
-	f.cut() // json/c001 leaves the manifest
+	f.Cut() // json/c001 leaves the manifest
 	push()
 	old := filepath.Join(srv.Root, "json", "c001", "totales.json")
 	if _, err := os.Stat(old); err != nil {
@@ -310,7 +281,7 @@ func (l *lostReply) Rename(ctx context.Context, oldpath, newpath string) error {
 // is sent again, and the target ends with the right bytes.
 func TestCommitAfterLostReply(t *testing.T) {
 	f := newFixture(t)
-	ci := f.cut()
+	ci := f.Cut()
 	mem := &lostReply{Mem: targettest.NewMem("t"), path: "datos/PUE_GUB_2024.csv"}
 	r := f.engine().Push(context.Background(), []TargetSpec{{Target: mem}})[0]
 	if r.Err != nil {
@@ -319,7 +290,7 @@ func TestCommitAfterLostReply(t *testing.T) {
 	if r.Attempts != 2 || r.Ack.Seq != ci.Seq || !mem.done {
 		t.Fatalf("attempts %d, ack %+v, reply lost: %v", r.Attempts, r.Ack, mem.done)
 	}
-	m, _, _ := f.store.Manifest(ci.Seq)
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	for _, e := range m.Entries {
 		data, ok := mem.File(e.Path)
 		sum := sha256.Sum256(data)
@@ -348,7 +319,7 @@ func (s *slowMem) WriteFile(ctx context.Context, p string, r io.Reader, size int
 // the target keeps its previous cut.
 func TestDrainStopsAfterFilesInFlight(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	mem := &slowMem{Mem: targettest.NewMem("t"), started: make(chan string, 100), release: make(chan struct{})}
 	close(mem.release)
 	eng := f.engine()
@@ -359,7 +330,7 @@ func TestDrainStopsAfterFilesInFlight(t *testing.T) {
 		<-mem.started
 	}
 	before, _ := mem.File("json/main.json")
-	ci := f.cut()
+	ci := f.Cut()
 	mem.release = make(chan struct{})
 	drain := make(chan struct{})
 	eng.Drain = drain
@@ -409,7 +380,7 @@ func (b *backwardsMem) WriteFile(ctx context.Context, p string, r io.Reader, siz
 
 func TestObjectReadOutOfOrderIsCheckedWhole(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	eng := f.engine()
 	b := &backwardsMem{targettest.NewMem("b")}
 	if r := eng.Push(context.Background(), []TargetSpec{{Target: b}})[0]; r.Err != nil {

@@ -32,7 +32,7 @@ func stagingFiles(mem *targettest.Mem) []string {
 // checkServed fails unless mem holds every file of cut seq with its bytes.
 func checkServed(t *testing.T, f *fixture, mem *targettest.Mem, seq int64) {
 	t.Helper()
-	m, _, err := f.store.Manifest(seq)
+	m, _, err := f.Store.Manifest(seq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,15 +47,15 @@ func checkServed(t *testing.T, f *fixture, mem *targettest.Mem, seq int64) {
 
 // addLarge puts a file of n random bytes into the fixture's source tree.
 func (f *fixture) addLarge(rel string, n int) {
-	f.t.Helper()
+	f.T.Helper()
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	p := filepath.Join(f.src, rel)
+	p := filepath.Join(f.Src, rel)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 	if err := os.WriteFile(p, b, 0o644); err != nil {
-		f.t.Fatal(err)
+		f.T.Fatal(err)
 	}
 }
 
@@ -71,8 +71,8 @@ func isCutStaging(p string) bool {
 // milliseconds).
 func TestRetriedPushAccounting(t *testing.T) {
 	f := newFixture(t)
-	ci := f.cut()
-	m, _, _ := f.store.Manifest(ci.Seq)
+	ci := f.Cut()
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	var total int64
 	for _, e := range m.Entries {
 		total += e.Size
@@ -121,7 +121,7 @@ func TestRetriedPushAccounting(t *testing.T) {
 // every attempt (1,616 for a 404-file cut).
 func TestFailedCommitsCountNoFiles(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	mem := targettest.NewMem("t")
 	mem.FailRename = func(oldpath, newpath string) error {
 		if newpath == "json/main.json" {
@@ -164,14 +164,14 @@ func TestStagingBoundedAfterFailedPushes(t *testing.T) {
 	eng.Now = func() time.Time { return clock }
 	var sizes []int
 	for k := 1; k <= 4; k++ {
-		ci := f.cut()
+		ci := f.Cut()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]
 		if r.Err == nil {
 			t.Fatalf("cut %d: push succeeded, want the refused pointer", k)
 		}
 		files := stagingFiles(mem)
 		sizes = append(sizes, len(files))
-		m, _, _ := f.store.Manifest(ci.Seq)
+		m, _, _ := f.Store.Manifest(ci.Seq)
 		if len(files) > len(m.Entries)+1 {
 			t.Errorf("cut %d: staging holds %d files, more than the cut's %d and one foreign: %v", k, len(files), len(m.Entries), files)
 		}
@@ -193,8 +193,8 @@ func TestStagingBoundedAfterFailedPushes(t *testing.T) {
 func TestResumeAcrossProcesses(t *testing.T) {
 	f := newFixture(t)
 	f.addLarge("actas/grande.jpg", ResumeMinSize+12345)
-	ci := f.cut()
-	m, _, _ := f.store.Manifest(ci.Seq)
+	ci := f.Cut()
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	var large, small packager.Entry
 	for _, e := range m.Entries {
 		if e.Path == "actas/grande.jpg" {
@@ -254,8 +254,8 @@ func TestResumeAcrossProcesses(t *testing.T) {
 func TestPartialLargeFileNotTrusted(t *testing.T) {
 	f := newFixture(t)
 	f.addLarge("actas/grande.jpg", ResumeMinSize+1)
-	ci := f.cut()
-	m, _, _ := f.store.Manifest(ci.Seq)
+	ci := f.Cut()
+	m, _, _ := f.Store.Manifest(ci.Seq)
 	var large packager.Entry
 	for _, e := range m.Entries {
 		if e.Path == "actas/grande.jpg" {

@@ -52,7 +52,7 @@ func openDB(t *testing.T) *state.DB {
 func TestRotationFindsSameSizeChange(t *testing.T) {
 	f := newFixture(t)
 	for range 12 {
-		f.cut() // twelve acta images, so the rotation has something to rotate over
+		f.Cut() // twelve acta images, so the rotation has something to rotate over
 	}
 	srv := targettest.NewSFTPServer(t, "")
 	tg := sftpTarget(t, "t", srv)
@@ -68,7 +68,7 @@ func TestRotationFindsSameSizeChange(t *testing.T) {
 		return r
 	}
 	push()
-	m, _, err := f.store.Manifest(12)
+	m, _, err := f.Store.Manifest(12)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestRotationSliceCoversTheCutWithinThePeriod(t *testing.T) {
 // listing must send it again, not accept it by its size.
 func TestReconcileHashesSameSizeFiles(t *testing.T) {
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	srv := targettest.NewSFTPServer(t, "")
 	tg := sftpTarget(t, "t", srv)
 	eng := f.engine()
@@ -180,7 +180,7 @@ func TestReconcileHashesSameSizeFiles(t *testing.T) {
 	}
 	orig := sameSizeChange(t, srv.Root, "actas/001.jpg")
 	os.WriteFile(filepath.Join(srv.Root, ".prepcast", "ack.json"), []byte("{garbage"), 0o644)
-	f.cut()
+	f.Cut()
 	r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 	if r.Err != nil {
 		t.Fatal(r.Err)
@@ -198,9 +198,9 @@ func TestReconcileHashesSameSizeFiles(t *testing.T) {
 func TestPushVerifyHashesLargeFiles(t *testing.T) {
 	f := newFixture(t)
 	big := strings.Repeat("acta escaneada ", 6<<20/15)
-	os.MkdirAll(filepath.Join(f.src, "actas"), 0o755)
-	os.WriteFile(filepath.Join(f.src, "actas/grande.jpg"), []byte(big), 0o644)
-	f.cut()
+	os.MkdirAll(filepath.Join(f.Src, "actas"), 0o755)
+	os.WriteFile(filepath.Join(f.Src, "actas/grande.jpg"), []byte(big), 0o644)
+	f.Cut()
 	mem := targettest.NewMem("m")
 	eng := f.engine()
 	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
@@ -230,7 +230,7 @@ func TestHostileAckIsBounded(t *testing.T) {
 	for _, kind := range []string{"huge", "dev-zero"} {
 		t.Run(kind, func(t *testing.T) {
 			f := newFixture(t)
-			f.cut()
+			f.Cut()
 			srv := targettest.NewSFTPServer(t, "")
 			tg := sftpTarget(t, "t", srv)
 			eng := f.engine()
@@ -249,13 +249,13 @@ func TestHostileAckIsBounded(t *testing.T) {
 			} else if err := os.Symlink("/dev/zero", ack); err != nil {
 				t.Fatal(err)
 			}
-			m, _, _ := f.store.Manifest(1)
+			m, _, _ := f.Store.Manifest(1)
 			start := time.Now()
 			_, err := targets.ReadFileMax(context.Background(), tg, AckPath, AckMax(len(m.Entries)))
 			if !errors.Is(err, targets.ErrTooLarge) || !strings.Contains(err.Error(), AckPath) || !strings.Contains(err.Error(), "sftp t") {
 				t.Fatalf("read of a hostile ack: %v, want ErrTooLarge naming the difusor and the file", err)
 			}
-			f.cut()
+			f.Cut()
 			r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 			if r.Err != nil || !r.Reconciled || r.Ack.Seq != 2 {
 				t.Fatalf("push over a hostile ack: err %v, reconciled %v", r.Err, r.Reconciled)
@@ -303,7 +303,7 @@ func TestListingIsBounded(t *testing.T) {
 	defer func(v int) { listSlack = v }(listSlack)
 	listSlack = 50
 	f := newFixture(t)
-	f.cut()
+	f.Cut()
 	mem := targettest.NewMem("m")
 	for i := range 200 {
 		mem.SetFile(fmt.Sprintf("basura/%04d.html", i), []byte("x"))
@@ -324,7 +324,7 @@ func TestListingIsBounded(t *testing.T) {
 func TestMismatchRepairedByTheNextPush(t *testing.T) {
 	f := newFixture(t)
 	for range 4 {
-		f.cut()
+		f.Cut()
 	}
 	mem := targettest.NewMem("m")
 	db := openDB(t)

@@ -1,14 +1,20 @@
 // Package cuttest writes the small PREP-shaped results tree that the
-// publisher's and the difusor's tests cut, and damages files the way their
-// tests need. It is for tests only.
+// publisher's and the difusor's tests cut, keeps the institute's store of
+// its signed cuts, and damages files the way their tests need. It is for
+// tests only.
 package cuttest
 
 import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prepcast/prepcast/packager"
 )
 
 // WriteTree brings the results tree in src to cut n: a new acta image, the
@@ -52,4 +58,38 @@ func FlipByte(t testing.TB, path string, off int64) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Institute is a store of signed cuts of the tree WriteTree writes, as
+// the institute keeps them.
+type Institute struct {
+	T     testing.TB
+	Src   string // the results tree
+	Store *packager.Store
+	Priv  ed25519.PrivateKey
+	Pub   ed25519.PublicKey
+	N     int // cuts made
+}
+
+// NewInstitute returns an institute with a new key and an empty store.
+func NewInstitute(t testing.TB) *Institute {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	st, err := packager.OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Institute{T: t, Src: t.TempDir(), Store: st, Priv: priv, Pub: pub}
+}
+
+// Cut writes the next cut of the tree (see WriteTree) and cuts it, with its
+// package, json/main.json as the pointer.
+func (f *Institute) Cut() *packager.CutInfo {
+	f.T.Helper()
+	f.N++
+	WriteTree(f.T, f.Src, f.N)
+	res, err := f.Store.Cut(context.Background(), packager.CutOptions{Source: f.Src, Key: f.Priv, Pointers: []string{"json/main.json"}, Package: true})
+	if err != nil {
+		f.T.Fatal(err)
+	}
+	return res.Info
 }
