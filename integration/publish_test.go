@@ -2,10 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,27 +204,7 @@ func TestReaderNeverSeesMissingOrWrongFile(t *testing.T) {
 	c1 := e.nextCut()
 	requireOK(t, eng.Push(context.Background(), e.specs()), c1.Seq)
 	web := e.servers[0].WebRoot()
-	r := startReader(func() (string, error) {
-		data, err := os.ReadFile(filepath.Join(web, "json", "main.json"))
-		if err != nil {
-			return "", err
-		}
-		var mj mainJSON
-		if err := json.Unmarshal(data, &mj); err != nil {
-			return "", errors.New("main.json is not whole JSON: " + err.Error())
-		}
-		for _, p := range sortedKeys(mj.Archivos) {
-			b, err := os.ReadFile(filepath.Join(web, filepath.FromSlash(p)))
-			if err != nil {
-				return "", errors.New("main.json of " + mj.Corte + " names a missing file: " + err.Error())
-			}
-			s := sha256.Sum256(b)
-			if hex.EncodeToString(s[:]) != mj.Archivos[p] {
-				return "", errors.New("main.json of " + mj.Corte + " names " + p + " but the target holds other bytes")
-			}
-		}
-		return mj.Corte, nil
-	})
+	r := startReader(servedSiteCheck(web))
 	for k := 2; k <= 8; k++ {
 		ci := e.nextCut()
 		requireOK(t, eng.Push(context.Background(), e.specs()), ci.Seq)
