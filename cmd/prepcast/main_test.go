@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -127,15 +126,7 @@ func TestPushExitCodes(t *testing.T) {
 // serves /status and /metrics meanwhile, and stops on cancellation.
 func TestRunDaemonTriggerAndHTTP(t *testing.T) {
 	c := newCLI(t, 2, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	data, _ := os.ReadFile(c.cfg)
-	extra := fmt.Sprintf("listen: %q\nschedule: {every: 10m, start: \"2099-06-02T20:00\", end: \"2099-06-03T20:00\"}\n", addr)
-	os.WriteFile(c.cfg, append([]byte(extra), data...), 0o644)
+	addr := daemonConfig(t, c)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
