@@ -137,7 +137,7 @@ func Apply(ctx context.Context, o Options) error {
 		return fmt.Errorf("apply: request format %s, this prepcast speaks %s: use the same prepcast version on both sides", quote(req.Format), applyproto.Format)
 	}
 	run := &applyRun{o: &o, h: h, req: &req, trusted: trusted, mode: mode, log: log,
-		d: publisher.NewDifusor(o.Target, req.FilesInFlight, log)}
+		d: publisher.NewDifusor(o.Target, req.FilesInFlight, o.Retention, log)}
 	res := run.apply(ctx, in)
 	res.Format, res.Trust, res.Took = applyproto.Format, mode, time.Since(start).Seconds()
 	if res.Code != applyproto.OK {
@@ -290,7 +290,7 @@ func (r *applyRun) apply(ctx context.Context, in io.Reader) applyproto.Result {
 	if h.vouched {
 		served = h.m.Seq
 	}
-	if err := r.d.PublishProof(ctx, m, mb, sig, served, r.o.Retention); err != nil {
+	if err := r.d.PublishProof(ctx, m, mb, sig, served); err != nil {
 		return refuse(applyproto.Failed, targets.IsPermanent(err), err)
 	}
 	if err := r.d.Commit(ctx, plan, m); err != nil {

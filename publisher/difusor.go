@@ -32,12 +32,13 @@ type Staged struct{ s staged }
 func (s Staged) Entry() packager.Entry { return s.s.e }
 
 // NewDifusor returns the machinery for root t, renaming filesInFlight files
-// at once (0 = the push default).
-func NewDifusor(t targets.Target, filesInFlight int, log *zap.Logger) *Difusor {
+// at once (0 = the push default), keeping a replaced cut's proof listed
+// for retention (0 = the push default), as the root keeps its files.
+func NewDifusor(t targets.Target, filesInFlight int, retention time.Duration, log *zap.Logger) *Difusor {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	e := &Engine{Log: log, FilesInFlight: min(max(filesInFlight, 0), 256)}
+	e := &Engine{Log: log, FilesInFlight: min(max(filesInFlight, 0), 256), RetentionWindow: retention}
 	e.init()
 	r := &targetRun{e: e, t: t, log: log, staged: map[string]bool{}, synced: map[string]bool{}, dirs: map[string]bool{},
 		prog: func(string, int64, int64, int, int) {}, start: time.Now()}
@@ -67,10 +68,9 @@ func (d *Difusor) Stage(ctx context.Context, e packager.Entry, r io.Reader) (Sta
 // PublishProof places the public proof of cut m (its canonical manifest
 // mb, signed by sig) in the root before the cut is committed, as a push
 // does (see [packager.ProofDir]): the index lists m, the cut the root
-// serves now (served, 0 for none) and the cuts replaced less than
+// serves now (served, 0 for none) and the cuts replaced less than the
 // retention ago. The caller has verified sig over mb.
-func (d *Difusor) PublishProof(ctx context.Context, m *packager.Manifest, mb, sig []byte, served int64, retention time.Duration) error {
-	d.r.e.RetentionWindow = retention
+func (d *Difusor) PublishProof(ctx context.Context, m *packager.Manifest, mb, sig []byte, served int64) error {
 	c := &cutRef{m: m, mbytes: mb, sig: sig, manifest: packager.Hash(mb)}
 	return d.r.publishProof(ctx, c, served)
 }

@@ -20,15 +20,13 @@ func (r *targetRun) freeSpace(ctx context.Context) func() int64 {
 	if !ok {
 		return func() int64 { return -1 }
 	}
-	ch := make(chan int64, 1)
-	go func() {
+	return inBackground(func() int64 {
 		free, known, err := sr.FreeSpace(ctx)
 		if err != nil || !known {
-			free = -1 // cannot tell; a full disk fails the upload clearly
+			return -1 // cannot tell; a full disk fails the upload clearly
 		}
-		ch <- free
-	}()
-	return sync.OnceValue(func() int64 { return <-ch })
+		return free
+	})
 }
 
 // checkSpace refuses a cut of need bytes the target has no room for, by

@@ -94,10 +94,10 @@ type cutRef struct {
 
 // inBackground runs f on a goroutine of its own and returns a function
 // that waits for f's result, as many times as it is called.
-func inBackground(f func() error) func() error {
-	done := make(chan error, 1)
+func inBackground[T any](f func() T) func() T {
+	done := make(chan T, 1)
 	go func() { done <- f() }()
-	return sync.OnceValue(func() error { return <-done })
+	return sync.OnceValue(func() T { return <-done })
 }
 
 // pushCut brings the target to cut c: one attempt, no retries.
