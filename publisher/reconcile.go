@@ -18,12 +18,6 @@ import (
 	"github.com/prepcast/prepcast/targets"
 )
 
-// readAck returns the target's ack, nil if it has none or it is unusable:
-// unreadable garbage, or larger than MaxAckSize.
-func (r *targetRun) readAck(ctx context.Context) (*Ack, error) {
-	return r.readAckMax(ctx, MaxAckSize)
-}
-
 // readAckMax returns the target's ack, nil if it has none or it is
 // unusable: unreadable garbage, or larger than max bytes (see AckMax). The
 // target is then reconciled, and the push writes a fresh ack.
