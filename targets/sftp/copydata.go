@@ -56,6 +56,7 @@ const (
 	fxEOF           = 1
 	fxNoSuchFile    = 2
 	fxPermDenied    = 3
+	fxFailure       = 4
 	fxOpUnsupported = 8
 
 	attrSize        = 0x01

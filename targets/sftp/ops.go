@@ -543,7 +543,7 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 			if err != nil {
 				return err
 			}
-			a, err := s.writeSmall(g, abs, buf, flush && c.feats.Fsync)
+			a, err := s.writeSmall(c, g, abs, buf, flush && c.feats.Fsync)
 			if err != nil {
 				return err
 			}
@@ -556,6 +556,43 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 		src.g = g
 		return t.writeOpen(c, g, abs, src, size, flush)
 	})
+}
+
+// replaceOpen opens abs for writing with open, which creates or truncates
+// it. A server that refuses to overwrite (ProFTPD's default, AllowOverwrite
+// off, answers "permission denied" when the name exists; others answer a
+// plain failure) gets the existing file removed and the open tried once
+// more: WriteFile promises to replace what is there, and prepcast writes
+// only names nothing serves (staging names, left behind by a push that
+// failed). When the file is not there, or cannot be removed, the first
+// answer is returned.
+func replaceOpen[H any](c *conn, abs string, open func() (H, error)) (H, error) {
+	h, err := open()
+	if err == nil || !overwriteRefusal(err) {
+		return h, err
+	}
+	if fi, serr := c.sftp.Lstat(abs); serr != nil || !fi.Mode().IsRegular() {
+		return h, err
+	}
+	if rerr := c.sftp.Remove(abs); rerr != nil {
+		return h, err
+	}
+	return open()
+}
+
+// overwriteRefusal reports whether err is an answer by which servers refuse
+// to open an existing file for writing: permission denied, or
+// SSH_FX_FAILURE.
+func overwriteRefusal(err error) bool {
+	if errors.Is(err, fs.ErrPermission) {
+		return true
+	}
+	var se *pkgsftp.StatusError
+	if errors.As(err, &se) {
+		return se.FxCode() == pkgsftp.ErrSSHFxFailure
+	}
+	var re *statusError
+	return errors.As(err, &re) && re.code == fxFailure
 }
 
 // readSource reads exactly size bytes of r: a shorter source is a
@@ -577,7 +614,9 @@ func readSource(r io.Reader, size int64) ([]byte, error) {
 // flight, then checks the size, fixes the mode, flushes when asked and
 // closes: WriteFile's steps one round trip after the other.
 func (t *Target) writeOpen(c *conn, g *guard, abs string, src *source, size int64, flush bool) error {
-	f, err := c.sftp.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	f, err := replaceOpen(c, abs, func() (*pkgsftp.File, error) {
+		return c.sftp.OpenFile(abs, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	})
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,16 @@ import (
 // the bytes of the many small JSON files a cut rewrites.
 const smallWriteMax = 512 << 10
 
-// writeSmall writes data to abs, created or truncated: the open, then in
+// writeSmall writes data to abs, created or replaced (see replaceOpen):
+// the open, then in
 // one go every write, the fstat that checks the size, the fsync (when
 // flush; fsync@openssh.com) and the close; two round trips. It returns the
 // attributes the fstat reported. Any failure is returned after every reply
 // arrived, with the handle closed.
-func (s *rawSession) writeSmall(g *guard, abs string, data []byte, flush bool) (fileAttrs, error) {
-	h, err := handle(s.send(fxpOpen, sftpStr(abs), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0)))
+func (s *rawSession) writeSmall(c *conn, g *guard, abs string, data []byte, flush bool) (fileAttrs, error) {
+	h, err := replaceOpen(c, abs, func() ([]byte, error) {
+		return handle(s.send(fxpOpen, sftpStr(abs), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0)))
+	})
 	if err != nil {
 		return fileAttrs{}, err
 	}
