@@ -192,9 +192,11 @@ func (m *matrixRun) suite() {
 		name string
 		run  func(t *testing.T)
 	}{
+		{"target-contract", m.targetContract},
 		{"full-push", m.fullPush},
 		{"served", func(t *testing.T) { m.checkSite(t, m.latest(t)) }},
 		{"incremental", m.incremental},
+		{"after-failed-push", m.afterFailedPush},
 		{"reader-race", m.readerRace},
 		{"retention", m.retention},
 		{"served-final", func(t *testing.T) { m.checkSite(t, m.latest(t)) }},

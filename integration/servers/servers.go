@@ -74,6 +74,11 @@ const (
 	// NoPosixRename: the server does not offer posix-rename@openssh.com,
 	// so a file cannot be replaced atomically.
 	NoPosixRename Limit = "no-posix-rename"
+	// SlowDownload: the server sends file contents slowly (MySecureShell as
+	// Debian ships it: "Download 5k" per connection, "GlobalDownload 50k"),
+	// so reading back more than a few kilobytes takes minutes. A push reads
+	// only the ack and the proof index back.
+	SlowDownload Limit = "slow-download"
 )
 
 // Spec describes one server set-up.
@@ -231,9 +236,9 @@ func Specs() []Spec {
 		{
 			Name: "mysecureshell",
 			Setup: "OpenSSH sshd with Subsystem sftp \"/usr/bin/mysecureshell -c sftp-server\", Debian's /etc/ssh/sftp_config " +
-				"(DefaultRights 0640 0750, LimitConnectionByUser 1) with Home set to the site, VirtualChroot",
+				"(DefaultRights 0640 0750, LimitConnectionByUser 1, Download 5k) with Home set to the site, VirtualChroot",
 			Packages: []string{"openssh-server", "mysecureshell"}, Binaries: []string{sshdtest.SSHDPath, mysecureshellPath, unsharePath},
-			Limits: []Limit{NoPosixRename, RestrictiveModes, OneSession},
+			Limits: []Limit{NoPosixRename, RestrictiveModes, OneSession, SlowDownload},
 			start:  startMySecureShell,
 		},
 	}
