@@ -29,6 +29,7 @@ const (
 	DefaultRetentionCuts   = 3
 	DefaultRetentionWindow = 30 * time.Minute
 	DefaultVerifyPeriod    = 24 * time.Hour
+	DefaultVerifyTime      = 30 * time.Second
 	DefaultTargetsInFlight = 32
 	DefaultFilesInFlight   = 64
 	DefaultMaxLag          = 15 * time.Minute
@@ -128,6 +129,9 @@ type Verify struct {
 	// whichever comes first (at least one file).
 	BytesPerPush int64
 	FilesPerPush int
+	// TimePerPush bounds how long a push reads back; what it did not reach
+	// is read first by the next push. Default 30s; 0 means no bound.
+	TimePerPush time.Duration
 }
 
 // Limits bound bandwidth and concurrency. Rates are in bytes per second; 0
@@ -387,6 +391,7 @@ func (cv *converter) config(r *rawConfig) *Config {
 		Period:       cv.duration("verify.period", r.Verify.Period, DefaultVerifyPeriod),
 		BytesPerPush: cv.size("verify.bytes_per_push", r.Verify.BytesPerPush, 0),
 		FilesPerPush: cv.int("verify.files_per_push", r.Verify.FilesPerPush, 0),
+		TimePerPush:  cv.duration("verify.time_per_push", r.Verify.TimePerPush, DefaultVerifyTime),
 	}
 	c.Limits = Limits{
 		Uplink:          cv.rate("limits.uplink", r.Limits.Uplink, 0),

@@ -137,7 +137,7 @@ func TestDefaults(t *testing.T) {
 		Pointer:    []string{"json/main.json"},
 		Schedule:   config.Schedule{Every: 10 * time.Minute},
 		Retention:  config.Retention{Cuts: 3, Window: 30 * time.Minute},
-		Verify:     config.Verify{Period: 24 * time.Hour},
+		Verify:     config.Verify{Period: 24 * time.Hour, TimePerPush: 30 * time.Second},
 		Limits:     config.Limits{Uplink: 0, PerTarget: 0, TargetsInFlight: 32, FilesInFlight: 64},
 		MaxLag:     15 * time.Minute,
 		Timeouts:   config.Timeouts{Dial: 10 * time.Second, Operation: 30 * time.Second, Keepalive: 10 * time.Second, Cycle: 10 * time.Minute},

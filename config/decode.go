@@ -66,6 +66,7 @@ type rawVerify struct {
 	Period       scalar `yaml:"period"`
 	BytesPerPush scalar `yaml:"bytes_per_push"`
 	FilesPerPush scalar `yaml:"files_per_push"`
+	TimePerPush  scalar `yaml:"time_per_push"`
 }
 
 type rawLimits struct {

@@ -65,15 +65,15 @@ func TestVerifySection(t *testing.T) {
 	c, err := config.Parse([]byte(`source: /srv/prep
 state_dir: /var/lib/prepcast
 signing_key: /etc/prepcast/manifest.key
-verify: {period: 12h, bytes_per_push: 64MiB, files_per_push: 500}
+verify: {period: 12h, bytes_per_push: 64MiB, files_per_push: 500, time_per_push: 1m}
 `), "/etc/prepcast")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (config.Verify{Period: 12 * time.Hour, BytesPerPush: 64 << 20, FilesPerPush: 500}); c.Verify != want {
+	if want := (config.Verify{Period: 12 * time.Hour, BytesPerPush: 64 << 20, FilesPerPush: 500, TimePerPush: time.Minute}); c.Verify != want {
 		t.Errorf("verify = %+v, want %+v", c.Verify, want)
 	}
-	for _, bad := range []string{"period: -1h", "bytes_per_push: 64MiB/s", "bytes_per_push: lots", "files_per_push: -3"} {
+	for _, bad := range []string{"period: -1h", "bytes_per_push: 64MiB/s", "bytes_per_push: lots", "files_per_push: -3", "time_per_push: -1s", "time_per_push: soon"} {
 		_, err := config.Parse([]byte("source: /srv/prep\nstate_dir: /var/lib/prepcast\nsigning_key: /etc/prepcast/manifest.key\nverify: {"+bad+"}\n"), "/etc/prepcast")
 		if err == nil || !strings.Contains(err.Error(), "verify.") {
 			t.Errorf("verify {%s}: error %v, want one naming the verify field", bad, err)

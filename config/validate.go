@@ -78,6 +78,9 @@ func (c *Config) validate(e *collector) {
 	if c.Verify.BytesPerPush < 0 {
 		e.add("verify.bytes_per_push", "is negative; give a size such as 256MiB, or leave it out")
 	}
+	if c.Verify.TimePerPush < 0 {
+		e.add("verify.time_per_push", "is negative; give how long a push may read back, e.g. 30s, or 0 for no bound")
+	}
 	if c.Verify.FilesPerPush < 0 {
 		e.add("verify.files_per_push", "is %d; give a number of files such as 500, or leave it out", c.Verify.FilesPerPush)
 	}

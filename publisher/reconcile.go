@@ -137,36 +137,50 @@ func mergeByPath(m *packager.Manifest, a, b []packager.Entry) []packager.Entry {
 // is missing, larger, shorter or holds other bytes, in the order given.
 // Other errors (the connection, a timeout) are returned.
 func (r *targetRun) hashCheck(ctx context.Context, entries []packager.Entry) ([]packager.Entry, error) {
-	bad := make([]bool, len(entries))
-	g, gctx := errgroup.WithContext(ctx)
+	bad, _, err := r.hashCheckUntil(ctx, ctx, entries)
+	return bad, err
+}
+
+// hashCheckUntil is hashCheck that stops once budget is done (ctx must
+// outlive it): done tells which entries were checked, and bad lists only
+// checked ones. Only an error while budget lasts is returned.
+func (r *targetRun) hashCheckUntil(ctx, budget context.Context, entries []packager.Entry) (bad []packager.Entry, done []bool, err error) {
+	isBad := make([]bool, len(entries))
+	done = make([]bool, len(entries))
+	g, gctx := errgroup.WithContext(budget)
 	g.SetLimit(r.e.filesInFlight())
 	var mu sync.Mutex
 	for i, e := range entries {
+		if gctx.Err() != nil {
+			break
+		}
 		g.Go(func() error {
 			sum, n, err := targets.HashFile(gctx, r.t, e.Path, e.Size)
+			differs := true
 			switch {
 			case errors.Is(err, fs.ErrNotExist), errors.Is(err, targets.ErrTooLarge):
+			case err != nil && budget.Err() != nil && ctx.Err() == nil:
+				return nil // out of time: not checked
 			case err != nil:
 				return fmt.Errorf("read back %s: %w", e.Path, err)
 			case n == e.Size && hex.EncodeToString(sum[:]) == e.SHA256:
-				return nil
+				differs = false
 			}
 			mu.Lock()
-			bad[i] = true
+			done[i], isBad[i] = true, differs
 			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []packager.Entry
 	for i, e := range entries {
-		if bad[i] {
-			out = append(out, e)
+		if isBad[i] {
+			bad = append(bad, e)
 		}
 	}
-	return out, nil
+	return bad, done, nil
 }
 
 // safe escapes text that came from a difusor for a log line or a message.

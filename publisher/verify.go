@@ -29,12 +29,16 @@ const DefaultVerifyPeriod = 24 * time.Hour
 // is re-read within Period. Bytes and Files, when set, replace that: a push
 // reads files until the next would take it over Bytes, or it has read
 // Files, whichever comes first (at least one file). A zero VerifyBudget
-// checks nothing.
+// checks nothing. Time bounds the rotation in time too.
 type VerifyBudget struct {
 	Period time.Duration // every file re-read within this; 0 with Bytes and Files zero: no rotation
 	Every  time.Duration // the interval between pushes (the schedule); default 10m
 	Bytes  int64         // bytes read back per push, when set
 	Files  int           // files read back per push, when set
+	// Time bounds how long a push reads back (0: no bound). Files it did
+	// not reach are read first by the next push; on a difusor that sends
+	// slowly a round then takes longer than Period, and the push says so.
+	Time time.Duration
 }
 
 func (b VerifyBudget) enabled() bool { return b.Period > 0 || b.Bytes > 0 || b.Files > 0 }
@@ -120,7 +124,7 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 		}
 		return c.m.Entries[i], true
 	}
-	var check, bad []packager.Entry
+	var check, bad, picked []packager.Entry
 	wrapped := false
 	if all {
 		have, err := r.listRoot(ctx, c.m)
@@ -141,7 +145,6 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 				check, seen[p] = append(check, e), true
 			}
 		}
-		var picked []packager.Entry
 		picked, vs.Next, wrapped = r.e.Rotation.slice(c.m, vs.Next)
 		for _, e := range picked {
 			if !seen[e.Path] {
@@ -149,9 +152,29 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 			}
 		}
 	}
-	differ, err := r.hashCheck(ctx, check)
+	budget, cancel := ctx, context.CancelFunc(func() {})
+	if !all && r.e.Rotation.Time > 0 {
+		budget, cancel = context.WithTimeout(ctx, r.e.Rotation.Time)
+	}
+	start := time.Now()
+	differ, done, err := r.hashCheckUntil(ctx, budget, check)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
+	}
+	left, pendingLeft := unchecked(check, done, picked, &vs, &wrapped)
+	if left > 0 {
+		var bytesRead int64
+		for i, e := range check {
+			if done[i] {
+				bytesRead += e.Size
+			}
+		}
+		r.log.Warn("reading back from the difusor is slow: the rotating verification stopped at its time budget; "+
+			"the files it did not reach are read at the next push, so a whole round takes longer than verify.period. "+
+			"A server limit on downloads is the usual cause (MySecureShell's Download, 5 KB/s as Debian ships it)",
+			zap.Duration("budget", r.e.Rotation.Time), zap.Int("checked", len(check)-left), zap.Int("left", left),
+			zap.Int64("bytes_checked", bytesRead), zap.Duration("took", time.Since(start)))
 	}
 	bad = append(bad, differ...)
 	sort.Slice(bad, func(i, j int) bool { return bad[i].Path < bad[j].Path })
@@ -162,7 +185,12 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 		need += e.Size
 	}
 	now := r.e.now().UTC()
-	r.verified = len(check) + len(bad) - len(differ)
+	r.verified = len(bad) - len(differ)
+	for _, d := range done {
+		if d {
+			r.verified++
+		}
+	}
 	vs.CheckedAt, vs.Checked = now, vs.Checked+int64(r.verified)
 	if wrapped || all {
 		vs.Rounds++
@@ -173,7 +201,7 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 			vs.LastMismatchAt = now
 		}
 	}
-	vs.Pending = paths
+	vs.Pending = append(paths, pendingLeft...)
 	r.saveVerify(ctx, vs)
 	if len(bad) == 0 {
 		return nil, nil
@@ -194,6 +222,45 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 	vs.Pending, vs.Repaired, vs.RepairedAt = nil, paths, r.e.now().UTC()
 	r.saveVerify(ctx, vs)
 	return paths, nil
+}
+
+// unchecked counts the entries of check the time budget left unread (done
+// says which were read) and returns the pending ones among them, which stay
+// pending. The rotation resumes at the first picked file left unread
+// (vs.Next), and counts a round (wrapped) only if it read past the end of
+// the cut.
+func unchecked(check []packager.Entry, done []bool, picked []packager.Entry, vs *state.Verify, wrapped *bool) (left int, pendingLeft []string) {
+	unread := map[string]bool{}
+	for i, e := range check {
+		if !done[i] {
+			left++
+			unread[e.Path] = true
+		}
+	}
+	if left == 0 {
+		return 0, nil
+	}
+	for _, p := range vs.Pending {
+		if unread[p] {
+			pendingLeft = append(pendingLeft, p)
+		}
+	}
+	for i, e := range picked {
+		if !unread[e.Path] {
+			continue
+		}
+		// picked runs in path order from the previous position, wrapping
+		// to the first path once: the round ended if the wrap came before i.
+		passedEnd := false
+		for j := 1; j <= i; j++ {
+			if picked[j].Path < picked[j-1].Path {
+				passedEnd = true
+			}
+		}
+		vs.Next, *wrapped = e.Path, passedEnd
+		break
+	}
+	return left, pendingLeft
 }
 
 // saveVerify records the verification of the target; a failure to record

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/state"
 	"github.com/prepcast/prepcast/targets"
+	sftptarget "github.com/prepcast/prepcast/targets/sftp"
 	"github.com/prepcast/prepcast/targets/targettest"
 )
 
@@ -108,6 +110,90 @@ func TestRotationFindsSameSizeChange(t *testing.T) {
 	}
 	if vs.Mismatches != 1 || len(vs.Pending) != 0 || !slices.Equal(vs.Repaired, []string{victim}) || vs.RepairedAt.IsZero() {
 		t.Errorf("verify record = %+v, want 1 mismatch, none pending, %s repaired", vs, victim)
+	}
+}
+
+// slowReads is a target whose server sends slowly: each read-back takes
+// delay, and it records the files read back whole.
+type slowReads struct {
+	*sftptarget.Target
+	delay time.Duration
+	mu    sync.Mutex
+	read  map[string]int
+}
+
+func (s *slowReads) HashFile(ctx context.Context, p string, max int64) ([32]byte, int64, error) {
+	select {
+	case <-ctx.Done():
+		return [32]byte{}, 0, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	sum, n, err := s.Target.HashFile(ctx, p, max)
+	if err == nil {
+		s.mu.Lock()
+		s.read[p]++
+		s.mu.Unlock()
+	}
+	return sum, n, err
+}
+
+// TestRotationStopsAtItsTimeBudget: on a difusor that sends slowly, a push
+// reads back only as long as VerifyBudget.Time allows, and the next push
+// resumes at the first file left unread, so that every file is still
+// checked, none skipped, and a change is found and repaired.
+func TestRotationStopsAtItsTimeBudget(t *testing.T) {
+	f := newFixture(t)
+	for range 6 {
+		f.Cut()
+	}
+	srv := targettest.NewSFTPServer(t, "")
+	tg := &slowReads{Target: sftpTarget(t, "t", srv), delay: 30 * time.Millisecond, read: map[string]int{}}
+	db := openDB(t)
+	budget := VerifyBudget{Files: 1000, Time: 100 * time.Millisecond} // every file, but about 3 fit in the time
+	push := func() Result {
+		eng := f.engine()
+		eng.DB, eng.Rotation, eng.FilesInFlight = db, budget, 1
+		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return r
+	}
+	push()
+	m, _, err := f.Store.Manifest(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := m.Entries[len(m.Entries)-2].Path
+	orig := sameSizeChange(t, srv.Root, victim)
+	tg.mu.Lock()
+	clear(tg.read)
+	tg.mu.Unlock()
+	found := false
+	for n := 1; ; n++ {
+		if n > len(m.Entries) {
+			t.Fatalf("after %d pushes %d of the cut's %d files were read back (found the change: %v)", n-1, len(tg.read), len(m.Entries), found)
+		}
+		r := push()
+		if 2*r.Verified > len(m.Entries) {
+			t.Fatalf("push %d checked %d of %d files: the time budget did not stop it", n, r.Verified, len(m.Entries))
+		}
+		found = found || slices.Contains(r.Repaired, victim)
+		tg.mu.Lock()
+		covered := len(tg.read)
+		tg.mu.Unlock()
+		if covered == len(m.Entries) && found {
+			t.Logf("every file read back in %d pushes of about %v each; %s repaired", n, budget.Time, victim)
+			break
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(srv.Root, victim)); string(got) != string(orig) {
+		t.Fatalf("%s was not restored to the signed bytes", victim)
+	}
+	for p, n := range tg.read {
+		if n > 2 {
+			t.Errorf("%s read back %d times in one round: the rotation did not resume where it stopped", p, n)
+		}
 	}
 }
 

@@ -186,7 +186,7 @@ func pushOnce(ctx context.Context, c *config.Config, selected []*config.Target, 
 		Retry:        publisher.RetryPolicy{Attempts: c.Retry.Attempts, Base: c.Retry.Base, Max: c.Retry.Max},
 		CycleTimeout: c.Timeouts.Cycle, RetentionWindow: c.Retention.Window, Drain: drain, Verify: verify,
 		Rotation: publisher.VerifyBudget{Period: c.Verify.Period, Every: c.Schedule.Every,
-			Bytes: c.Verify.BytesPerPush, Files: c.Verify.FilesPerPush},
+			Bytes: c.Verify.BytesPerPush, Files: c.Verify.FilesPerPush, Time: c.Verify.TimePerPush},
 	}
 	view := newProgressView(stdout)
 	eng.OnProgress = view.update
