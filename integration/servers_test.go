@@ -169,12 +169,14 @@ func newMatrixRun(t *testing.T, bin, signingKey string, pub ed25519.PublicKey, s
 	if err := os.MkdirAll(m.src, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A push reads back for at most 2 s: MySecureShell sends at 5 KB/s.
 	conf := fmt.Sprintf(`source: %s
 state_dir: %s
 signing_key: %s
 retention: {cuts: 3, window: %s}
 retry: {attempts: 2, base: 200ms, max: 1s}
 timeouts: {dial: 5s, operation: 20s, keepalive: 5s, cycle: 2m}
+verify: {time_per_push: 2s}
 targets:
   - {name: difusor, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s, file_mode: "0644", dir_mode: "0755"%s%s}
 `, m.src, m.state, signingKey, matrixRetention, srv.Addr, srv.User, srv.ClientKey, srv.HostKey, srv.Root, url, extra)
