@@ -62,6 +62,7 @@ const (
 	RowFreeDisk       = "free_disk"
 	RowRetainedCuts   = "retained_cuts"
 	RowUploadRate     = "upload_rate"
+	RowReadBackRate   = "read_back_rate"
 	RowWriteRename    = "write_rename_delete"
 	RowFileModes      = "file_modes"
 	RowCacheControl   = "cache_control"

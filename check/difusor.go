@@ -131,14 +131,26 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 		Name: tc.Name, Address: tc.Address, User: tc.User, Root: tc.Root,
 		IdentityFile: tc.IdentityFile, Passphrase: pass, KnownHosts: tc.KnownHosts, HostKey: tc.HostKey,
 		DialTimeout: c.Timeouts.Dial, OpTimeout: c.Timeouts.Operation, Keepalive: c.Timeouts.Keepalive,
+		// As a push connects: a server without posix-rename is accepted
+		// where the target opts in, and files get the modes a push gives.
+		FileMode: tc.FileMode, DirMode: tc.DirMode, AllowNonAtomicReplace: tc.AllowNonAtomicReplace,
 	}, r.o.Log)
 	if err != nil {
 		add(Row{ID: RowSSHHostKey, Verdict: Fail, Value: "not measured", Detail: err.Error()})
 		add(Row{ID: RowSSHAuth, Verdict: Fail, Value: "not measured", Detail: err.Error()})
 		return nil
 	}
+	// A push's connection, inspected as it is; when it fails, a connection
+	// of the check's own tells which step failed (host key,
+	// authentication) from what the SFTP server lacks.
 	connErr := tgt.Connect(ctx)
-	probe, perr := openProbe(ctx, tgt)
+	var probe *probeConn
+	var perr error
+	if connErr == nil {
+		probe, perr = sharedProbe(ctx, tgt)
+	} else {
+		probe, perr = openProbe(ctx, tgt)
+	}
 	detail := func(e error) string {
 		if connErr != nil {
 			return termsafe.String(connErr.Error())
@@ -181,7 +193,7 @@ func (r *runner) sshRows(ctx context.Context, tc *config.Target, add func(Row)) 
 // upload rate.
 func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, add func(Row), log *zap.Logger) {
 	c := r.o.Config
-	extRow, has := extensionsRow(s.probe)
+	extRow, has := extensionsRow(s.probe, tc.AllowNonAtomicReplace)
 	add(extRow)
 	n, serr := s.probe.sessions()
 	sess := Row{ID: RowSFTPSessions, Verdict: Pass, Value: fmt.Sprint(n), Number: num(float64(n)), Unit: "sessions",
@@ -202,8 +214,14 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 	free, ok, err := s.tgt.FreeSpace(ctx)
 	fd := Row{ID: RowFreeDisk, Threshold: "≥ " + fmtBytes(r.th.MinFreeDisk)}
 	switch {
-	case err != nil:
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		fd.Verdict, fd.Value, fd.Detail = Fail, "not measured", termsafe.String(err.Error())
+	case err != nil:
+		// Offered but failing on the root (MySecureShell with
+		// VirtualChroot answers "no such file").
+		fd.Verdict, fd.Value = Warn, "not measured"
+		fd.Detail = "the server offers statvfs@openssh.com but answers it with: " + termsafe.String(err.Error())
+		fd.Fix = fixFreeDiskProof
 	case !ok:
 		fd.Verdict, fd.Value = Warn, "not measured"
 		fd.Detail = "the server does not offer statvfs@openssh.com, so free disk cannot be read over SFTP"
@@ -284,7 +302,11 @@ func (r *runner) sftpRows(ctx context.Context, tc *config.Target, s *sshState, a
 		add(*skew)
 	}
 
-	add(r.uploadRow(ctx, s, scratch))
+	up := r.uploadRow(ctx, s, scratch)
+	add(up)
+	if up.Number != nil {
+		add(r.readBackRow(ctx, s, scratch))
+	}
 }
 
 // ancestors returns "a", "a/b", "a/b/c" for "a/b/c".

@@ -15,6 +15,7 @@ const (
 	fixClock          = "synchronise the difusor's clock (NTP: systemd-timesyncd or chrony); Last-Modified and logs then agree with the institute's"
 	fixPosixRename    = "prepcast cannot switch files atomically on this server: use OpenSSH's sftp-server or internal-sftp (Subsystem sftp internal-sftp in sshd_config)"
 	fixExtensions     = "an OpenSSH SFTP server (sftp-server or internal-sftp) offers every extension prepcast uses"
+	fixReadBack       = "lift the SFTP server's download limit for prepcast's user (MySecureShell: Download 0 and GlobalDownload 0 in /etc/ssh/sftp_config, as Debian ships it 5k and 50k)"
 	fixUpload         = "raise the difusor's bandwidth or the SSH server's capacity (CPU for the cipher); check that nothing throttles SFTP"
 	fixMainJSONPublic = "the web server must serve json/main.json to everyone"
 	fixContradicting  = "remove them (nginx: expires off; no max-age/public for this location)"
@@ -41,6 +42,7 @@ var fixIDs = map[string]string{
 	fixPosixRename:    "posix_rename",
 	fixExtensions:     "extensions",
 	fixUpload:         "upload",
+	fixReadBack:       "read_back",
 	fixMainJSONPublic: "main_json_public",
 	fixContradicting:  "contradicting",
 	fixCertInvalid:    "cert_invalid",

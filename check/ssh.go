@@ -81,13 +81,28 @@ func osFromBanner(b string) string {
 // key and keys as the target's: what targets/sftp does not expose (every
 // extension, extra sessions, chmod, lstat).
 type probeConn struct {
-	ssh  *ssh.Client
-	sftp *pkgsftp.Client
+	ssh    *ssh.Client
+	sftp   *pkgsftp.Client
+	shared bool // the target's own: closed with it
 }
 
 func (p *probeConn) Close() {
+	if p.shared {
+		return
+	}
 	_ = p.sftp.Close()
 	_ = p.ssh.Close()
+}
+
+// sharedProbe inspects the server through tgt's own connection: a server
+// that allows one connection per user (MySecureShell's
+// LimitConnectionByUser 1, as Debian ships it) refuses a second one.
+func sharedProbe(ctx context.Context, tgt *sftptarget.Target) (*probeConn, error) {
+	sc, fc, err := tgt.Clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &probeConn{ssh: sc, sftp: fc, shared: true}, nil
 }
 
 // openProbe opens the check's own connection through tgt, with exactly
@@ -127,8 +142,10 @@ func (p *probeConn) sessions() (int, error) {
 	return maxSessions, nil
 }
 
-// extensionsRow reports the SFTP extensions the server offers.
-func extensionsRow(p *probeConn) (Row, map[string]bool) {
+// extensionsRow reports the SFTP extensions the server offers. A target
+// that opts in to non-atomic replaces (allow_non_atomic_replace) is
+// published to without posix-rename: its absence is then a warning.
+func extensionsRow(p *probeConn, nonAtomicOK bool) (Row, map[string]bool) {
 	has := map[string]bool{}
 	var offered, missing []string
 	row := Row{ID: RowSFTPExtensions, Verdict: Pass, Threshold: "posix-rename@openssh.com"}
@@ -144,8 +161,11 @@ func extensionsRow(p *probeConn) (Row, map[string]bool) {
 			missing = append(missing, fmt.Sprintf("%s (%s)", short, e.use))
 		}
 		switch {
-		case e.required:
+		case e.required && !nonAtomicOK:
 			row.Verdict = Fail
+		case e.required:
+			row.Verdict = Warn
+			missing[len(missing)-1] += "; allow_non_atomic_replace is set: a replaced file is missing for about one round trip"
 		case e.use != "" && row.Verdict == Pass:
 			row.Verdict = Warn
 		}
@@ -157,10 +177,10 @@ func extensionsRow(p *probeConn) (Row, map[string]bool) {
 	if len(missing) > 0 {
 		row.Detail = "missing: " + strings.Join(missing, "; ")
 	}
-	switch row.Verdict {
-	case Fail:
+	switch {
+	case row.Verdict == Fail || !has["posix-rename@openssh.com"]:
 		row.Fix = fixPosixRename
-	case Warn:
+	case row.Verdict == Warn:
 		row.Fix = fixExtensions
 	}
 	return row, has

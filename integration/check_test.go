@@ -19,6 +19,7 @@ import (
 	"github.com/prepcast/prepcast/check"
 	"github.com/prepcast/prepcast/config"
 	"github.com/prepcast/prepcast/integration/nginxtest"
+	"github.com/prepcast/prepcast/integration/servers"
 	"github.com/prepcast/prepcast/integration/sshdtest"
 )
 
@@ -165,6 +166,9 @@ func TestCheckCompliantDifusorPasses(t *testing.T) {
 	}
 	if r := got.Row(check.RowFreeDisk); r.Number == nil || *r.Number <= 0 {
 		t.Errorf("free disk %v: no figure", r.Value)
+	}
+	if r := got.Row(check.RowReadBackRate); r == nil || r.Number == nil || *r.Number < 1e6 {
+		t.Errorf("read-back rate %+v: OpenSSH on loopback sends megabytes a second", r)
 	}
 	if r := got.Row(check.RowSFTPSessions); r.Number == nil || *r.Number < 9 {
 		t.Errorf("sessions %v", r.Value)
@@ -349,5 +353,43 @@ func TestCheckSSHFailuresNameTheStep(t *testing.T) {
 	wantVerdict(t, d, check.RowSSHReach, check.Fail, "connection refused")
 	if d.Passed {
 		t.Error("an unreachable difusor passed")
+	}
+}
+
+// TestCheckSlowDownloadWarns: MySecureShell as Debian ships it sends 5 KB/s
+// a connection; the check measures that and warns, naming the setting,
+// while the rows the call asks for are not affected by it.
+func TestCheckSlowDownloadWarns(t *testing.T) {
+	spec, _ := servers.Lookup("mysecureshell")
+	srv := servers.Start(t, spec)
+	dir := t.TempDir()
+	c, err := config.Parse([]byte(fmt.Sprintf(`source: %s/src
+state_dir: %s/state
+signing_key: %s/key
+targets:
+  - {name: difusor, address: %q, user: %s, identity_file: %s, host_key: %q, root: %s, allow_non_atomic_replace: true}
+check: {min_free_disk: 1MB, min_upload_rate: 100kB/s}
+`, dir, dir, dir, srv.Addr, srv.User, srv.ClientKey, srv.HostKey, srv.Root)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := check.Run(context.Background(), check.Options{Config: c, Targets: c.EnabledTargets(), UploadTest: time.Second, Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	res.WriteText(&b)
+	t.Logf("check:\n%s", b.String())
+	d := res.Difusores[0]
+	wantVerdict(t, d, check.RowReadBackRate, check.Warn, "verify.time_per_push", "Download 0")
+	if r := d.Row(check.RowReadBackRate); r.Number == nil || *r.Number > 20e3 || *r.Number < 1e3 {
+		t.Errorf("read-back rate %+v, want about 5 KB/s (Download 5k)", r)
+	}
+	wantVerdict(t, d, check.RowUploadRate, check.Pass)
+	// allow_non_atomic_replace is set: no posix-rename is a warning.
+	wantVerdict(t, d, check.RowSFTPExtensions, check.Warn, "allow_non_atomic_replace")
+	wantVerdict(t, d, check.RowWriteRename, check.Pass)
+	if d.Row(check.RowFreeDisk).Verdict == check.Fail {
+		t.Errorf("free disk %+v: a server whose statvfs fails is not a failed requirement", d.Row(check.RowFreeDisk))
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	pkgsftp "github.com/pkg/sftp"
 	"github.com/prepcast/prepcast/internal/safepath"
 	"github.com/prepcast/prepcast/internal/termsafe"
 	"github.com/prepcast/prepcast/targets"
@@ -378,6 +379,20 @@ func (t *Target) Connect(ctx context.Context) error {
 		return fmt.Errorf("sftp %s: %w", t.cfg.Name, remoteText(err))
 	}
 	return nil
+}
+
+// Clients returns the SSH client and the main SFTP session of the current
+// connection (dialing if needed), for a tool that inspects the server
+// through the very connection a push uses ("prepcast check" on a server
+// that allows one connection per user). They stay the Target's: the
+// caller closes neither, and may open and close sessions of its own on
+// the SSH client.
+func (t *Target) Clients(ctx context.Context) (*ssh.Client, *pkgsftp.Client, error) {
+	c, err := t.getConn(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sftp %s: %w", t.cfg.Name, remoteText(err))
+	}
+	return c.ssh, c.sftp, nil
 }
 
 // Close closes the connection, fails the operations in flight on it and
