@@ -12,7 +12,7 @@ import (
 )
 
 // The read-back test: one request of readBackChunk at a time for
-// readBackWindow (the last one waited for up to another window), so that
+// readBackWindow (the last one waited for up to two windows more), so that
 // a throttled server is left with at most one small request to answer.
 const (
 	readBackWindow = 2 * time.Second
@@ -53,7 +53,7 @@ func (r *runner) readBackRow(ctx context.Context, s *sshState, scratch string) R
 		var rp reply
 		select {
 		case rp = <-ch:
-		case <-time.After(time.Until(end) + readBackWindow):
+		case <-time.After(time.Until(end) + 2*readBackWindow):
 			rp.err = errors.New("no answer") // counted as nothing more
 		case <-ctx.Done():
 			row.Verdict, row.Value, row.Detail = Warn, "not measured", ctx.Err().Error()
