@@ -54,7 +54,11 @@ func fromSSHD(s *sshdtest.Server, err error) (*Server, error) {
 // configuration of its own. MySecureShell reads only /etc/ssh/sftp_config,
 // so sshd runs in a private mount namespace (unshare(1)) in which that path
 // is a bind mount of the server's own file: the system's file is never
-// changed, and other processes keep seeing it.
+// changed, and other processes keep seeing it. The namespace has its own
+// System V IPC too: MySecureShell counts sessions for
+// LimitConnectionByUser in shared memory, which would otherwise be one
+// count for every MySecureShell on the machine (tests running at once
+// refused each other's logins).
 func startMySecureShell(dir string, o startOptions) (*Server, error) {
 	site := filepath.Join(dir, "site")
 	if err := os.MkdirAll(site, 0o755); err != nil {
@@ -101,7 +105,7 @@ func startMySecureShell(dir string, o startOptions) (*Server, error) {
 		return nil, err
 	}
 	releaseMySecureShellSlots()
-	wrap := []string{unsharePath, "--mount", "--propagation", "private", "--",
+	wrap := []string{unsharePath, "--mount", "--ipc", "--propagation", "private", "--",
 		"/bin/sh", "-c", `mount --bind "$0" ` + mysecureshellConfig + ` && exec "$@"`, cfg}
 	s, err := fromSSHD(sshdtest.StartServer(filepath.Join(dir, "sshd"), sshdtest.Options{
 		User:        LoginUser,
