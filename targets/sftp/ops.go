@@ -383,8 +383,8 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 			return err
 		}
 		defer f.Close()
-		// Read to the size the server reports, never past it: some servers
-		// (MySecureShell) leave a read request past the end unanswered.
+		// Read to the size the server reports, never past it: a request
+		// past the end costs a round trip and answers nothing.
 		fi, err := f.Stat()
 		if err != nil {
 			return err
@@ -396,9 +396,12 @@ func (t *Target) HashFile(ctx context.Context, p string, max int64) ([32]byte, i
 			return targets.TooLarge(max)
 		}
 		hr := &targets.HashingReader{R: &progressReader{r: io.LimitReader(f, fi.Size()), g: g}, Max: max}
-		// One request at a time: MySecureShell stalls on the concurrent
-		// requests pkg/sftp sends for a larger Read. A rotation reads a
-		// small slice per push, so its speed matters little.
+		// One request at a time: a server that throttles downloads
+		// (MySecureShell as Debian ships it sends 5 KB/s) is left with one
+		// small request to answer when the rotation's time budget ends,
+		// not with many that would hold up the push's next requests. A
+		// rotation reads a small slice per push, so its speed matters
+		// little.
 		buf := make([]byte, 32<<10)
 		for {
 			_, err := hr.Read(buf)
