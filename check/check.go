@@ -244,3 +244,6 @@ func fmtBytes(n int64) string {
 // fmtRate formats a rate in MB/s (10^6 bytes a second), as the call writes
 // "40 MB/seg".
 func fmtRate(bps float64) string { return fmt.Sprintf("%.1f MB/s", bps/1e6) }
+
+// fmtKB formats a rate in KB/s, for rates far below the call's.
+func fmtKB(bps float64) string { return fmt.Sprintf("%.1f KB/s", bps/1e3) }

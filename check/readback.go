@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"sync/atomic"
 	"time"
 
 	"github.com/prepcast/prepcast/internal/termsafe"
@@ -35,51 +36,64 @@ func (r *runner) readBackRow(ctx context.Context, s *sshState, scratch string) R
 		row.Verdict, row.Value, row.Detail = Warn, "not measured", "open the upload test's file: "+termsafe.String(err.Error())
 		return row
 	}
-	defer func() { go f.Close() }()
-	type reply struct {
-		n   int
-		err error
-	}
-	buf := make([]byte, readBackChunk)
+	var got atomic.Int64
+	stop := make(chan struct{})
+	failed := make(chan error, 1)
 	start := time.Now()
-	end := start.Add(readBackWindow)
-	var got, off int64
-	for time.Now().Before(end) {
-		ch := make(chan reply, 1)
-		go func() {
-			n, err := f.ReadAt(buf, off)
-			ch <- reply{n, err}
-		}()
-		var rp reply
-		select {
-		case rp = <-ch:
-		case <-time.After(time.Until(end) + 2*readBackWindow):
-			rp.err = errors.New("no answer") // counted as nothing more
-		case <-ctx.Done():
-			row.Verdict, row.Value, row.Detail = Warn, "not measured", ctx.Err().Error()
-			return row
-		}
-		got += int64(rp.n)
-		off += int64(rp.n)
-		if errors.Is(rp.err, io.EOF) {
-			off = 0 // read it again from the start
-			continue
-		}
-		if rp.err != nil {
-			if rp.n == 0 && got == 0 && rp.err.Error() != "no answer" {
-				row.Verdict, row.Value, row.Detail = Warn, "not measured", "read back: "+termsafe.String(rp.err.Error())
-				return row
+	go func() {
+		// A request the server never answers keeps this until the
+		// connection closes.
+		defer f.Close()
+		buf := make([]byte, readBackChunk)
+		var off int64
+		for {
+			select {
+			case <-stop:
+				failed <- nil
+				return
+			default:
 			}
-			break
+			n, err := f.ReadAt(buf, off)
+			got.Add(int64(n))
+			off += int64(n)
+			switch {
+			case errors.Is(err, io.EOF) && off > 0:
+				off = 0 // read it again from the start
+			case errors.Is(err, io.EOF):
+				failed <- errors.New("the file is empty")
+				return
+			case err != nil:
+				failed <- err
+				return
+			}
 		}
+	}()
+	select {
+	case err = <-failed:
+	case <-time.After(readBackWindow):
+		close(stop)
+		select {
+		case err = <-failed:
+		case <-time.After(2 * readBackWindow): // the last request, unanswered
+		}
+	case <-ctx.Done():
+		close(stop)
+		row.Verdict, row.Value, row.Detail = Warn, "not measured", ctx.Err().Error()
+		return row
 	}
+	if err != nil && got.Load() == 0 {
+		// (A failure after some bytes still gives their rate.)
+		row.Verdict, row.Value, row.Detail = Warn, "not measured", "read back: "+termsafe.String(err.Error())
+		return row
+	}
+	n := got.Load()
 	secs := time.Since(start).Seconds()
-	rate := float64(got) / secs
+	rate := float64(n) / secs
 	row.Value, row.Number = fmtKB(rate), num(rate)
 	if rate >= 1e6 {
 		row.Value = fmtRate(rate)
 	}
-	row.Detail = fmt.Sprintf("%d bytes read back in %.1f s, one %d KiB request at a time", got, secs, readBackChunk>>10)
+	row.Detail = fmt.Sprintf("%d bytes read back in %.1f s, one %d KiB request at a time", n, secs, readBackChunk>>10)
 	row.Verdict = Pass
 	if rate < readBackFloor {
 		row.Verdict = Warn
@@ -89,5 +103,3 @@ func (r *runner) readBackRow(ctx context.Context, s *sshState, scratch string) R
 	}
 	return row
 }
-
-func fmtKB(bps float64) string { return fmt.Sprintf("%.1f KB/s", bps/1e3) }

@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"path"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,25 +40,26 @@ func (m *matrixRun) targetContract(t *testing.T) {
 	if m.spec.Has(servers.SlowDownload) {
 		t.Skip("the suite reads megabytes back: minutes at this server's download limit")
 	}
-	var n atomic.Int64
+	// One connection makes and removes the checks' directories; each
+	// check gets a target of its own, rooted in its directory.
+	base := m.target(t, m.srv.Root)
+	t.Cleanup(func() { base.Close() })
+	n := 0
 	targettest.Run(t, func(t *testing.T) targets.Target {
-		root := fmt.Sprintf("%s/contract-%d", m.srv.Root, n.Add(1))
-		base := m.target(t, m.srv.Root)
-		defer base.Close()
+		n++
+		dir := fmt.Sprintf("contract-%d", n)
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
-		if err := base.MkdirAll(ctx, path.Base(root)); err != nil {
-			t.Fatalf("make %s: %v", root, err)
+		if err := base.MkdirAll(ctx, dir); err != nil {
+			t.Fatalf("make %s: %v", dir, err)
 		}
 		t.Cleanup(func() {
-			cleanup := m.target(t, m.srv.Root)
-			defer cleanup.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := cleanup.RemoveAll(ctx, path.Base(root)); err != nil {
-				t.Errorf("remove %s: %v", root, err)
+			if err := base.RemoveAll(ctx, dir); err != nil {
+				t.Errorf("remove %s: %v", dir, err)
 			}
 		})
-		return m.target(t, root)
+		return m.target(t, m.srv.Root+"/"+dir)
 	})
 }

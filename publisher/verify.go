@@ -245,20 +245,17 @@ func unchecked(check []packager.Entry, done []bool, picked []packager.Entry, vs 
 			pendingLeft = append(pendingLeft, p)
 		}
 	}
+	passedEnd := false
 	for i, e := range picked {
-		if !unread[e.Path] {
-			continue
-		}
 		// picked runs in path order from the previous position, wrapping
-		// to the first path once: the round ended if the wrap came before i.
-		passedEnd := false
-		for j := 1; j <= i; j++ {
-			if picked[j].Path < picked[j-1].Path {
-				passedEnd = true
-			}
+		// to the first path at most once.
+		if i > 0 && e.Path < picked[i-1].Path {
+			passedEnd = true
 		}
-		vs.Next, *wrapped = e.Path, passedEnd
-		break
+		if unread[e.Path] {
+			vs.Next, *wrapped = e.Path, passedEnd
+			break
+		}
 	}
 	return left, pendingLeft
 }

@@ -46,6 +46,20 @@ func openDB(t *testing.T) *state.DB {
 	return db
 }
 
+// rotatingPush pushes the fixture's latest cut to tg with a new Engine (as
+// cron runs a new process) that keeps the rotation's position in db;
+// filesInFlight 0 is the default.
+func rotatingPush(t *testing.T, f *fixture, tg targets.Target, db *state.DB, budget VerifyBudget, filesInFlight int) Result {
+	t.Helper()
+	eng := f.engine()
+	eng.DB, eng.Rotation, eng.FilesInFlight = db, budget, filesInFlight
+	r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	return r
+}
+
 // TestRotationFindsSameSizeChange changes a served file without changing
 // its size and checks that the rotating verification finds it and repairs
 // it within the pushes the budget promises (period/every), each push made
@@ -60,15 +74,7 @@ func TestRotationFindsSameSizeChange(t *testing.T) {
 	tg := sftpTarget(t, "t", srv)
 	db := openDB(t)
 	budget := VerifyBudget{Period: time.Hour, Every: 10 * time.Minute} // 1/6 of the cut per push
-	push := func() Result {
-		eng := f.engine()
-		eng.DB, eng.Rotation = db, budget
-		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
-		return r
-	}
+	push := func() Result { return rotatingPush(t, f, tg, db, budget, 0) }
 	push()
 	m, _, err := f.Store.Manifest(12)
 	if err != nil {
@@ -150,15 +156,7 @@ func TestRotationStopsAtItsTimeBudget(t *testing.T) {
 	tg := &slowReads{Target: sftpTarget(t, "t", srv), delay: 30 * time.Millisecond, read: map[string]int{}}
 	db := openDB(t)
 	budget := VerifyBudget{Files: 1000, Time: 100 * time.Millisecond} // every file, but about 3 fit in the time
-	push := func() Result {
-		eng := f.engine()
-		eng.DB, eng.Rotation, eng.FilesInFlight = db, budget, 1
-		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
-		if r.Err != nil {
-			t.Fatal(r.Err)
-		}
-		return r
-	}
+	push := func() Result { return rotatingPush(t, f, tg, db, budget, 1) }
 	push()
 	m, _, err := f.Store.Manifest(6)
 	if err != nil {

@@ -574,9 +574,7 @@ func replaceOpen[H any](c *conn, abs string, open func() (H, error)) (H, error) 
 	if err == nil || !overwriteRefusal(err) {
 		return h, err
 	}
-	if fi, serr := c.sftp.Lstat(abs); serr != nil || !fi.Mode().IsRegular() {
-		return h, err
-	}
+	// (REMOVE fails on a missing name and on a directory.)
 	if rerr := c.sftp.Remove(abs); rerr != nil {
 		return h, err
 	}
