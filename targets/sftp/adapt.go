@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	pkgsftp "github.com/pkg/sftp"
 	"go.uber.org/zap"
@@ -202,33 +203,62 @@ func shortCause(err error) string {
 }
 
 // syncClients returns the SFTP sessions that flush files: extra sessions
-// of their own, opened on first use and kept for the connection, or the
-// main session when the server refuses extra ones (OpenSSH MaxSessions 1)
-// or the configuration asks for none. A refused session never fails the
-// flush: it falls back to the sessions it has.
+// of their own, opened together on first use (or by warmSyncers) and kept
+// for the connection, or the main session when the server refuses extra
+// ones (OpenSSH MaxSessions 1) or the configuration asks for none. A
+// refused session never fails the flush: it falls back to the sessions it
+// has.
 func (t *Target) syncClients(c *conn) ([]*pkgsftp.Client, error) {
 	t.mu.Lock()
 	want := t.fsyncSessionsLocked()
 	t.mu.Unlock()
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
-	for len(c.syncers) < want {
-		cl, err := pkgsftp.NewClient(c.ssh)
-		if err != nil {
-			if c.cause() != nil || isConnLoss(err) {
-				return nil, fmt.Errorf("open a session for fsync: %w", err)
+	if missing := want - len(c.syncers); missing > 0 {
+		// Each session costs a few round trips to open: open them at once.
+		clients := make([]*pkgsftp.Client, missing)
+		errs := make([]error, missing)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				clients[i], errs[i] = pkgsftp.NewClient(c.ssh)
+			}()
+		}
+		wg.Wait()
+		var refused error
+		for i, cl := range clients {
+			if errs[i] == nil {
+				c.syncers = append(c.syncers, cl)
+			} else if refused == nil {
+				refused = errs[i]
+			}
+		}
+		if refused != nil {
+			if c.cause() != nil || isConnLoss(refused) {
+				return nil, fmt.Errorf("open a session for fsync: %w", refused)
 			}
 			if len(c.syncers) == 0 {
-				t.noteSessionsRefused(err)
+				t.noteSessionsRefused(refused)
 			}
-			break // flush with the sessions we have
 		}
-		c.syncers = append(c.syncers, cl)
 	}
 	if len(c.syncers) == 0 {
 		return []*pkgsftp.Client{c.sftp}, nil
 	}
 	return c.syncers, nil
+}
+
+// warmSyncers opens c's flush sessions in the background, once: the first
+// write that defers its flush calls it, so that the sessions are ready
+// when the first flush comes.
+func (t *Target) warmSyncers(c *conn) {
+	c.warmOnce.Do(func() {
+		if c.feats.Fsync {
+			go func() { _, _ = t.syncClients(c) }()
+		}
+	})
 }
 
 // renameFallback replaces newpath with oldpath on a server without

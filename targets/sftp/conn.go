@@ -54,8 +54,9 @@ type conn struct {
 	dirMu sync.Mutex
 	dirs  map[string]struct{} // relative directories known to exist
 
-	syncMu  sync.Mutex
-	syncers []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
+	syncMu   sync.Mutex
+	syncers  []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
+	warmOnce sync.Once         // warmSyncers
 
 	raw rawHolder // the copy-data session (copydata.go)
 }
@@ -351,10 +352,28 @@ func (t *Target) sshHandshake(ctx context.Context, nc net.Conn) (*ssh.Client, er
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
+// inBackground runs f on a goroutine of its own and returns a function
+// that waits for f's result, as many times as it is called.
+func inBackground[T any](f func() T) func() T {
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	return sync.OnceValue(func() T { return <-done })
+}
+
 func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 	client, err := t.sshHandshake(ctx, nc)
 	if err != nil {
 		return nil, err
+	}
+	// OpenSSH 9.0 and later offer copy-data and get the pipelined session
+	// too: on an OpenSSH server it opens alongside the SFTP client's, as
+	// the extensions that decide are not known before that one is open.
+	var early func() rawOpened
+	if strings.HasPrefix(string(client.ServerVersion()), "SSH-2.0-OpenSSH_") {
+		early = inBackground(func() rawOpened {
+			s, err := openRawSession(client)
+			return rawOpened{s, err}
+		})
 	}
 	sc2, err := pkgsftp.NewClient(client,
 		pkgsftp.UseConcurrentWrites(true),
@@ -384,10 +403,18 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 	if !c.feats.PosixRename && !t.cfg.AllowNonAtomicReplace {
 		return fail(targets.Permanent(errNoPosixRename))
 	}
-	if c.feats.CopyData {
+	switch {
+	case c.feats.CopyData:
 		// The pipelined session (small files, range copies) opens while
 		// the root is checked and the first operations run.
+		c.raw.early = early
 		go func() { _, _ = c.rawSession() }()
+	case early != nil:
+		go func() {
+			if o := early(); o.err == nil {
+				o.s.fail(errors.New("not used: the server does not offer copy-data"))
+			}
+		}()
 	}
 	fi, err := sc2.Stat(t.root)
 	switch {

@@ -38,11 +38,15 @@ const (
 	fxpClose         = 4
 	fxpRead          = 5
 	fxpWrite         = 6
+	fxpLstat         = 7
 	fxpFstat         = 8
+	fxpOpendir       = 11
+	fxpReaddir       = 12
 	fxpStat          = 17
 	fxpStatus        = 101
 	fxpHandle        = 102
 	fxpData          = 103
+	fxpName          = 104
 	fxpAttrs         = 105
 	fxpExtended      = 200
 	fxpExtendedReply = 201
@@ -63,12 +67,14 @@ const (
 	attrUIDGID      = 0x02
 	attrPermissions = 0x04
 	attrACModTime   = 0x08
+	attrExtended    = 0x80000000
 )
 
 const (
-	// rawMaxPacket bounds a reply the server may send: a read reply of
-	// rawChunk bytes and its header, or a status with a message.
-	rawMaxPacket = 64 << 10
+	// rawMaxPacket bounds a reply the server may send: OpenSSH's own
+	// bound on an SFTP message (a directory listing of 100 long names
+	// comes close to 64 KiB).
+	rawMaxPacket = 256 << 10
 	// rawChunk is the size of each literal write request.
 	rawChunk = 32 << 10
 	// rawWindow is how many requests a range write keeps in flight: a
@@ -136,6 +142,7 @@ func (t *Target) WriteFileRanges(ctx context.Context, p, src string, plan *targe
 		if err != nil {
 			return err
 		}
+		t.warmSyncers(c) // the staged file is flushed by SyncFiles
 		return s.writeRanges(g, abs, absSrc, absMark, plan, lit)
 	})
 }
@@ -200,9 +207,17 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 	}
 }
 
-// rawHolder is the connection's copy-data session, opened on first use.
+// rawHolder is the connection's copy-data session, opened on first use,
+// or taken from the opening started with the connection (early).
 type rawHolder struct {
-	mu  sync.Mutex
+	mu    sync.Mutex
+	s     *rawSession
+	err   error
+	early func() rawOpened
+}
+
+// rawOpened is the outcome of opening a pipelined session.
+type rawOpened struct {
 	s   *rawSession
 	err error
 }
@@ -214,7 +229,12 @@ func (c *conn) rawSession() (*rawSession, error) {
 	c.raw.mu.Lock()
 	defer c.raw.mu.Unlock()
 	if c.raw.s == nil && c.raw.err == nil {
-		c.raw.s, c.raw.err = openRawSession(c.ssh)
+		if c.raw.early != nil {
+			o := c.raw.early()
+			c.raw.s, c.raw.err, c.raw.early = o.s, o.err, nil
+		} else {
+			c.raw.s, c.raw.err = openRawSession(c.ssh)
+		}
 	}
 	if c.raw.s != nil {
 		if err := c.raw.s.failed(); err != nil {
@@ -458,9 +478,11 @@ func payload(ch <-chan rawReply, want byte, what string) ([]byte, error) {
 // fileAttrs are the attributes of a file that a range write checks.
 type fileAttrs struct {
 	size     int64
+	hasSize  bool
 	mtime    int64 // Unix seconds
 	hasMtime bool
-	perm     uint32 // permission bits, when hasPerm
+	mode     uint32 // POSIX st_mode, when hasPerm
+	perm     uint32 // its permission bits
 	hasPerm  bool
 }
 
@@ -480,34 +502,69 @@ func attrs(ch <-chan rawReply) (fileAttrs, error) {
 	case r.typ != fxpAttrs:
 		return a, fmt.Errorf("unexpected sftp reply type %d, want attributes", r.typ)
 	}
-	b := r.data
+	a, _, err := parseAttrs(r.data)
+	if err == nil && !a.hasSize {
+		err = errors.New("sftp attributes without a size")
+	}
+	return a, err
+}
+
+// parseAttrs decodes the ATTRS structure at the start of b and returns
+// what follows it.
+func parseAttrs(b []byte) (fileAttrs, []byte, error) {
+	var a fileAttrs
+	short := errors.New("short sftp attributes")
 	if len(b) < 4 {
-		return a, errors.New("short sftp attributes")
+		return a, nil, short
 	}
 	flags := binary.BigEndian.Uint32(b)
 	b = b[4:]
-	if flags&attrSize == 0 || len(b) < 8 {
-		return a, errors.New("sftp attributes without a size")
+	if flags&attrSize != 0 {
+		if len(b) < 8 {
+			return a, nil, short
+		}
+		a.size, a.hasSize = int64(binary.BigEndian.Uint64(b)), true
+		b = b[8:]
 	}
-	a.size = int64(binary.BigEndian.Uint64(b))
-	b = b[8:]
 	if flags&attrUIDGID != 0 {
 		if len(b) < 8 {
-			return a, errors.New("short sftp attributes")
+			return a, nil, short
 		}
 		b = b[8:]
 	}
 	if flags&attrPermissions != 0 {
 		if len(b) < 4 {
-			return a, errors.New("short sftp attributes")
+			return a, nil, short
 		}
-		a.perm, a.hasPerm = binary.BigEndian.Uint32(b)&0o7777, true
+		a.mode = binary.BigEndian.Uint32(b)
+		a.perm, a.hasPerm = a.mode&0o7777, true
 		b = b[4:]
 	}
-	if flags&attrACModTime != 0 && len(b) >= 8 {
+	if flags&attrACModTime != 0 {
+		if len(b) < 8 {
+			return a, nil, short
+		}
 		a.mtime, a.hasMtime = int64(binary.BigEndian.Uint32(b[4:])), true
+		b = b[8:]
 	}
-	return a, nil
+	if flags&attrExtended != 0 {
+		if len(b) < 4 {
+			return a, nil, short
+		}
+		n := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		for i := uint32(0); i < n; i++ {
+			var ok1, ok2 bool
+			_, b, ok1 = str(b)
+			if ok1 {
+				_, b, ok2 = str(b)
+			}
+			if !ok1 || !ok2 {
+				return a, nil, short
+			}
+		}
+	}
+	return a, b, nil
 }
 
 // data waits for a data reply.

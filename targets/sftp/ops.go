@@ -314,6 +314,14 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 	}
 	var data []byte
 	err = t.do(ctx, opSpec{name: "read", path: p, retry: always}, func(c *conn, g *guard) error {
+		if c.pipelines() {
+			s, err := c.rawSession()
+			if err != nil {
+				return err
+			}
+			data, err = s.readSmall(g, abs, max)
+			return err
+		}
 		f, err := c.sftp.Open(abs)
 		if err != nil {
 			return err
@@ -539,6 +547,9 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 			return t.opErr("write", p, err)
 		}
 		return t.do(ctx, opSpec{name: "write", path: p, wait: true, retry: always}, func(c *conn, g *guard) error {
+			if !flush {
+				t.warmSyncers(c)
+			}
 			if !c.pipelines() { // a new connection to a server that changed
 				return t.writeOpen(c, g, abs, &source{r: bytes.NewReader(buf), remain: size, g: g}, size, flush)
 			}
@@ -556,6 +567,9 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 	src := &source{r: r, remain: size}
 	spec := opSpec{name: "write", path: p, wait: true, retry: func() bool { return src.n == 0 }}
 	return t.do(ctx, spec, func(c *conn, g *guard) error {
+		if !flush {
+			t.warmSyncers(c)
+		}
 		src.g = g
 		return t.writeOpen(c, g, abs, src, size, flush)
 	})
@@ -855,18 +869,34 @@ func (t *Target) readDir(ctx context.Context, op, rel string) ([]fs.FileInfo, er
 	var entries []fs.FileInfo
 	err := t.do(ctx, opSpec{name: op, path: shown, retry: always}, func(c *conn, g *guard) error {
 		var err error
+		if c.pipelines() {
+			var s *rawSession
+			var h []byte
+			if s, err = c.rawSession(); err == nil {
+				if h, err = handle(s.send(fxpOpendir, sftpStr(abs))); err == nil {
+					entries, err = s.readDir(g, h)
+				}
+			}
+			return err
+		}
 		entries, err = c.sftp.ReadDir(abs)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	return cleanEntries(entries), nil
+}
+
+// cleanEntries drops the entries whose names cannot be one path element
+// and sorts the rest by name.
+func cleanEntries(entries []fs.FileInfo) []fs.FileInfo {
 	entries = slices.DeleteFunc(entries, func(e fs.FileInfo) bool {
 		n := e.Name()
 		return n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/')
 	})
 	slices.SortFunc(entries, func(a, b fs.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
-	return entries, nil
+	return entries
 }
 
 // Walk calls fn for every regular file and symbolic link below dir ("" or
@@ -883,18 +913,41 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 		return t.opErr("walk", dir, err)
 	}
 	var fi fs.FileInfo
+	var entries []fs.FileInfo // listed with the lstat, on the pipelined session
 	err = t.do(ctx, opSpec{name: "walk", path: dir, retry: always}, func(c *conn, g *guard) error {
 		var err error
+		if c.pipelines() {
+			s, err := c.rawSession()
+			if err != nil {
+				return err
+			}
+			a, h, err := s.lstatOpendir(abs)
+			if err != nil {
+				return err
+			}
+			fi = &rawFileInfo{name: path.Base(abs), a: a}
+			if h != nil {
+				entries, err = s.readDir(g, h)
+			}
+			return err
+		}
 		fi, err = c.sftp.Lstat(abs)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
-		return t.walkDir(ctx, dir, fn)
+	if !fi.IsDir() {
+		return targets.WalkVisit(dir, fi, fn)
 	}
-	return targets.WalkVisit(dir, fi, fn)
+	if entries == nil {
+		if entries, err = t.readDir(ctx, "walk", dir); err != nil {
+			return err
+		}
+	} else {
+		entries = cleanEntries(entries)
+	}
+	return t.walkEntries(ctx, dir, entries, fn)
 }
 
 func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileInfo) error) error {
@@ -902,6 +955,12 @@ func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileIn
 	if err != nil {
 		return err
 	}
+	return t.walkEntries(ctx, rel, entries, fn)
+}
+
+// walkEntries visits the entries of directory rel, descending into the
+// subdirectories.
+func (t *Target) walkEntries(ctx context.Context, rel string, entries []fs.FileInfo, fn func(targets.FileInfo) error) error {
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return t.opErr("walk", rel, err)
