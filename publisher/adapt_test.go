@@ -16,6 +16,15 @@ import (
 	"github.com/prepcast/prepcast/targets/targettest"
 )
 
+// changeMany rewrites more files than a stage flushes as it writes them,
+// so that the next cut's files are flushed apart, on the sessions that do
+// that.
+func (f *fixture) changeMany() {
+	for i := range inlineFlushMax + 1 {
+		f.addLarge(fmt.Sprintf("actas/extra-%02d.bin", i), 100)
+	}
+}
+
 // A server that allows one session per connection (OpenSSH MaxSessions 1)
 // gets every cut in one attempt, flushed on the main session, with no
 // staging files left behind and the fallback reported in the result.
@@ -25,6 +34,7 @@ func TestMaxSessionsOnePushes(t *testing.T) {
 	tg := sftpTarget(t, "maxsessions1", srv)
 	eng := f.engine()
 	for k := 1; k <= 2; k++ {
+		f.changeMany()
 		ci := f.Cut()
 		before := srv.Fsyncs()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
@@ -72,6 +82,7 @@ func TestStalledSessionsRememberedAcrossProcesses(t *testing.T) {
 		eng := f.engine()
 		eng.DB = db
 		eng.Now = func() time.Time { return clock }
+		f.changeMany()
 		f.Cut()
 		r := eng.Push(context.Background(), []TargetSpec{{Target: tg}})[0]
 		if r.Err != nil {

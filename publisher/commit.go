@@ -30,8 +30,9 @@ func splitPointers(plan []staged, m *packager.Manifest) (rest, ptrs []staged) {
 }
 
 // commit renames staged files into place: all non-pointer files (several at
-// once), then the pointer files one by one in manifest order.
-func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest) error {
+// once), then, once beforePointers (if not nil) succeeded, the pointer
+// files one by one in manifest order.
+func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manifest, beforePointers func() error) error {
 	if err := r.flushStaged(ctx, plan); err != nil {
 		return err
 	}
@@ -48,6 +49,11 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 	}
 	if err := g.Wait(); err != nil {
 		return err
+	}
+	if beforePointers != nil {
+		if err := beforePointers(); err != nil {
+			return err
+		}
 	}
 	for _, s := range ptrs {
 		if err := r.rename(ctx, s); err != nil {

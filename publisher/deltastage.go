@@ -64,30 +64,50 @@ type deltaPlan struct {
 	probe []byte
 }
 
+// readClock starts waiting, in the background, until the server's clock
+// has passed the acknowledgement's modification time (see useDeltaFrom),
+// on a target that can stage from ranges, so that the wait overlaps the
+// reading of the ack. The returned function yields its outcome; it is nil
+// when range deltas do not apply (package mode sends deltas its own way;
+// staged files must be flushed by name before the commit).
+func (r *targetRun) readClock(ctx context.Context) func() error {
+	rc, copies := r.t.(targets.RangeCopier)
+	_, flushes := r.t.(targets.DeferredSyncer)
+	if r.apply != "" || !copies || !flushes {
+		return nil
+	}
+	return inBackground(func() error {
+		if can, err := rc.CanCopyRanges(ctx); err != nil || !can {
+			return err
+		}
+		return rc.WaitPast(ctx, AckPath, StagingDir+".clock")
+	})
+}
+
 // useDeltaFrom makes the uploads of this push attempt stage files from
 // ranges of their versions in from, the manifest the target acknowledges;
 // the returned function ends that. Before anything is staged it waits, if
 // need be, until the server's clock has passed the acknowledgement's
 // modification time, so that whatever this attempt stages (and an
 // interrupted commit may rename into place) is newer than the ack: a
-// later attempt then never copies ranges from it (see stageDelta).
-func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest) (func(), error) {
+// later attempt then never copies ranges from it (see stageDelta). clock
+// is readClock's wait, started with the attempt; if it failed (it ran
+// before the ack was known to exist) the wait runs again.
+func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest, clock func() error) (func(), error) {
 	nop := func() {}
-	if from == nil || r.apply != "" { // package mode sends deltas its own way
+	if from == nil || clock == nil {
 		return nop, nil
 	}
-	rc, copies := r.t.(targets.RangeCopier)
-	_, flushes := r.t.(targets.DeferredSyncer) // staged files are flushed by name before the commit
-	if !copies || !flushes {
-		return nop, nil
-	}
+	rc := r.t.(targets.RangeCopier) // readClock checked the target's kind
 	if can, err := rc.CanCopyRanges(ctx); err != nil || !can {
 		return nop, err
 	}
 	// Even with deltas off for this push: a later one may use them, and
 	// must not mistake what this one staged for the acknowledged files.
-	if err := rc.WaitPast(ctx, AckPath, StagingDir+".clock"); err != nil {
-		return nop, fmt.Errorf("read the server's clock: %w", err)
+	if clock() != nil {
+		if err := rc.WaitPast(ctx, AckPath, StagingDir+".clock"); err != nil {
+			return nop, fmt.Errorf("read the server's clock: %w", err)
+		}
 	}
 	if r.e.NoDelta {
 		return nop, nil

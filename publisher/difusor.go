@@ -72,7 +72,7 @@ func (d *Difusor) Stage(ctx context.Context, e packager.Entry, r io.Reader) (Sta
 // retention ago. The caller has verified sig over mb.
 func (d *Difusor) PublishProof(ctx context.Context, m *packager.Manifest, mb, sig []byte, served int64) error {
 	c := &cutRef{m: m, mbytes: mb, sig: sig, manifest: packager.Hash(mb)}
-	return d.r.publishProof(ctx, c, served)
+	return d.r.publishProof(ctx, c, served, nil)
 }
 
 // ErrStagedVanished is wrapped by the error [Difusor.Commit] returns when a

@@ -168,7 +168,7 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	if !hello.Proof {
 		// An apply that does not publish the cut's proof itself: it goes
 		// up now, before the package can be committed.
-		if err := r.publishProof(ctx, c, acked); err != nil {
+		if err := r.publishProof(ctx, c, acked, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -37,12 +37,16 @@ const proofTmpPrefix = "proof-"
 // directory is listed and made; the manifest, the signature and the new
 // index are written at once; the index is renamed into place only after
 // the other two are.
-func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64) error {
+//
+// pre, when not nil, holds those reads, started with the push attempt.
+func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64, pre *proofReads) error {
 	now := r.e.now().UTC().Truncate(time.Second)
 	var old *packager.ProofIndex
 	var have map[string]int64
 	var dirsErr error
-	if acked == c.m.Seq {
+	if pre != nil {
+		old, have, dirsErr = pre.index(), pre.have(), pre.dirs()
+	} else if acked == c.m.Seq {
 		// The target already holds c: most often its proof is current and
 		// the index is all there is to read.
 		old = r.readProofIndex(ctx)
@@ -166,6 +170,23 @@ func nextProofIndex(old *packager.ProofIndex, c *cutRef, acked int64, now time.T
 		next.Cuts = append(next.Cuts, packager.NewProofCut(c.m, c.mbytes, now))
 	}
 	return next, listed
+}
+
+// proofReads are what publishProof reads before it writes, asked in the
+// background (readProofEarly).
+type proofReads struct {
+	index func() *packager.ProofIndex
+	have  func() map[string]int64
+	dirs  func() error
+}
+
+// readProofEarly starts publishProof's reads in the background.
+func (r *targetRun) readProofEarly(ctx context.Context) *proofReads {
+	return &proofReads{
+		index: inBackground(func() *packager.ProofIndex { return r.readProofIndex(ctx) }),
+		have:  inBackground(func() map[string]int64 { return r.proofFiles(ctx) }),
+		dirs:  inBackground(func() error { return r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}) }),
+	}
 }
 
 // readProofIndex returns the target's proof index, an empty one if it has

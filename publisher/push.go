@@ -68,6 +68,12 @@ type targetRun struct {
 	prog     progressFunc
 	// verified is how many files the last verification checked.
 	verified int
+	// stagingLeft is what the last sweep of the staging directory found
+	// that a successful commit leaves there (-1: unknown; under mu).
+	stagingLeft int
+	// flushInline is set while a stage writes so few files that each is
+	// flushed as it is written (under mu).
+	flushInline bool
 	// slots holds one token per file being written (uploads and the
 	// proof's files alike): FilesInFlight at most (see writeSlot).
 	slotsOnce sync.Once
@@ -104,6 +110,11 @@ func inBackground[T any](f func() T) func() T {
 func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats, error) {
 	var st attemptStats
 	free := r.freeSpace(ctx)
+	// What file mode needs before it stages is asked while the ack is
+	// read: the server's clock, the staging directory made and listed.
+	clock := r.readClock(ctx)
+	early := r.prepareEarly(ctx)
+	defer early.wait()
 	ack, err := r.readAckMax(ctx, AckMax(len(c.m.Entries)))
 	if err != nil {
 		return nil, st, err
@@ -117,7 +128,11 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	if ack != nil && ack.Seq == c.m.Seq {
 		// Already there: only retire what is due.
 		st.AlreadyHad, st.FromSeq = true, ack.Seq
-		if err := r.publishProof(ctx, c, ack.Seq); err != nil { // proof.go
+		var pre *proofReads
+		if early != nil {
+			pre = early.proof
+		}
+		if err := r.publishProof(ctx, c, ack.Seq, pre); err != nil { // proof.go
 			return nil, st, err
 		}
 		keep, due := r.planRetire(ack.Retired, c.m, nil, now)
@@ -187,30 +202,30 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	// File mode. The proof goes up while the files stage; the commit
 	// waits for it. It never outlives this attempt.
+	if early == nil {
+		early = r.prepareEarly(ctx)
+	}
 	proofCtx, stopProof := context.WithCancel(ctx)
-	proofErr := inBackground(func() error { return r.publishProof(proofCtx, c, acked) })
+	proofErr := inBackground(func() error { return r.publishProof(proofCtx, c, acked, early.proof) })
 	defer func() {
 		stopProof()
 		_ = proofErr()
 	}()
 
-	// Stage: the staging directory is made and swept while the server's
+	// Stage: the staging directory made and listed (early, or now for a
+	// package target brought up file by file) is swept while the server's
 	// clock is read for range deltas.
 	start := time.Now()
 	plan := stagingPlan(changed)
 	stopDelta := func() {}
 	deltaErr := inBackground(func() (err error) {
 		if from != nil {
-			stopDelta, err = r.useDeltaFrom(ctx, from)
+			stopDelta, err = r.useDeltaFrom(ctx, from, clock)
 		}
 		return err
 	})
-	swept := inBackground(func() error {
-		r.sweepStaging(ctx, plan) // a missing directory holds nothing to sweep
-		return nil
-	})
-	err = r.prepareStaging(ctx)
-	_ = swept()
+	err = early.prepared()
+	r.sweepStaging(ctx, plan, early.listed)
 	if derr := deltaErr(); err == nil {
 		err = derr
 	}
@@ -253,12 +268,9 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	st.Files = len(plan)
 	st.DeltaFiles, st.Literal, st.Copied = r.deltaSince(deltaBefore)
 
-	// Commit: the proof in place, then everything else, the pointers
-	// last, in manifest order.
-	if err := proofErr(); err != nil {
-		return nil, st, err
-	}
-	if err := r.commit(ctx, plan, c.m); err != nil {
+	// Commit: the files, then, once the proof is in place, the pointers,
+	// in manifest order.
+	if err := r.commit(ctx, plan, c.m, proofErr); err != nil {
 		return nil, st, err
 	}
 	if err := ackStaged(); err != nil {
@@ -274,7 +286,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		st.Deleted = len(due)
 	}
 	if len(plan) > 0 {
-		r.cleanStaging(ctx)
+		r.tidyStaging(ctx)
 	}
 	return na, st, nil
 }

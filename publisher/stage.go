@@ -53,6 +53,38 @@ func stageAs(seen map[string]int, e packager.Entry) staged {
 	return staged{e: e, name: name}
 }
 
+// earlyReads are the requests a push attempt in file mode makes before it
+// stages, started in the background with the attempt (prepareEarly), so
+// that they overlap the reading of the ack.
+type earlyReads struct {
+	prepared func() error       // the staging directory made
+	listed   func() stagingList // and listed
+	proof    *proofReads
+}
+
+// prepareEarly starts making and listing the staging directory and the
+// proof's reads, for a target pushed file by file (nil for a package-mode
+// target, which may not need them).
+func (r *targetRun) prepareEarly(ctx context.Context) *earlyReads {
+	if r.apply != "" {
+		return nil
+	}
+	return &earlyReads{
+		prepared: inBackground(func() error { return r.prepareStaging(ctx) }),
+		listed:   inBackground(func() stagingList { return r.listStaging(ctx) }),
+		proof:    r.readProofEarly(ctx),
+	}
+}
+
+// wait waits for the background requests, whether or not their results
+// were used (nothing of an attempt outlives it).
+func (e *earlyReads) wait() {
+	if e != nil {
+		_, _ = e.prepared(), e.listed()
+		_, _, _ = e.proof.index(), e.proof.have(), e.proof.dirs()
+	}
+}
+
 // prepareStaging creates the staging directory. Of the files an
 // interrupted earlier process left there, only resumable files written
 // whole are trusted (sweepStaging, called by stage); the rest are
@@ -60,6 +92,20 @@ func stageAs(seen map[string]int, e packager.Entry) staged {
 // once a cut is acknowledged (cleanStaging), off the path to the new cut.
 func (r *targetRun) prepareStaging(ctx context.Context) error {
 	return r.mkdirs(ctx, []string{StagingDir})
+}
+
+// tidyStaging runs after the target acknowledged a cut: everything this
+// attempt staged was renamed into place, so the staging directory holds
+// only what the attempt's sweep found there and did not use. An empty
+// directory is kept for the next push (creating it costs round trips);
+// one that still holds files is removed with them (cleanStaging).
+func (r *targetRun) tidyStaging(ctx context.Context) {
+	r.mu.Lock()
+	left := r.stagingLeft
+	r.mu.Unlock()
+	if left != 0 {
+		r.cleanStaging(ctx)
+	}
 }
 
 // cleanStaging removes the staging directory and whatever it holds, after
@@ -178,6 +224,12 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	r.mu.Unlock()
 	// Large files first, so that they overlap with the many small ones.
 	sort.SliceStable(todo, func(i, j int) bool { return todo[i].e.Size > todo[j].e.Size })
+	// A few files are flushed as they are written: the requests go with
+	// the writes, where flushing them apart would cost round trips of its
+	// own at the end.
+	r.mu.Lock()
+	r.flushInline = len(todo) <= inlineFlushMax
+	r.mu.Unlock()
 	var doneBytes atomic.Int64
 	doneBytes.Store(done)
 	filesDone := len(plan) - len(todo)
@@ -270,10 +322,18 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	if hashHere {
 		mf.hash = sha256.New()
 	}
-	if ds, ok := r.t.(targets.DeferredSyncer); ok {
+	r.mu.Lock()
+	inline := r.flushInline
+	r.mu.Unlock()
+	if ds, ok := r.t.(targets.DeferredSyncer); ok && !inline {
 		err = ds.WriteFileNoSync(ctx, writeName(s), mf, s.e.Size) // flushed by flushStaged before the commit
 	} else {
 		err = r.t.WriteFile(ctx, writeName(s), mf, s.e.Size)
+		if err == nil {
+			r.mu.Lock()
+			r.synced[writeName(s)] = true
+			r.mu.Unlock()
+		}
 	}
 	if hashHere {
 		// A failed upload checked nothing: the next upload of the object
@@ -315,6 +375,11 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	}
 	return nil
 }
+
+// inlineFlushMax is the most files a stage flushes as it writes them;
+// more are flushed in batches on sessions of their own (startFlusher), so
+// that the server's flushes never hold up the writes.
+const inlineFlushMax = 8
 
 // flushBatches is how many batches of staged files are being flushed at
 // once: a batch takes a few round trips however small, so that flushes

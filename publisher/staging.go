@@ -78,11 +78,35 @@ func (r *targetRun) finishUpload(ctx context.Context, s staged) error {
 	return r.t.Rename(ctx, writeName(s), s.name)
 }
 
-// sweepStaging lists the staging directory once: whole files of plan with
-// the right size count as staged (they are not sent again), and files plan
+// stagingList is the staging directory's files, or why they could not be
+// listed.
+type stagingList struct {
+	files []targets.FileInfo
+	err   error
+}
+
+// listStaging lists the files of the staging directory; a missing
+// directory holds none.
+func (r *targetRun) listStaging(ctx context.Context) stagingList {
+	var l stagingList
+	l.err = r.t.Walk(ctx, StagingDir, func(fi targets.FileInfo) error {
+		if path.Dir(fi.Path) == StagingDir {
+			l.files = append(l.files, fi)
+		}
+		return nil
+	})
+	if errors.Is(l.err, fs.ErrNotExist) {
+		l.err = nil
+	}
+	return l
+}
+
+// sweepStaging goes through the staging directory's listing (from
+// listStaging, listed now when list is nil): whole files of plan with the
+// right size count as staged (they are not sent again), and files plan
 // does not use that are older than the engine's StaleStaging are removed.
 // Listing or removal failures are logged and do not stop the push.
-func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
+func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func() stagingList) {
 	inPlan := make(map[string]staged, len(plan))
 	for _, s := range plan {
 		inPlan[s.name] = s
@@ -91,13 +115,22 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
 		}
 	}
 	cutoff := r.e.now().Add(-r.e.staleStaging())
-	var stale []string
+	var stale, others []string
 	resumed, resumedBytes := 0, int64(0)
-	err := r.t.Walk(ctx, StagingDir, func(fi targets.FileInfo) error {
-		if path.Dir(fi.Path) != StagingDir {
-			return nil
-		}
+	r.setStagingLeft(-1) // unknown until the listing succeeds
+	var l stagingList
+	if list != nil {
+		l = list()
+	} else {
+		l = r.listStaging(ctx)
+	}
+	if l.err != nil {
+		r.log.Warn("list staging directory (stale files stay until the next push)", zap.Error(l.err))
+		return
+	}
+	for _, fi := range l.files {
 		s, used := inPlan[fi.Path]
+		own := path.Base(fi.Path) == "ack.json" || strings.HasPrefix(path.Base(fi.Path), proofTmpPrefix)
 		switch {
 		case used && fi.Path == s.name && resumable(s) && !fi.Symlink && fi.Size == s.e.Size:
 			r.mu.Lock()
@@ -107,24 +140,36 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
 				resumedBytes += s.e.Size
 			}
 			r.mu.Unlock()
-		case used:
-			// Overwritten by this push.
-		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff) && path.Base(fi.Path) != "ack.json" && !strings.HasPrefix(path.Base(fi.Path), proofTmpPrefix):
-			// (A server that reports no times never gets files removed;
-			// the ack's and the proof's own staging names are rewritten by
-			// each push, the proof's while the files stage.)
+		case used && fi.Path != s.name:
+			// The partial upload of a resumable file: overwritten by
+			// this push, unless the whole file is already there.
+			others = append(others, fi.Path)
+		case used || own:
+			// Overwritten and renamed into place by this push (the ack's
+			// and the proof's own staging names are rewritten by each
+			// push, the proof's while the files stage).
+		case !fi.ModTime.IsZero() && fi.ModTime.Before(cutoff):
+			// (A server that reports no times never gets files removed.)
 			stale = append(stale, fi.Path)
+		default:
+			others = append(others, fi.Path)
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.log.Warn("list staging directory (stale files stay until the next push)", zap.Error(err))
-		return
 	}
+	// What stays in the directory once every file of plan is renamed into
+	// place: files of others, and partial uploads of files found whole.
+	left := 0
+	r.mu.Lock()
+	for _, p := range others {
+		if s, used := inPlan[p]; !used || r.staged[s.name] {
+			left++
+		}
+	}
+	r.mu.Unlock()
 	if resumed > 0 {
 		r.log.Info("resuming staged files a previous push wrote whole", zap.Int("files", resumed), zap.Int64("bytes", resumedBytes))
 	}
 	if len(stale) == 0 {
+		r.setStagingLeft(left)
 		return
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -136,7 +181,16 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged) {
 		r.log.Warn("remove stale staging files", zap.Int("files", len(stale)), zap.Error(err))
 		return
 	}
+	r.setStagingLeft(left)
 	r.log.Info("removed stale staging files of earlier pushes", zap.Int("files", len(stale)))
+}
+
+// setStagingLeft records what the last sweep found that a successful
+// commit leaves in the staging directory: a count, or -1 for unknown.
+func (r *targetRun) setStagingLeft(n int) {
+	r.mu.Lock()
+	r.stagingLeft = n
+	r.mu.Unlock()
 }
 
 func (e *Engine) staleStaging() time.Duration {

@@ -212,11 +212,11 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 		return nil, err
 	}
 	plan := stagingPlan(bad)
-	r.sweepStaging(ctx, plan)
+	r.sweepStaging(ctx, plan, nil)
 	if err := r.stage(ctx, plan, need, nil); err != nil {
 		return nil, err
 	}
-	if err := r.commit(ctx, plan, c.m); err != nil {
+	if err := r.commit(ctx, plan, c.m, nil); err != nil {
 		return nil, err
 	}
 	vs.Pending, vs.Repaired, vs.RepairedAt = nil, paths, r.e.now().UTC()
