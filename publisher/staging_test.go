@@ -278,3 +278,50 @@ func TestPartialLargeFileNotTrusted(t *testing.T) {
 	}
 	checkServed(t, f, mem, ci.Seq)
 }
+
+// After a successful push the staging directory is kept, empty, for the
+// next push (making it again costs round trips), and nothing is removed
+// when the push's sweep found nothing the commit leaves behind; a file the
+// sweep found that no push uses (another push's, too young to be stale) is
+// removed with the directory once the cut is acknowledged.
+func TestStagingKeptEmptyAfterPush(t *testing.T) {
+	f := newFixture(t)
+	mem := targettest.NewMem("t")
+	eng := f.engine()
+	removals := func() (n int) {
+		for _, op := range mem.Ops() {
+			if op.Kind == targettest.OpRemoveAll && op.Path == StagingDir {
+				n++
+			}
+		}
+		return n
+	}
+	for k := 1; k <= 2; k++ {
+		ci := f.Cut()
+		if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+			t.Fatalf("cut %d: %v", k, r.Err)
+		}
+		checkServed(t, f, mem, ci.Seq)
+		if files := stagingFiles(mem); len(files) > 0 {
+			t.Errorf("cut %d: staging holds %v after the ack", k, files)
+		}
+		if n := removals(); n != 0 {
+			t.Errorf("cut %d: the staging directory was removed %d times; want it kept", k, n)
+		}
+	}
+	foreign := StagingDir + "/0123456789abcdef"
+	if err := mem.SetFile(foreign, []byte("another push's file")); err != nil {
+		t.Fatal(err)
+	}
+	ci := f.Cut()
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	checkServed(t, f, mem, ci.Seq)
+	if files := stagingFiles(mem); len(files) > 0 {
+		t.Errorf("staging holds %v after the ack; want the foreign file removed", files)
+	}
+	if removals() != 1 {
+		t.Errorf("the staging directory was removed %d times, want once (with the foreign file)", removals())
+	}
+}
