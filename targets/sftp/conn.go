@@ -352,28 +352,10 @@ func (t *Target) sshHandshake(ctx context.Context, nc net.Conn) (*ssh.Client, er
 	return ssh.NewClient(sc, chans, reqs), nil
 }
 
-// inBackground runs f on a goroutine of its own and returns a function
-// that waits for f's result, as many times as it is called.
-func inBackground[T any](f func() T) func() T {
-	done := make(chan T, 1)
-	go func() { done <- f() }()
-	return sync.OnceValue(func() T { return <-done })
-}
-
 func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 	client, err := t.sshHandshake(ctx, nc)
 	if err != nil {
 		return nil, err
-	}
-	// OpenSSH 9.0 and later offer copy-data and get the pipelined session
-	// too: on an OpenSSH server it opens alongside the SFTP client's, as
-	// the extensions that decide are not known before that one is open.
-	var early func() rawOpened
-	if strings.HasPrefix(string(client.ServerVersion()), "SSH-2.0-OpenSSH_") {
-		early = inBackground(func() rawOpened {
-			s, err := openRawSession(client)
-			return rawOpened{s, err}
-		})
 	}
 	sc2, err := pkgsftp.NewClient(client,
 		pkgsftp.UseConcurrentWrites(true),
@@ -403,18 +385,13 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 	if !c.feats.PosixRename && !t.cfg.AllowNonAtomicReplace {
 		return fail(targets.Permanent(errNoPosixRename))
 	}
-	switch {
-	case c.feats.CopyData:
+	if c.feats.CopyData {
 		// The pipelined session (small files, range copies) opens while
-		// the root is checked and the first operations run.
-		c.raw.early = early
+		// the root is checked and the first operations run. (Not sooner,
+		// alongside the SFTP client's: some servers behind an OpenSSH
+		// banner, MySecureShell, refuse a second session that early, and
+		// close the connection.)
 		go func() { _, _ = c.rawSession() }()
-	case early != nil:
-		go func() {
-			if o := early(); o.err == nil {
-				o.s.fail(errors.New("not used: the server does not offer copy-data"))
-			}
-		}()
 	}
 	fi, err := sc2.Stat(t.root)
 	switch {

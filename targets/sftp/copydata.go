@@ -207,17 +207,9 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 	}
 }
 
-// rawHolder is the connection's copy-data session, opened on first use,
-// or taken from the opening started with the connection (early).
+// rawHolder is the connection's copy-data session, opened on first use.
 type rawHolder struct {
-	mu    sync.Mutex
-	s     *rawSession
-	err   error
-	early func() rawOpened
-}
-
-// rawOpened is the outcome of opening a pipelined session.
-type rawOpened struct {
+	mu  sync.Mutex // held while the session opens
 	s   *rawSession
 	err error
 }
@@ -229,12 +221,7 @@ func (c *conn) rawSession() (*rawSession, error) {
 	c.raw.mu.Lock()
 	defer c.raw.mu.Unlock()
 	if c.raw.s == nil && c.raw.err == nil {
-		if c.raw.early != nil {
-			o := c.raw.early()
-			c.raw.s, c.raw.err, c.raw.early = o.s, o.err, nil
-		} else {
-			c.raw.s, c.raw.err = openRawSession(c.ssh)
-		}
+		c.raw.s, c.raw.err = openRawSession(c.ssh)
 	}
 	if c.raw.s != nil {
 		if err := c.raw.s.failed(); err != nil {
@@ -242,6 +229,21 @@ func (c *conn) rawSession() (*rawSession, error) {
 		}
 	}
 	return c.raw.s, c.raw.err
+}
+
+// rawReady returns c's pipelined session if it is open and working, and
+// nil (without waiting) while it opens, or where there is none: reads
+// take it when it is there, and the SFTP client's session otherwise,
+// which on a new connection is ready first.
+func (c *conn) rawReady() *rawSession {
+	if !c.feats.CopyData || !c.raw.mu.TryLock() {
+		return nil
+	}
+	defer c.raw.mu.Unlock()
+	if c.raw.s == nil || c.raw.s.failed() != nil {
+		return nil
+	}
+	return c.raw.s
 }
 
 // rawSession is a minimal SFTP v3 client: requests are written by any

@@ -314,11 +314,8 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 	}
 	var data []byte
 	err = t.do(ctx, opSpec{name: "read", path: p, retry: always}, func(c *conn, g *guard) error {
-		if c.pipelines() {
-			s, err := c.rawSession()
-			if err != nil {
-				return err
-			}
+		if s := c.rawReady(); s != nil {
+			var err error
 			data, err = s.readSmall(g, abs, max)
 			return err
 		}
@@ -869,13 +866,10 @@ func (t *Target) readDir(ctx context.Context, op, rel string) ([]fs.FileInfo, er
 	var entries []fs.FileInfo
 	err := t.do(ctx, opSpec{name: op, path: shown, retry: always}, func(c *conn, g *guard) error {
 		var err error
-		if c.pipelines() {
-			var s *rawSession
+		if s := c.rawReady(); s != nil {
 			var h []byte
-			if s, err = c.rawSession(); err == nil {
-				if h, err = handle(s.send(fxpOpendir, sftpStr(abs))); err == nil {
-					entries, err = s.readDir(g, h)
-				}
+			if h, err = handle(s.send(fxpOpendir, sftpStr(abs))); err == nil {
+				entries, err = s.readDir(g, h)
 			}
 			return err
 		}
@@ -916,11 +910,7 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 	var entries []fs.FileInfo // listed with the lstat, on the pipelined session
 	err = t.do(ctx, opSpec{name: "walk", path: dir, retry: always}, func(c *conn, g *guard) error {
 		var err error
-		if c.pipelines() {
-			s, err := c.rawSession()
-			if err != nil {
-				return err
-			}
+		if s := c.rawReady(); s != nil {
 			a, h, err := s.lstatOpendir(abs)
 			if err != nil {
 				return err
