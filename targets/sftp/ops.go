@@ -325,7 +325,15 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		}
 		// Nothing waits for the handle to close: the content is read.
 		defer func() { go f.Close() }()
+		// The first 32 KiB are asked for with the size: a small file costs
+		// one round trip after the open.
+		first := make([]byte, min(max+1, 32<<10))
+		firstRead := inBackground(func() readResult {
+			n, err := f.ReadAt(first, 0)
+			return readResult{n, err}
+		})
 		fi, err := f.Stat()
+		fr := firstRead()
 		if err != nil {
 			return err
 		}
@@ -334,10 +342,13 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		}
 		if fi.Mode().IsRegular() {
 			// Exactly the size the server reports, 32 KiB per request, one
-			// at a time: a small file costs one round trip, and no request
-			// goes past the end (see HashFile).
+			// at a time, and no request past the end (see HashFile).
 			b := make([]byte, fi.Size())
-			for off := 0; off < len(b); {
+			off := copy(b, first[:fr.n])
+			if fr.err != nil && fr.err != io.EOF {
+				return fr.err
+			}
+			for off < len(b) {
 				n, err := f.ReadAt(b[off:min(off+32<<10, len(b))], int64(off))
 				off += n
 				g.alive()
@@ -371,6 +382,26 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		return nil, err
 	}
 	return data, nil
+}
+
+// readDirResult is what one ReadDir returned.
+type readDirResult struct {
+	entries []fs.FileInfo
+	err     error
+}
+
+// readResult is what one ReadAt returned.
+type readResult struct {
+	n   int
+	err error
+}
+
+// inBackground runs f on a goroutine of its own and returns a function
+// that waits for f's result, as many times as it is called.
+func inBackground[T any](f func() T) func() T {
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	return sync.OnceValue(func() T { return <-done })
 }
 
 // HashFile reads path to its end and returns its SHA-256 and length, one
@@ -907,7 +938,7 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 		return t.opErr("walk", dir, err)
 	}
 	var fi fs.FileInfo
-	var entries []fs.FileInfo // listed with the lstat, on the pipelined session
+	var entries []fs.FileInfo // a directory is listed with its lstat
 	err = t.do(ctx, opSpec{name: "walk", path: dir, retry: always}, func(c *conn, g *guard) error {
 		var err error
 		if s := c.rawReady(); s != nil {
@@ -921,7 +952,17 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 			}
 			return err
 		}
+		// The listing is asked for with the lstat, and used only if the
+		// lstat says a directory (a link is never listed).
+		listing := inBackground(func() readDirResult {
+			es, err := c.sftp.ReadDir(abs)
+			return readDirResult{es, err}
+		})
 		fi, err = c.sftp.Lstat(abs)
+		if err == nil && fi.IsDir() {
+			l := listing()
+			entries, err = l.entries, l.err
+		}
 		return err
 	})
 	if err != nil {
@@ -930,14 +971,7 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 	if !fi.IsDir() {
 		return targets.WalkVisit(dir, fi, fn)
 	}
-	if entries == nil {
-		if entries, err = t.readDir(ctx, "walk", dir); err != nil {
-			return err
-		}
-	} else {
-		entries = cleanEntries(entries)
-	}
-	return t.walkEntries(ctx, dir, entries, fn)
+	return t.walkEntries(ctx, dir, cleanEntries(entries), fn)
 }
 
 func (t *Target) walkDir(ctx context.Context, rel string, fn func(targets.FileInfo) error) error {
