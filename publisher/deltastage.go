@@ -128,14 +128,21 @@ func (r *targetRun) useDeltaFrom(ctx context.Context, from *packager.Manifest, c
 	}, nil
 }
 
+// deltaBase returns the acknowledged version of s's file that s may be
+// staged from, if any.
+func (r *targetRun) deltaBase(s staged) (packager.Entry, bool) {
+	r.mu.Lock()
+	prev, ok := r.deltaOld[s.e.Path]
+	r.mu.Unlock()
+	return prev, ok && s.e.Size >= DeltaMinSize && s.e.Size <= deltaMaxSize && prev.SHA256 != s.e.SHA256
+}
+
 // stageDelta tries to stage s from ranges of the version of s.e.Path the
 // target serves. It returns true when s is staged; false (nothing to do,
 // or any failure, logged) means s must be sent whole.
 func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
-	r.mu.Lock()
-	prev, ok := r.deltaOld[s.e.Path]
-	r.mu.Unlock()
-	if !ok || s.e.Size < DeltaMinSize || s.e.Size > deltaMaxSize || prev.SHA256 == s.e.SHA256 {
+	prev, ok := r.deltaBase(s)
+	if !ok {
 		return false
 	}
 	rc := r.t.(targets.RangeCopier)

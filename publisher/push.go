@@ -225,7 +225,13 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		return err
 	})
 	err = early.prepared()
-	r.sweepStaging(ctx, plan, early.listed)
+	// Only resumable files wait for the sweep (stage): it tells which are
+	// already there whole.
+	swept := inBackground(func() struct{} {
+		r.sweepStaging(ctx, plan, early.listed)
+		return struct{}{}
+	})
+	defer swept()
 	if derr := deltaErr(); err == nil {
 		err = derr
 	}
@@ -257,7 +263,8 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	defer func() { _ = ackStaged() }()
 	uploadedBefore := r.uploaded.Load()
-	err = r.stage(ctx, plan, need, stageAck)
+	err = r.stage(ctx, plan, need, stageAck, func() { swept() })
+	swept() // the commit's tidying counts what the sweep found
 	if derr := dirsErr(); err == nil {
 		err = derr
 	}

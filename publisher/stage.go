@@ -206,11 +206,13 @@ func (r *targetRun) writeSlot(ctx context.Context) (func(), error) {
 
 // stage uploads every planned file not yet staged by this run, FilesInFlight
 // at a time within stageBudget bytes, verifying each stored object's hash
-// once per process before its first upload. The caller has swept the
-// staging directory for plan (sweepStaging), so that files a previous push
-// staged whole count. uploaded, if not nil, is called once every file is
-// written, while the last flushes may still run.
-func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploaded func()) error {
+// once per process before its first upload. The staging directory is
+// swept for plan (sweepStaging) so that files a previous push staged whole
+// count: before stage is called, or, when swept is not nil, while the
+// files upload (a resumable file waits for swept before it is sent).
+// uploaded, if not nil, is called once every file is written, while the
+// last flushes may still run.
+func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploaded func(), swept func()) error {
 	var todo []staged
 	var done int64
 	r.mu.Lock()
@@ -256,6 +258,21 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 			defer release()
 			if r.e.draining() {
 				return nil // drained while waiting for a slot
+			}
+			if _, delta := r.deltaBase(s); swept != nil && resumable(s) && !delta {
+				// (A file staged from ranges is rewritten whole anyway.)
+				swept()
+				r.mu.Lock()
+				whole := r.staged[s.name] // found whole by the sweep
+				if whole {
+					filesDone++
+				}
+				fd := filesDone
+				r.mu.Unlock()
+				if whole {
+					r.prog("staging", doneBytes.Add(s.e.Size), total, fd, len(plan))
+					return nil
+				}
 			}
 			if err := r.upload(gctx, s); err != nil {
 				return err

@@ -213,7 +213,7 @@ func (r *targetRun) verify(ctx context.Context, c *cutRef, all bool) ([]string, 
 	}
 	plan := stagingPlan(bad)
 	r.sweepStaging(ctx, plan, nil)
-	if err := r.stage(ctx, plan, need, nil); err != nil {
+	if err := r.stage(ctx, plan, need, nil, nil); err != nil {
 		return nil, err
 	}
 	if err := r.commit(ctx, plan, c.m, nil); err != nil {
