@@ -114,7 +114,13 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	// read: the server's clock, the staging directory made and listed.
 	clock := r.readClock(ctx)
 	early := r.prepareEarly(ctx)
-	defer early.wait()
+	defer func() {
+		// Nothing of an attempt outlives it.
+		if clock != nil {
+			_ = clock()
+		}
+		early.wait()
+	}()
 	ack, err := r.readAckMax(ctx, AckMax(len(c.m.Entries)))
 	if err != nil {
 		return nil, st, err
