@@ -18,9 +18,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"sync"
 	"time"
 
+	pkgsftp "github.com/pkg/sftp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
@@ -105,8 +107,9 @@ func (t *Target) CanCopyRanges(ctx context.Context) (bool, error) {
 	}
 	// Range copies run on a session of their own: a server that refuses
 	// one more session (OpenSSH MaxSessions 1) gets whole files, never a
-	// failed push.
-	if _, err := c.rawSession(); err != nil {
+	// failed push. A session still opening counts as there (a range write
+	// that finds it refused fails, and its file is sent whole).
+	if err := c.rawFailed(); err != nil {
 		t.log.Info("copy-data offered but no session for it; sending whole files", zap.Error(err))
 		return false, nil
 	}
@@ -167,8 +170,13 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 		var past bool
 		var pm, mm int64
 		err := t.do(ctx, opSpec{name: "wait past", path: p, retry: always}, func(c *conn, g *guard) error {
-			s, err := c.rawSession()
-			if err != nil {
+			s := c.rawReady()
+			if s == nil {
+				// On a new connection, before the pipelined session is
+				// open: the SFTP client's session, as many round trips.
+				var err error
+				pm, mm, err = clockBySFTP(c, absP, absM)
+				past = err == nil && mm > pm
 				return err
 			}
 			statP := s.send(fxpStat, sftpStr(absP))
@@ -205,6 +213,42 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// clockBySFTP returns the modification times of absP and of the marker
+// absM, made modified now: the marker opened for writing and truncated
+// (which marks it modified) while absP is stat'ed, then its fstat.
+func clockBySFTP(c *conn, absP, absM string) (pm, mm int64, err error) {
+	statP := inBackground(func() statResult {
+		fi, err := c.sftp.Stat(absP)
+		return statResult{fi, err}
+	})
+	f, err := c.sftp.OpenFile(absM, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	sp := statP()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { go f.Close() }()
+	fm, err := f.Stat()
+	if err = errors.Join(sp.err, err); err != nil {
+		return 0, 0, err
+	}
+	if !hasTimes(sp.fi) || !hasTimes(fm) {
+		return 0, 0, targets.Permanent(errors.New("the server reports no modification times"))
+	}
+	return sp.fi.ModTime().Unix(), fm.ModTime().Unix(), nil
+}
+
+// statResult is what one Stat returned.
+type statResult struct {
+	fi  fs.FileInfo
+	err error
+}
+
+// hasTimes reports whether the server sent times with fi.
+func hasTimes(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*pkgsftp.FileStat)
+	return ok && st.Mtime != 0
 }
 
 // rawHolder is the connection's copy-data session, opened on first use.
@@ -244,6 +288,19 @@ func (c *conn) rawReady() *rawSession {
 		return nil
 	}
 	return c.raw.s
+}
+
+// rawFailed returns why c's pipelined session failed or could not open,
+// and nil while it opens or works (without waiting).
+func (c *conn) rawFailed() error {
+	if !c.raw.mu.TryLock() {
+		return nil // opening
+	}
+	defer c.raw.mu.Unlock()
+	if c.raw.s != nil {
+		return c.raw.s.failed()
+	}
+	return c.raw.err
 }
 
 // rawSession is a minimal SFTP v3 client: requests are written by any

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prepcast/prepcast/integration/sshdtest"
 	"github.com/prepcast/prepcast/internal/rdelta"
@@ -167,5 +169,38 @@ func TestNoCopyData(t *testing.T) {
 				t.Fatalf("CanCopyRanges says yes for %s", sub)
 			}
 		})
+	}
+}
+
+// TestClockBySFTP checks the server's clock as read on the SFTP client's
+// session (WaitPast on a new connection, before the pipelined session is
+// open): the marker reads the server's time now, later than a file made a
+// few seconds ago and earlier than one dated in the future.
+func TestClockBySFTP(t *testing.T) {
+	tg, s := sshdTarget(t, sshdtest.Options{})
+	ctx := t.Context()
+	c, err := tg.getConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past, future := filepath.Join(s.Root(), "past"), filepath.Join(s.Root(), "future")
+	for p, d := range map[string]time.Duration{past: -5 * time.Second, future: time.Hour} {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, time.Now().Add(d), time.Now().Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marker := filepath.Join(s.Root(), "clock")
+	pm, mm, err := clockBySFTP(c, past, marker)
+	if err != nil || mm <= pm || time.Since(time.Unix(mm, 0)).Abs() > time.Minute {
+		t.Errorf("a file 5 s old: file %d, marker %d, %v; want the marker later and about now", pm, mm, err)
+	}
+	if pm, mm, err := clockBySFTP(c, future, marker); err != nil || mm >= pm {
+		t.Errorf("a file dated an hour ahead: file %d, marker %d, %v; want the marker earlier", pm, mm, err)
+	}
+	if _, _, err := clockBySFTP(c, filepath.Join(s.Root(), "missing"), marker); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
