@@ -33,50 +33,50 @@ const proofTmpPrefix = "proof-"
 //
 // Requests that do not depend on each other go together, so that a new
 // cut's proof costs about as many round trips as one file written and
-// renamed twice, not one per step: the index is read while the proof
-// directory is listed and made; the manifest, the signature and the new
-// index are written at once; the index is renamed into place only after
-// the other two are.
+// renamed, not one per step: the index is read while the proof directory
+// is made; the manifest, the signature and the new index are written at
+// once; the index is renamed into place once the other two are written.
+// Listing the directory for the files to delete comes after.
 //
 // pre, when not nil, holds those reads, started with the push attempt.
 func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64, pre *proofReads) error {
+	prune, err := r.placeProof(ctx, c, acked, pre)
+	if err != nil {
+		return err
+	}
+	prune()
+	return nil
+}
+
+// placeProof is publishProof up to the new index in place; the returned
+// function then deletes the proof files no longer listed, best effort.
+func (r *targetRun) placeProof(ctx context.Context, c *cutRef, acked int64, pre *proofReads) (prune func(), err error) {
+	prune = func() {}
 	now := r.e.now().UTC().Truncate(time.Second)
-	var old *packager.ProofIndex
-	var have map[string]int64
-	var dirsErr error
-	if pre != nil {
-		old, have, dirsErr = pre.index(), pre.have(), pre.dirs()
-	} else if acked == c.m.Seq {
+	if pre == nil && acked != c.m.Seq {
+		pre = r.readProofEarly(ctx)
+	} else if pre == nil {
 		// The target already holds c: most often its proof is current and
 		// the index is all there is to read.
-		old = r.readProofIndex(ctx)
-	} else {
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() { defer wg.Done(); have = r.proofFiles(ctx) }()
-		go func() {
-			defer wg.Done()
-			dirsErr = r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir})
-		}()
-		old = r.readProofIndex(ctx)
-		wg.Wait()
+		pre = &proofReads{
+			index: inBackground(func() *packager.ProofIndex { return r.readProofIndex(ctx) }),
+			have:  sync.OnceValue(func() map[string]int64 { return r.proofFiles(ctx) }),
+			dirs:  sync.OnceValue(func() error { return r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}) }),
+		}
 	}
+	old := pre.index()
 	next, listed := nextProofIndex(old, c, acked, now, r.e.RetentionWindow)
 	data := next.Encode()
 	if listed && bytes.Equal(data, old.Encode()) {
-		return nil // nothing new: this is the cheap path of every cycle
+		return prune, nil // nothing new: this is the cheap path of every cycle
 	}
-	if have == nil {
-		have = r.proofFiles(ctx)
-		dirsErr = r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir})
-	}
-	if dirsErr != nil {
-		return fmt.Errorf("publish proof: %w", dirsErr)
+	if err := pre.dirs(); err != nil {
+		return prune, fmt.Errorf("publish proof: %w", err)
 	}
 	tmp := func(dst string) string { return StagingDir + "/" + proofTmpPrefix + path.Base(dst) }
 	// Writes take the target's write slots, as uploads do, and none
 	// starts once the engine drains.
-	write := func(ctx context.Context, dst string, content []byte) error {
+	write := func(ctx context.Context, name string, content []byte) error {
 		release, err := r.writeSlot(ctx)
 		if err != nil {
 			return err
@@ -85,38 +85,26 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64, pr
 		if r.e.draining() {
 			return ErrStopped
 		}
-		if err := r.t.WriteFile(ctx, tmp(dst), bytes.NewReader(content), int64(len(content))); err != nil {
-			return fmt.Errorf("publish proof: %w", err)
-		}
-		return nil
-	}
-	rename := func(ctx context.Context, dst string) error {
-		if err := r.t.Rename(ctx, tmp(dst), dst); err != nil {
+		if err := r.t.WriteFile(ctx, name, bytes.NewReader(content), int64(len(content))); err != nil {
 			return fmt.Errorf("publish proof: %w", err)
 		}
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return write(gctx, packager.ProofIndexPath, data) })
-	for _, f := range []struct {
-		dst     string
-		content []byte
-	}{{packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes}, {packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig}} {
-		if sz, ok := have[f.dst]; ok && sz == int64(len(f.content)) {
-			continue // a name that says what it holds, at the same size
-		}
-		g.Go(func() error {
-			if err := write(gctx, f.dst, f.content); err != nil {
-				return err
-			}
-			return rename(gctx, f.dst)
-		})
+	g.Go(func() error { return write(gctx, tmp(packager.ProofIndexPath), data) })
+	if !listed {
+		// c's manifest and signature are written under their own names
+		// directly: no index lists them before the one written now is
+		// renamed into place, after them (an index lists c only once c's
+		// files are whole), and their names say what they hold.
+		g.Go(func() error { return write(gctx, packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes) })
+		g.Go(func() error { return write(gctx, packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig) })
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return prune, err
 	}
-	if err := rename(ctx, packager.ProofIndexPath); err != nil {
-		return err
+	if err := r.t.Rename(ctx, tmp(packager.ProofIndexPath), packager.ProofIndexPath); err != nil {
+		return prune, fmt.Errorf("publish proof: %w", err)
 	}
 	// Proof files of cuts no longer listed go, best effort.
 	keep := map[string]bool{}
@@ -124,20 +112,21 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64, pr
 		keep[packager.ProofDir+"/"+pc.ManFile] = true
 		keep[packager.ProofDir+"/"+pc.SigFile] = true
 	}
-	var rm errgroup.Group
-	rm.SetLimit(r.e.filesInFlight())
-	for p := range have {
-		if !keep[p] && strings.HasPrefix(p, packager.ProofCutsDir+"/") {
-			rm.Go(func() error {
-				if err := r.t.Remove(ctx, p); err != nil {
-					r.log.Debug("old proof file not removed", zap.String("path", p), zap.Error(err))
-				}
-				return nil
-			})
+	return func() {
+		var rm errgroup.Group
+		rm.SetLimit(r.e.filesInFlight())
+		for p := range pre.have() {
+			if !keep[p] && strings.HasPrefix(p, packager.ProofCutsDir+"/") {
+				rm.Go(func() error {
+					if err := r.t.Remove(ctx, p); err != nil {
+						r.log.Debug("old proof file not removed", zap.String("path", p), zap.Error(err))
+					}
+					return nil
+				})
+			}
 		}
-	}
-	_ = rm.Wait()
-	return nil
+		_ = rm.Wait()
+	}, nil
 }
 
 // nextProofIndex returns the index that lists cut c after old, and whether

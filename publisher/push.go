@@ -212,7 +212,12 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		early = r.prepareEarly(ctx)
 	}
 	proofCtx, stopProof := context.WithCancel(ctx)
-	proofErr := inBackground(func() error { return r.publishProof(proofCtx, c, acked, early.proof) })
+	pruneProof := func() {}
+	proofErr := inBackground(func() error {
+		prune, err := r.placeProof(proofCtx, c, acked, early.proof)
+		pruneProof = prune
+		return err
+	})
 	defer func() {
 		stopProof()
 		_ = proofErr()
@@ -293,6 +298,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		return nil, st, err
 	}
 	// Housekeeping after the target serves the new cut.
+	pruneProof()
 	if err := r.deleteRetired(ctx, due, keep, c.m); err != nil {
 		r.log.Warn("delete retired files (tried again at the next push)", zap.Error(err))
 	} else {
