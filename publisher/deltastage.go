@@ -166,8 +166,11 @@ func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
 	// bytes where the versions differ, and not newer than the ack (a file
 	// renamed into place by a later commit that was interrupted before its
 	// ack, or edited on the server, is newer: see useDeltaFrom).
+	r.mu.Lock()
+	inline := r.flushInline // see stage
+	r.mu.Unlock()
 	rp := &targets.RangePlan{SrcSize: p.OldSize, Probe: p.Probe, ProbeBytes: p.probe, SrcOlderThan: AckPath,
-		Size: p.NewSize, Ops: make([]targets.RangeOp, len(p.Ops))}
+		Size: p.NewSize, Ops: make([]targets.RangeOp, len(p.Ops)), Flush: inline}
 	for i, op := range p.Ops {
 		rp.Ops[i] = targets.RangeOp{Copy: op.Copy, Src: op.Src, Dst: op.Dst, Len: op.Len}
 	}
@@ -183,6 +186,11 @@ func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
 		}
 		lvl("staging from the served file failed; sending the file whole", zap.String("path", s.e.Path), zap.Error(err))
 		return false
+	}
+	if inline {
+		r.mu.Lock()
+		r.synced[s.name] = true
+		r.mu.Unlock()
 	}
 	r.literal.Add(p.Literal)
 	r.copied.Add(p.Copied)

@@ -37,6 +37,10 @@ type RangePlan struct {
 	SrcOlderThan string
 	Size         int64
 	Ops          []RangeOp
+	// Flush asks for the staged file to be flushed to disk, where the
+	// server can, before it is closed; otherwise the caller flushes it
+	// ([DeferredSyncer]).
+	Flush bool
 }
 
 // RangeCopier is implemented by targets whose server can copy byte ranges

@@ -146,7 +146,7 @@ func (t *Target) WriteFileRanges(ctx context.Context, p, src string, plan *targe
 			return err
 		}
 		t.warmSyncers(c) // the staged file is flushed by SyncFiles
-		return s.writeRanges(g, abs, absSrc, absMark, plan, lit)
+		return s.writeRanges(g, abs, absSrc, absMark, plan, lit, plan.Flush && c.feats.Fsync)
 	})
 }
 
@@ -636,7 +636,7 @@ func data(ch <-chan rawReply) ([]byte, error) { return payload(ch, fxpData, "dat
 // travel with the first copies (dst is only a staging file, so copies made
 // before a failed check are harmless and the caller sends the file whole),
 // and replies are awaited in order, up to rawWindow requests ahead.
-func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *targets.RangePlan, lit io.ReaderAt) (err error) {
+func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *targets.RangePlan, lit io.ReaderAt, flush bool) (err error) {
 	srcOpen := s.send(fxpOpen, sftpStr(src), be32(fxfRead), be32(0))
 	dstOpen := s.send(fxpOpen, sftpStr(dst), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0))
 	sh, serr := handle(srcOpen)
@@ -774,6 +774,10 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 	// The size of the result, and the closes, travel behind the last
 	// writes.
 	final := s.send(fxpFstat, dhs)
+	var sync <-chan rawReply
+	if flush {
+		sync = s.send(fxpExtended, sftpStr("fsync@openssh.com"), dhs)
+	}
 	closeAll()
 	if err := wait(0, 0); err != nil {
 		return fmt.Errorf("write ranges: %w", err)
@@ -784,6 +788,11 @@ func (s *rawSession) writeRanges(g *guard, dst, src, olderThan string, plan *tar
 	da, err := attrs(final)
 	if err != nil {
 		return fmt.Errorf("stat after writing: %w", err)
+	}
+	if sync != nil {
+		if err := status(sync); err != nil {
+			return fmt.Errorf("fsync: %w", err)
+		}
 	}
 	if da.size != plan.Size {
 		return fmt.Errorf("server holds %d bytes after writing %d", da.size, plan.Size)

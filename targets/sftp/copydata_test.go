@@ -84,11 +84,15 @@ func TestWriteFileRangesOpenSSH(t *testing.T) {
 				"changes":   csvRows(0, 4000, 5),
 			}
 			// Every matching range is copied (MinCopy -1): the server
-			// handles hundreds of small ranges per file.
+			// handles hundreds of small ranges per file. Every other
+			// file is flushed with its writes.
+			flush := false
 			for name, nw := range versions {
 				p := rdelta.Compute(old, nw, rdelta.Options{MinCopy: -1})
 				staged := ".prepcast/staging/" + name
-				if err := tg.WriteFileRanges(ctx, staged, "db.csv", rangePlan(p, old), bytes.NewReader(nw)); err != nil {
+				rp := rangePlan(p, old)
+				rp.Flush, flush = flush, !flush
+				if err := tg.WriteFileRanges(ctx, staged, "db.csv", rp, bytes.NewReader(nw)); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
 				got, err := os.ReadFile(filepath.Join(s.WebRoot(), filepath.FromSlash(staged)))
