@@ -348,7 +348,7 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 		err = r.t.WriteFile(ctx, writeName(s), mf, s.e.Size)
 		if err == nil {
 			r.mu.Lock()
-			r.synced[writeName(s)] = true
+			r.synced[s.name] = true // (a resumable file keeps its content under its whole name)
 			r.mu.Unlock()
 		}
 	}
