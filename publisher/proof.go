@@ -92,13 +92,21 @@ func (r *targetRun) placeProof(ctx context.Context, c *cutRef, acked int64, pre 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return write(gctx, tmp(packager.ProofIndexPath), data) })
-	if !listed {
-		// c's manifest and signature are written under their own names
-		// directly: no index lists them before the one written now is
-		// renamed into place, after them (an index lists c only once c's
-		// files are whole), and their names say what they hold.
-		g.Go(func() error { return write(gctx, packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes) })
-		g.Go(func() error { return write(gctx, packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig) })
+	// c's manifest and signature are written under their own names
+	// directly: no index lists them before the one written now is renamed
+	// into place, after them (an index lists c only once c's files are
+	// whole), and their names say what they hold. An index that lists c
+	// already had them written; only one found missing is written again.
+	for _, f := range []struct {
+		dst     string
+		content []byte
+	}{{packager.ProofManifestPath(c.m.Seq, c.manifest), c.mbytes}, {packager.ProofSignaturePath(c.m.Seq, c.manifest), c.sig}} {
+		if listed {
+			if sz, ok := pre.have()[f.dst]; ok && sz == int64(len(f.content)) {
+				continue
+			}
+		}
+		g.Go(func() error { return write(gctx, f.dst, f.content) })
 	}
 	if err := g.Wait(); err != nil {
 		return prune, err

@@ -81,4 +81,24 @@ func TestProofPublishedAndRetired(t *testing.T) {
 			}
 		}
 	}
+	// A listed cut's proof file found missing is written again by the next
+	// push that changes the index (here: cut 2 leaving it).
+	sigPath := packager.ProofDir + "/" + x.Cuts[1].SigFile
+	if err := mem.Remove(context.Background(), sigPath); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(31 * time.Minute)
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if x = index(); len(x.Cuts) != 1 || x.Cuts[0].Seq != c3.Seq {
+		t.Fatalf("index lists %+v, want cut %d alone", x.Cuts, c3.Seq)
+	}
+	_, _, sig, err := f.Store.VerifiedManifest(c3.Seq, f.Pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := mem.File(sigPath); !ok || string(got) != string(sig) {
+		t.Errorf("cut %d's signature was not written again (present %v)", c3.Seq, ok)
+	}
 }
