@@ -18,7 +18,7 @@ import (
 
 // maxDirEntries bounds one directory's listing: a server that keeps
 // sending names is refused, not followed.
-const maxDirEntries = 1 << 21
+const maxDirEntries = 1 << 20
 
 // lstatOpendir sends LSTAT and OPENDIR for abs at once and returns abs's
 // attributes and, when abs is a directory, the open handle. A symbolic
