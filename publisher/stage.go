@@ -182,14 +182,19 @@ func destDirs(plan []staged) []string {
 	return dirs
 }
 
-// Uploads to one target hold at most stageBudget bytes of buffers at once
-// (an SFTP target holds a file of up to 512 KiB whole, to send it in one
-// go, and keeps up to 16 write requests of 32 KiB in flight for a larger
-// one): many small files go at once to hide their round trips, while a
-// push of large files to many targets stays within a bounded memory.
+// Uploads to one target hold at most stageBudget bytes of buffers at once,
+// and stageSmallBudget more for small files (an SFTP target holds a file
+// of up to 512 KiB whole, to send it in one go, and keeps up to 16 write
+// requests of 32 KiB in flight for a larger one): many small files go at
+// once to hide their round trips, also while large files wait for
+// buffers, and a push of large files to many targets stays within a
+// bounded memory.
 const (
-	stageBudget    = 4 << 20
-	uploadMaxBytes = 512 << 10 // buffers an upload holds at most
+	stageWaiting     = 16 // files waiting per write slot (see stage)
+	stageBudget      = 4 << 20
+	stageSmallBudget = 1 << 20 // for files of up to stageSmallFile bytes
+	stageSmallFile   = 64 << 10
+	uploadMaxBytes   = 512 << 10 // buffers an upload holds at most
 )
 
 // writeSlot waits for one of the FilesInFlight write slots the target's
@@ -237,8 +242,14 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	filesDone := len(plan) - len(todo)
 	r.prog("staging", done, total, filesDone, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(r.e.filesInFlight())
+	// Files wait for buffer space, then for a write slot. Small files
+	// have buffer space of their own, and more files wait than are
+	// written, so that small files are written while large ones wait for
+	// buffers: their round trips overlap the large files' bytes instead
+	// of following them.
+	g.SetLimit(stageWaiting * r.e.filesInFlight())
 	budget := semaphore.NewWeighted(stageBudget)
+	smallBudget := semaphore.NewWeighted(stageSmallBudget)
 	// Files are flushed to the target's disk while the next ones upload.
 	flushq, flushed := r.startFlusher(ctx) // not gctx: it ends when Wait returns
 	for _, s := range todo {
@@ -247,10 +258,14 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 		}
 		g.Go(func() error {
 			w := min(max(s.e.Size, 1), uploadMaxBytes)
-			if err := budget.Acquire(gctx, w); err != nil {
+			b := budget
+			if s.e.Size <= stageSmallFile {
+				b = smallBudget
+			}
+			if err := b.Acquire(gctx, w); err != nil {
 				return err
 			}
-			defer budget.Release(w)
+			defer b.Release(w)
 			release, err := r.writeSlot(gctx)
 			if err != nil {
 				return err

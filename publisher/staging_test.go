@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -324,4 +326,70 @@ func TestStagingKeptEmptyAfterPush(t *testing.T) {
 	if removals() != 1 {
 		t.Errorf("the staging directory was removed %d times, want once (with the foreign file)", removals())
 	}
+}
+
+// Small files are written while large ones wait for buffers or are being
+// written: their round trips overlap the large files' bytes instead of
+// following them. Here the large files' writes hold until every small
+// file's write has started; a stage that queued small files behind large
+// ones would not get there.
+func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
+	f := newFixture(t)
+	for i := range 20 { // 6 MB: more than the stage's buffers
+		f.addLarge(fmt.Sprintf("actas/a%02d.jpg", i), 300<<10)
+	}
+	for i := range 150 {
+		f.addLarge(fmt.Sprintf("json/x%03d.json", i), 200)
+	}
+	ci := f.Cut()
+	m, _, err := f.Store.Manifest(ci.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := map[string]bool{}
+	for _, e := range m.Entries {
+		if e.Size <= stageSmallFile {
+			small[StagingDir+"/"+e.SHA256] = true
+		}
+	}
+	mem := targettest.NewMem("t")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	started := map[string]bool{}
+	mem.Before = func(ctx context.Context, op targettest.Op) error {
+		if op.Kind != targettest.OpWrite {
+			return nil
+		}
+		if strings.HasSuffix(op.Path, partSuffix) { // a large file
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if small[op.Path] && !started[op.Path] {
+			started[op.Path] = true
+			if len(started) == len(small) {
+				close(release)
+			}
+		}
+		return nil
+	}
+	timeout := time.AfterFunc(10*time.Second, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(started) < len(small) {
+			t.Errorf("only %d of %d small files were written while the large ones waited", len(started), len(small))
+			close(release)
+		}
+	})
+	defer timeout.Stop()
+	eng := f.engine()
+	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	checkServed(t, f, mem, ci.Seq)
 }
