@@ -8,7 +8,11 @@
 // For each tool the 18:00 cut is first brought to every difusor (not
 // timed), then the 20:00 cut is timed: wall time until every difusor holds
 // it, bytes on the wire in both directions (proxy counts), literal bytes
-// (prepcast's plan; rsync --stats), and prepcast's planning time.
+// (prepcast's plan; rsync --stats), and prepcast's planning time. Both
+// tools are timed on new connections (as cron runs them) and on kept ones:
+// prepcast with the targets and engine of its 18:00 push (as "prepcast
+// run" keeps them), rsync over an OpenSSH ControlMaster connection opened
+// by its 18:00 run.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,13 +165,65 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 		return eng, res, took, nil
 	}
-	rsync := func(i int, p *faultproxy.Proxy) (int64, error) {
+	// The daemon ("prepcast run") keeps its engine and one connection per
+	// difusor for the night: the same targets and engine for every push.
+	var keptEngine *publisher.Engine
+	var keptSpecs []publisher.TargetSpec
+	pushKept := func() ([]publisher.Result, time.Duration, error) {
+		if keptEngine == nil {
+			for i, p := range proxies {
+				root := filepath.Join(out, "kept", fmt.Sprintf("d%02d", i))
+				if err := os.MkdirAll(root, 0o755); err != nil {
+					return nil, 0, err
+				}
+				t, err := sftptarget.New(sftptarget.Config{Name: fmt.Sprintf("d%02d", i), Address: p.Addr(), User: "root", Root: root,
+					IdentityFile: s.ClientKeyPath(), HostKey: s.HostKeyLine()}, nil)
+				if err != nil {
+					return nil, 0, err
+				}
+				keptSpecs = append(keptSpecs, publisher.TargetSpec{Target: t})
+			}
+			keptEngine = &publisher.Engine{Store: store, PublicKey: pub, Publisher: "bench", TargetsInFlight: n, Log: benchLog()}
+		}
+		start := time.Now()
+		res := keptEngine.Push(context.Background(), keptSpecs)
+		took := time.Since(start)
+		for _, r := range res {
+			if r.Err != nil {
+				return nil, 0, r.Err
+			}
+		}
+		return res, took, nil
+	}
+	defer func() {
+		for _, sp := range keptSpecs {
+			sp.Target.Close()
+		}
+	}()
+	// rsync over a kept connection: an OpenSSH master connection per
+	// difusor (ControlMaster), opened before the timed run.
+	var masters []string
+	var mastersMu sync.Mutex
+	defer func() {
+		for _, m := range masters {
+			_ = exec.Command("ssh", "-S", m, "-O", "exit", "x").Run()
+		}
+	}()
+	rsyncAt := func(i int, p *faultproxy.Proxy, tree, master string) (int64, error) {
 		host, port, _ := strings.Cut(p.Addr(), ":")
 		kh := filepath.Join(out, fmt.Sprintf("known_hosts_%d", i))
 		os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%s %s\n", host, port, s.HostKeyLine())), 0o600)
 		e := fmt.Sprintf("ssh -F /dev/null -p %s -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o LogLevel=ERROR",
 			port, s.ClientKeyPath(), kh)
-		dst := filepath.Join(out, "rsync", fmt.Sprintf("d%02d", i))
+		if master != "" {
+			e += " -o ControlMaster=auto -o ControlPersist=yes -S " + master
+			mastersMu.Lock()
+			if !slices.Contains(masters, master) {
+				masters = append(masters, master)
+			}
+			mastersMu.Unlock()
+		}
+		dst := filepath.Join(out, tree, fmt.Sprintf("d%02d", i))
 		os.MkdirAll(dst, 0o755)
 		b, err := exec.Command("rsync", "-a", "--stats", "-e", e, src+"/", "root@"+host+":"+dst+"/").CombinedOutput()
 		if err != nil {
@@ -178,16 +235,22 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 		return strconv.ParseInt(strings.ReplaceAll(string(m[1]), ",", ""), 10, 64)
 	}
-	rsyncAll := func() (int64, time.Duration, error) {
+	// rsyncEach runs one rsync per difusor at once (tree names their
+	// destination directories; master, a control socket per difusor).
+	rsyncEach := func(tree string, kept bool) (int64, time.Duration, error) {
 		var wg sync.WaitGroup
 		lits := make([]int64, n)
 		errs := make([]error, n)
 		start := time.Now()
 		for i, p := range proxies {
+			master := ""
+			if kept {
+				master = filepath.Join(out, fmt.Sprintf("cm-%d", i))
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				lits[i], errs[i] = rsync(i, p)
+				lits[i], errs[i] = rsyncAt(i, p, tree, master)
 			}()
 		}
 		wg.Wait()
@@ -201,6 +264,7 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 		return lit, took, nil
 	}
+	rsyncAll := func() (int64, time.Duration, error) { return rsyncEach("rsync", false) }
 
 	// Everyone gets the 18:00 cut first.
 	harness.Say("bringing %d difusores per tool to the 18:00 cut", n)
@@ -210,6 +274,13 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 	}
 	if _, _, err := rsyncAll(); err != nil {
+		return err
+	}
+	// Kept connections: opened by bringing their trees to 18:00.
+	if _, _, err := pushKept(); err != nil {
+		return err
+	}
+	if _, _, err := rsyncEach("rsync-kept", true); err != nil {
 		return err
 	}
 	if err := write(nw); err != nil {
@@ -252,7 +323,27 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 	u1, d1 := wire()
 	rows = append(rows, row{tool: fmt.Sprintf("rsync -a --stats, %d in parallel", n), wall: took.Seconds(), up: u1 - u0, down: d1 - d0, literal: lit})
 
-	for _, name := range []string{"copydata", "whole", "rsync"} {
+	harness.Say("prepcast file mode, copy-data, kept connections; rsync -a over kept connections")
+	u0, d0 = wire()
+	kres, ktook, err := pushKept()
+	if err != nil {
+		return err
+	}
+	u1, d1 = wire()
+	krow := row{tool: "prepcast file mode, copy-data, kept connections and engine (as `prepcast run`)", wall: ktook.Seconds(), up: u1 - u0, down: d1 - d0}
+	for _, x := range kres {
+		krow.literal += x.Literal
+		krow.copied += x.Copied
+	}
+	u0, d0 = wire()
+	klit, ktookR, err := rsyncEach("rsync-kept", true)
+	if err != nil {
+		return err
+	}
+	u1, d1 = wire()
+	rows = append(rows, krow, row{tool: fmt.Sprintf("rsync -a --stats, %d in parallel, over kept connections (ssh ControlMaster)", n), wall: ktookR.Seconds(), up: u1 - u0, down: d1 - d0, literal: klit})
+
+	for _, name := range []string{"copydata", "whole", "rsync", "kept", "rsync-kept"} {
 		for i := range proxies {
 			if err := harness.SameTree(src, filepath.Join(out, name, fmt.Sprintf("d%02d", i))); err != nil {
 				return err
@@ -296,6 +387,9 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 	c, w, rs := rows[0], rows[1], rows[2]
 	fmt.Printf("\ncopy-data / rsync: literal bytes %.2f×, wall time %.2f×; copy-data / whole files: wall time %.2f×, bytes up %.2f×\n",
 		float64(c.literal)/float64(rs.literal), c.wall/rs.wall, c.wall/w.wall, float64(c.up)/float64(w.up))
+	k, rk := rows[3], rows[4]
+	fmt.Printf("kept connections: copy-data / rsync: wall time %.2f×; copy-data kept / copy-data on new connections: %.2f×\n",
+		k.wall/rk.wall, k.wall/c.wall)
 	return nil
 }
 
