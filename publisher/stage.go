@@ -250,6 +250,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	g.SetLimit(stageWaiting * r.e.filesInFlight())
 	budget := semaphore.NewWeighted(stageBudget)
 	smallBudget := semaphore.NewWeighted(stageSmallBudget)
+	smallSlots := semaphore.NewWeighted(int64(max(1, r.e.filesInFlight()*3/4)))
 	// Files are flushed to the target's disk while the next ones upload.
 	flushq, flushed := r.startFlusher(ctx) // not gctx: it ends when Wait returns
 	for _, s := range todo {
@@ -258,14 +259,22 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 		}
 		g.Go(func() error {
 			w := min(max(s.e.Size, 1), uploadMaxBytes)
-			b := budget
-			if s.e.Size <= stageSmallFile {
+			b, small := budget, s.e.Size <= stageSmallFile
+			if small {
 				b = smallBudget
 			}
 			if err := b.Acquire(gctx, w); err != nil {
 				return err
 			}
 			defer b.Release(w)
+			if small {
+				// Small files leave some write slots to large ones,
+				// which would otherwise wait behind all of them.
+				if err := smallSlots.Acquire(gctx, 1); err != nil {
+					return err
+				}
+				defer smallSlots.Release(1)
+			}
 			release, err := r.writeSlot(gctx)
 			if err != nil {
 				return err

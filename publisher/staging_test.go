@@ -328,14 +328,11 @@ func TestStagingKeptEmptyAfterPush(t *testing.T) {
 	}
 }
 
-// Small files are written while large ones wait for buffers or are being
-// written: their round trips overlap the large files' bytes instead of
-// following them. Here the large files' writes hold until every small
-// file's write has started; a stage that queued small files behind large
-// ones would not get there.
-func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
-	f := newFixture(t)
-	for i := range 20 { // 6 MB: more than the stage's buffers
+// mixedCut cuts 20 large files (6 MB: more than a stage's buffers) and 150
+// small ones, and returns the staging names of the small ones.
+func mixedCut(t *testing.T, f *fixture) (*packager.CutInfo, map[string]bool) {
+	t.Helper()
+	for i := range 20 {
 		f.addLarge(fmt.Sprintf("actas/a%02d.jpg", i), 300<<10)
 	}
 	for i := range 150 {
@@ -352,15 +349,25 @@ func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
 			small[StagingDir+"/"+e.SHA256] = true
 		}
 	}
-	mem := targettest.NewMem("t")
+	return ci, small
+}
+
+// holdWrites makes mem's writes of the kind held (large: resumable names;
+// else small ones) wait until the writes of the other kind that started
+// reach want; a stage that cannot get there fails the test after 10 s.
+func holdWrites(t *testing.T, mem *targettest.Mem, small map[string]bool, holdLarge bool, want int) func() {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	started := map[string]bool{}
 	mem.Before = func(ctx context.Context, op targettest.Op) error {
-		if op.Kind != targettest.OpWrite {
+		if op.Kind != targettest.OpWrite || !strings.HasPrefix(op.Path, StagingDir+"/") {
 			return nil
 		}
-		if strings.HasSuffix(op.Path, partSuffix) { // a large file
+		large := strings.HasSuffix(op.Path, partSuffix)
+		if !large && !small[op.Path] {
+			return nil // the ack's or the proof's
+		}
+		if large == holdLarge {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -370,9 +377,9 @@ func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if small[op.Path] && !started[op.Path] {
+		if !started[op.Path] {
 			started[op.Path] = true
-			if len(started) == len(small) {
+			if len(started) == want {
 				close(release)
 			}
 		}
@@ -381,14 +388,39 @@ func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
 	timeout := time.AfterFunc(10*time.Second, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if len(started) < len(small) {
-			t.Errorf("only %d of %d small files were written while the large ones waited", len(started), len(small))
+		if len(started) < want {
+			t.Errorf("only %d of %d files were written while the others waited", len(started), want)
 			close(release)
 		}
 	})
-	defer timeout.Stop()
-	eng := f.engine()
-	if r := eng.Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+	return func() { timeout.Stop() }
+}
+
+// Small files are written while large ones wait for buffers or are being
+// written: their round trips overlap the large files' bytes instead of
+// following them. Here the large files' writes hold until every small
+// file's write has started; a stage that queued small files behind large
+// ones would not get there.
+func TestSmallFilesNotHeldBehindLarge(t *testing.T) {
+	f := newFixture(t)
+	ci, small := mixedCut(t, f)
+	mem := targettest.NewMem("t")
+	defer holdWrites(t, mem, small, true, len(small))()
+	if r := f.engine().Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	checkServed(t, f, mem, ci.Seq)
+}
+
+// And the other way round: many small files never take every write slot,
+// so large files keep being written (more of them than the buffers hold at
+// once) while small ones wait.
+func TestLargeFilesNotHeldBehindSmall(t *testing.T) {
+	f := newFixture(t)
+	ci, small := mixedCut(t, f)
+	mem := targettest.NewMem("t")
+	defer holdWrites(t, mem, small, false, 16)()
+	if r := f.engine().Push(context.Background(), []TargetSpec{{Target: mem}})[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	checkServed(t, f, mem, ci.Seq)
