@@ -190,7 +190,7 @@ func destDirs(plan []staged) []string {
 // buffers, and a push of large files to many targets stays within a
 // bounded memory.
 const (
-	stageWaiting     = 16 // files waiting per write slot (see stage)
+	stageWaiting     = 4 // files waiting per write slot (see stage)
 	stageBudget      = 4 << 20
 	stageSmallBudget = 1 << 20 // for files of up to stageSmallFile bytes
 	stageSmallFile   = 64 << 10
@@ -229,8 +229,9 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 		todo = append(todo, s)
 	}
 	r.mu.Unlock()
-	// Large files first, so that they overlap with the many small ones.
-	sort.SliceStable(todo, func(i, j int) bool { return todo[i].e.Size > todo[j].e.Size })
+	// Large files and small ones taken in turn (the largest first), so
+	// that both kinds are always waiting to be written (see below).
+	todo = alternate(todo)
 	// A few files are flushed as they are written: the requests go with
 	// the writes, where flushing them apart would cost round trips of its
 	// own at the end.
@@ -243,10 +244,11 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	r.prog("staging", done, total, filesDone, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
 	// Files wait for buffer space, then for a write slot. Small files
-	// have buffer space of their own, and more files wait than are
-	// written, so that small files are written while large ones wait for
-	// buffers: their round trips overlap the large files' bytes instead
-	// of following them.
+	// have buffer space of their own and take at most three quarters of
+	// the slots, and more files wait than are written, taken in turn, so
+	// that small files are written while large ones wait for buffers
+	// (their round trips overlap the large files' bytes instead of
+	// following them) and large ones while many small ones wait.
 	g.SetLimit(stageWaiting * r.e.filesInFlight())
 	budget := semaphore.NewWeighted(stageBudget)
 	smallBudget := semaphore.NewWeighted(stageSmallBudget)
@@ -331,6 +333,24 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 		return ErrStopped
 	}
 	return nil
+}
+
+// alternate orders files for a stage: the largest first, taking large
+// files (over stageSmallFile) and small ones in turn.
+func alternate(todo []staged) []staged {
+	sort.SliceStable(todo, func(i, j int) bool { return todo[i].e.Size > todo[j].e.Size })
+	cut := sort.Search(len(todo), func(i int) bool { return todo[i].e.Size <= stageSmallFile })
+	large, small := todo[:cut], todo[cut:]
+	out := make([]staged, 0, len(todo))
+	for len(large) > 0 || len(small) > 0 {
+		if len(large) > 0 {
+			out, large = append(out, large[0]), large[1:]
+		}
+		if len(small) > 0 {
+			out, small = append(out, small[0]), small[1:]
+		}
+	}
+	return out
 }
 
 // upload sends one stored object to its staging name. The object's
