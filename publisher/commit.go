@@ -69,7 +69,7 @@ func (r *targetRun) rename(ctx context.Context, s staged) error {
 		// The staged file is gone: a rename whose reply was lost with the
 		// connection, or a cleaned staging directory. Send it again.
 		r.forget(s.name)
-		if err = r.upload(ctx, s); err == nil {
+		if err = r.upload(ctx, s, false); err == nil {
 			if err = r.flushStaged(ctx, []staged{s}); err == nil {
 				err = r.t.Rename(ctx, s.name, s.e.Path)
 			}

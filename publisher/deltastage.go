@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/internal/rdelta"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
@@ -76,7 +77,7 @@ func (r *targetRun) readClock(ctx context.Context) func() error {
 	if r.apply != "" || !copies || !flushes {
 		return nil
 	}
-	return inBackground(func() error {
+	return background.Go(func() error {
 		if can, err := rc.CanCopyRanges(ctx); err != nil || !can {
 			return err
 		}
@@ -139,8 +140,8 @@ func (r *targetRun) deltaBase(s staged) (packager.Entry, bool) {
 
 // stageDelta tries to stage s from ranges of the version of s.e.Path the
 // target serves. It returns true when s is staged; false (nothing to do,
-// or any failure, logged) means s must be sent whole.
-func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
+// or any failure, logged) means s must be sent whole. inline is upload's.
+func (r *targetRun) stageDelta(ctx context.Context, s staged, inline bool) bool {
 	prev, ok := r.deltaBase(s)
 	if !ok {
 		return false
@@ -166,9 +167,6 @@ func (r *targetRun) stageDelta(ctx context.Context, s staged) bool {
 	// bytes where the versions differ, and not newer than the ack (a file
 	// renamed into place by a later commit that was interrupted before its
 	// ack, or edited on the server, is newer: see useDeltaFrom).
-	r.mu.Lock()
-	inline := r.flushInline // see stage
-	r.mu.Unlock()
 	rp := &targets.RangePlan{SrcSize: p.OldSize, Probe: p.Probe, ProbeBytes: p.probe, SrcOlderThan: AckPath,
 		Size: p.NewSize, Ops: make([]targets.RangeOp, len(p.Ops)), Flush: inline}
 	for i, op := range p.Ops {

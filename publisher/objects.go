@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -20,7 +21,7 @@ func (r *targetRun) freeSpace(ctx context.Context) func() int64 {
 	if !ok {
 		return func() int64 { return -1 }
 	}
-	return inBackground(func() int64 {
+	return background.Go(func() int64 {
 		free, known, err := sr.FreeSpace(ctx)
 		if err != nil || !known {
 			return -1 // cannot tell; a full disk fails the upload clearly

@@ -9,11 +9,13 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -53,16 +55,10 @@ func (r *targetRun) publishProof(ctx context.Context, c *cutRef, acked int64, pr
 func (r *targetRun) placeProof(ctx context.Context, c *cutRef, acked int64, pre *proofReads) (prune func(), err error) {
 	prune = func() {}
 	now := r.e.now().UTC().Truncate(time.Second)
-	if pre == nil && acked != c.m.Seq {
-		pre = r.readProofEarly(ctx)
-	} else if pre == nil {
-		// The target already holds c: most often its proof is current and
+	if pre == nil {
+		// A target that already holds c most often has its proof current:
 		// the index is all there is to read.
-		pre = &proofReads{
-			index: inBackground(func() *packager.ProofIndex { return r.readProofIndex(ctx) }),
-			have:  sync.OnceValue(func() map[string]int64 { return r.proofFiles(ctx) }),
-			dirs:  sync.OnceValue(func() error { return r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}) }),
-		}
+		pre = r.readProof(ctx, acked != c.m.Seq)
 	}
 	old := pre.index()
 	next, listed := nextProofIndex(old, c, acked, now, r.e.RetentionWindow)
@@ -70,6 +66,9 @@ func (r *targetRun) placeProof(ctx context.Context, c *cutRef, acked int64, pre 
 	if listed && bytes.Equal(data, old.Encode()) {
 		return prune, nil // nothing new: this is the cheap path of every cycle
 	}
+	// The new index drops or lists cuts: the proof files are listed
+	// meanwhile, for prune (and for a listed cut's files, below).
+	pre.startListing()
 	if err := pre.dirs(); err != nil {
 		return prune, fmt.Errorf("publish proof: %w", err)
 	}
@@ -169,21 +168,56 @@ func nextProofIndex(old *packager.ProofIndex, c *cutRef, acked int64, now time.T
 	return next, listed
 }
 
-// proofReads are what publishProof reads before it writes, asked in the
-// background (readProofEarly).
+// proofReads are what publishProof reads before it writes (readProof).
 type proofReads struct {
 	index func() *packager.ProofIndex
-	have  func() map[string]int64
 	dirs  func() error
+
+	list     func() map[string]int64 // lists the proof files
+	listOnce sync.Once
+	listing  func() map[string]int64 // the listing, once started
+	started  atomic.Bool
 }
 
-// readProofEarly starts publishProof's reads in the background.
-func (r *targetRun) readProofEarly(ctx context.Context) *proofReads {
-	return &proofReads{
-		index: inBackground(func() *packager.ProofIndex { return r.readProofIndex(ctx) }),
-		have:  inBackground(func() map[string]int64 { return r.proofFiles(ctx) }),
-		dirs:  inBackground(func() error { return r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}) }),
+// startListing starts listing the proof files in the background, once.
+func (p *proofReads) startListing() {
+	p.listOnce.Do(func() {
+		p.listing = background.Go(p.list)
+		p.started.Store(true)
+	})
+}
+
+// have returns the proof files by path, listing them if not yet started.
+func (p *proofReads) have() map[string]int64 {
+	p.startListing()
+	return p.listing()
+}
+
+// wait waits for the reads started in the background: the index, the
+// directories (readProof with dirs), and the listing if it was started.
+func (p *proofReads) wait() {
+	_, _ = p.index(), p.dirs()
+	if p.started.Load() {
+		_ = p.have()
 	}
+}
+
+// readProof starts reading the proof index in the background, and making
+// the proof's directories too when dirs; the proof files are listed when
+// asked for (only an index that changes needs them: to delete what it no
+// longer lists, or to rewrite a listed file found missing), and the
+// directories made then if not already.
+func (r *targetRun) readProof(ctx context.Context, dirs bool) *proofReads {
+	mkdirs := func() error { return r.mkdirs(ctx, []string{StagingDir, packager.ProofCutsDir}) }
+	p := &proofReads{
+		index: background.Go(func() *packager.ProofIndex { return r.readProofIndex(ctx) }),
+		dirs:  sync.OnceValue(mkdirs),
+		list:  func() map[string]int64 { return r.proofFiles(ctx) },
+	}
+	if dirs {
+		p.dirs = background.Go(mkdirs)
+	}
+	return p
 }
 
 // readProofIndex returns the target's proof index, an empty one if it has

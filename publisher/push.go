@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -68,12 +69,6 @@ type targetRun struct {
 	prog     progressFunc
 	// verified is how many files the last verification checked.
 	verified int
-	// stagingLeft is what the last sweep of the staging directory found
-	// that a successful commit leaves there (-1: unknown; under mu).
-	stagingLeft int
-	// flushInline is set while a stage writes so few files that each is
-	// flushed as it is written (under mu).
-	flushInline bool
 	// slots holds one token per file being written (uploads and the
 	// proof's files alike): FilesInFlight at most (see writeSlot).
 	slotsOnce sync.Once
@@ -96,14 +91,6 @@ type cutRef struct {
 	sig      []byte
 	sigB64   string
 	manifest string // hex SHA-256
-}
-
-// inBackground runs f on a goroutine of its own and returns a function
-// that waits for f's result, as many times as it is called.
-func inBackground[T any](f func() T) func() T {
-	done := make(chan T, 1)
-	go func() { done <- f() }()
-	return sync.OnceValue(func() T { return <-done })
 }
 
 // pushCut brings the target to cut c: one attempt, no retries.
@@ -213,7 +200,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	}
 	proofCtx, stopProof := context.WithCancel(ctx)
 	pruneProof := func() {}
-	proofErr := inBackground(func() error {
+	proofErr := background.Go(func() error {
 		prune, err := r.placeProof(proofCtx, c, acked, early.proof)
 		pruneProof = prune
 		return err
@@ -229,7 +216,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	start := time.Now()
 	plan := stagingPlan(changed)
 	stopDelta := func() {}
-	deltaErr := inBackground(func() (err error) {
+	deltaErr := background.Go(func() (err error) {
 		if from != nil {
 			stopDelta, err = r.useDeltaFrom(ctx, from, clock)
 		}
@@ -238,10 +225,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	err = early.prepared()
 	// Only resumable files wait for the sweep (stage): it tells which are
 	// already there whole.
-	swept := inBackground(func() struct{} {
-		r.sweepStaging(ctx, plan, early.listed)
-		return struct{}{}
-	})
+	swept := background.Go(func() int { return r.sweepStaging(ctx, plan, early.listed) })
 	defer swept()
 	if derr := deltaErr(); err == nil {
 		err = derr
@@ -253,7 +237,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	sentBefore := r.sent.Load()
 	deltaBefore := r.deltaMark()
 	// The destination directories are made while the files upload.
-	dirsErr := inBackground(func() error { return r.mkdirs(ctx, destDirs(plan)) })
+	dirsErr := background.Go(func() error { return r.mkdirs(ctx, destDirs(plan)) })
 	// Retire what left the manifest; delete what has been retired long
 	// enough. The ack still lists what is deleted right after it: if the
 	// deletion is interrupted, the next push deletes those files again.
@@ -270,12 +254,12 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 	ackStaged := func() error { return errors.New("ack not staged") }
 	stageAck := func() {
 		na.Time = r.e.now().UTC().Truncate(time.Millisecond)
-		ackStaged = inBackground(func() error { return r.stageAck(ctx, na) })
+		ackStaged = background.Go(func() error { return r.stageAck(ctx, na) })
 	}
 	defer func() { _ = ackStaged() }()
 	uploadedBefore := r.uploaded.Load()
 	err = r.stage(ctx, plan, need, stageAck, func() { swept() })
-	swept() // the commit's tidying counts what the sweep found
+	left := swept() // what the commit leaves in the staging directory
 	if derr := dirsErr(); err == nil {
 		err = derr
 	}
@@ -305,7 +289,7 @@ func (r *targetRun) pushCut(ctx context.Context, c *cutRef) (*Ack, attemptStats,
 		st.Deleted = len(due)
 	}
 	if len(plan) > 0 {
-		r.tidyStaging(ctx)
+		r.tidyStaging(ctx, left)
 	}
 	return na, st, nil
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -70,9 +71,9 @@ func (r *targetRun) prepareEarly(ctx context.Context) *earlyReads {
 		return nil
 	}
 	return &earlyReads{
-		prepared: inBackground(func() error { return r.prepareStaging(ctx) }),
-		listed:   inBackground(func() stagingList { return r.listStaging(ctx) }),
-		proof:    r.readProofEarly(ctx),
+		prepared: background.Go(func() error { return r.prepareStaging(ctx) }),
+		listed:   background.Go(func() stagingList { return r.listStaging(ctx) }),
+		proof:    r.readProof(ctx, true),
 	}
 }
 
@@ -81,7 +82,7 @@ func (r *targetRun) prepareEarly(ctx context.Context) *earlyReads {
 func (e *earlyReads) wait() {
 	if e != nil {
 		_, _ = e.prepared(), e.listed()
-		_, _, _ = e.proof.index(), e.proof.have(), e.proof.dirs()
+		e.proof.wait()
 	}
 }
 
@@ -96,13 +97,11 @@ func (r *targetRun) prepareStaging(ctx context.Context) error {
 
 // tidyStaging runs after the target acknowledged a cut: everything this
 // attempt staged was renamed into place, so the staging directory holds
-// only what the attempt's sweep found there and did not use. An empty
+// only what the attempt's sweep found there and did not use (left files;
+// -1 when the sweep could not tell). An empty
 // directory is kept for the next push (creating it costs round trips);
 // one that still holds files is removed with them (cleanStaging).
-func (r *targetRun) tidyStaging(ctx context.Context) {
-	r.mu.Lock()
-	left := r.stagingLeft
-	r.mu.Unlock()
+func (r *targetRun) tidyStaging(ctx context.Context, left int) {
 	if left != 0 {
 		r.cleanStaging(ctx)
 	}
@@ -235,9 +234,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	// A few files are flushed as they are written: the requests go with
 	// the writes, where flushing them apart would cost round trips of its
 	// own at the end.
-	r.mu.Lock()
-	r.flushInline = len(todo) <= inlineFlushMax
-	r.mu.Unlock()
+	inline := len(todo) <= inlineFlushMax
 	var doneBytes atomic.Int64
 	doneBytes.Store(done)
 	filesDone := len(plan) - len(todo)
@@ -300,7 +297,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 					return nil
 				}
 			}
-			if err := r.upload(gctx, s); err != nil {
+			if err := r.upload(gctx, s, inline); err != nil {
 				return err
 			}
 			r.uploaded.Add(1)
@@ -357,9 +354,10 @@ func alternate(todo []staged) []staged {
 // content is checked against its SHA-256 once per process, while it is
 // read for its first upload (or, if that upload fails, the next one): a
 // corrupt object is never renamed into place on any target, and content
-// already checked is not read twice.
-func (r *targetRun) upload(ctx context.Context, s staged) error {
-	if r.stageDelta(ctx, s) {
+// already checked is not read twice. With inline the file is flushed to
+// the target's disk as it is written; otherwise flushStaged flushes it.
+func (r *targetRun) upload(ctx context.Context, s staged, inline bool) error {
+	if r.stageDelta(ctx, s, inline) {
 		return nil
 	}
 	v, hashHere, wait, err := r.e.beginCheck(s.e)
@@ -383,9 +381,6 @@ func (r *targetRun) upload(ctx context.Context, s staged) error {
 	if hashHere {
 		mf.hash = sha256.New()
 	}
-	r.mu.Lock()
-	inline := r.flushInline
-	r.mu.Unlock()
 	if ds, ok := r.t.(targets.DeferredSyncer); ok && !inline {
 		err = ds.WriteFileNoSync(ctx, writeName(s), mf, s.e.Size) // flushed by flushStaged before the commit
 	} else {

@@ -105,8 +105,11 @@ func (r *targetRun) listStaging(ctx context.Context) stagingList {
 // listStaging, listed now when list is nil): whole files of plan with the
 // right size count as staged (they are not sent again), and files plan
 // does not use that are older than the engine's StaleStaging are removed.
-// Listing or removal failures are logged and do not stop the push.
-func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func() stagingList) {
+// Listing or removal failures are logged and do not stop the push. It
+// returns how many files a successful commit of plan leaves in the
+// directory (files of others, partial uploads of files found whole), or
+// -1 when it cannot tell.
+func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func() stagingList) int {
 	inPlan := make(map[string]staged, len(plan))
 	for _, s := range plan {
 		inPlan[s.name] = s
@@ -117,7 +120,6 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func()
 	cutoff := r.e.now().Add(-r.e.staleStaging())
 	var stale, others []string
 	resumed, resumedBytes := 0, int64(0)
-	r.setStagingLeft(-1) // unknown until the listing succeeds
 	var l stagingList
 	if list != nil {
 		l = list()
@@ -126,7 +128,7 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func()
 	}
 	if l.err != nil {
 		r.log.Warn("list staging directory (stale files stay until the next push)", zap.Error(l.err))
-		return
+		return -1
 	}
 	for _, fi := range l.files {
 		s, used := inPlan[fi.Path]
@@ -169,8 +171,7 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func()
 		r.log.Info("resuming staged files a previous push wrote whole", zap.Int("files", resumed), zap.Int64("bytes", resumedBytes))
 	}
 	if len(stale) == 0 {
-		r.setStagingLeft(left)
-		return
+		return left
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.e.filesInFlight())
@@ -179,18 +180,10 @@ func (r *targetRun) sweepStaging(ctx context.Context, plan []staged, list func()
 	}
 	if err := g.Wait(); err != nil {
 		r.log.Warn("remove stale staging files", zap.Int("files", len(stale)), zap.Error(err))
-		return
+		return -1
 	}
-	r.setStagingLeft(left)
 	r.log.Info("removed stale staging files of earlier pushes", zap.Int("files", len(stale)))
-}
-
-// setStagingLeft records what the last sweep found that a successful
-// commit leaves in the staging directory: a count, or -1 for unknown.
-func (r *targetRun) setStagingLeft(n int) {
-	r.mu.Lock()
-	r.stagingLeft = n
-	r.mu.Unlock()
+	return left
 }
 
 func (e *Engine) staleStaging() time.Duration {

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/targets"
 )
 
@@ -219,30 +220,21 @@ func (t *Target) WaitPast(ctx context.Context, p, marker string) error {
 // absM, made modified now: the marker opened for writing and truncated
 // (which marks it modified) while absP is stat'ed, then its fstat.
 func clockBySFTP(c *conn, absP, absM string) (pm, mm int64, err error) {
-	statP := inBackground(func() statResult {
-		fi, err := c.sftp.Stat(absP)
-		return statResult{fi, err}
-	})
+	statP := background.GoErr(func() (fs.FileInfo, error) { return c.sftp.Stat(absP) })
 	f, err := c.sftp.OpenFile(absM, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	sp := statP()
+	fp, perr := statP()
 	if err != nil {
 		return 0, 0, err
 	}
 	defer func() { go f.Close() }()
 	fm, err := f.Stat()
-	if err = errors.Join(sp.err, err); err != nil {
+	if err = errors.Join(perr, err); err != nil {
 		return 0, 0, err
 	}
-	if !hasTimes(sp.fi) || !hasTimes(fm) {
+	if !hasTimes(fp) || !hasTimes(fm) {
 		return 0, 0, targets.Permanent(errors.New("the server reports no modification times"))
 	}
-	return sp.fi.ModTime().Unix(), fm.ModTime().Unix(), nil
-}
-
-// statResult is what one Stat returned.
-type statResult struct {
-	fi  fs.FileInfo
-	err error
+	return fp.ModTime().Unix(), fm.ModTime().Unix(), nil
 }
 
 // hasTimes reports whether the server sent times with fi.
@@ -548,20 +540,7 @@ type fileAttrs struct {
 // attrs waits for an attrs reply and returns the size (required) and
 // modification time it carries.
 func attrs(ch <-chan rawReply) (fileAttrs, error) {
-	var a fileAttrs
-	r := <-ch
-	switch {
-	case r.err != nil:
-		return a, r.err
-	case r.typ == fxpStatus:
-		if err := statusOf(r.data); err != nil {
-			return a, err
-		}
-		return a, errors.New("sftp stat answered OK without attributes")
-	case r.typ != fxpAttrs:
-		return a, fmt.Errorf("unexpected sftp reply type %d, want attributes", r.typ)
-	}
-	a, _, err := parseAttrs(r.data)
+	a, err := anyAttrs(ch)
 	if err == nil && !a.hasSize {
 		err = errors.New("sftp attributes without a size")
 	}

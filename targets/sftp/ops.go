@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prepcast/prepcast/internal/background"
 	"github.com/prepcast/prepcast/internal/safepath"
 	"github.com/prepcast/prepcast/targets"
 )
@@ -328,12 +329,9 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		// The first 32 KiB are asked for with the size: a small file costs
 		// one round trip after the open.
 		first := make([]byte, min(max+1, 32<<10))
-		firstRead := inBackground(func() readResult {
-			n, err := f.ReadAt(first, 0)
-			return readResult{n, err}
-		})
+		firstRead := background.GoErr(func() (int, error) { return f.ReadAt(first, 0) })
 		fi, err := f.Stat()
-		fr := firstRead()
+		n, ferr := firstRead()
 		if err != nil {
 			return err
 		}
@@ -344,9 +342,9 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 			// Exactly the size the server reports, 32 KiB per request, one
 			// at a time, and no request past the end (see HashFile).
 			b := make([]byte, fi.Size())
-			off := copy(b, first[:fr.n])
-			if fr.err != nil && fr.err != io.EOF {
-				return fr.err
+			off := copy(b, first[:n])
+			if ferr != nil && ferr != io.EOF {
+				return ferr
 			}
 			for off < len(b) {
 				n, err := f.ReadAt(b[off:min(off+32<<10, len(b))], int64(off))
@@ -382,26 +380,6 @@ func (t *Target) ReadFileMax(ctx context.Context, p string, max int64) ([]byte, 
 		return nil, err
 	}
 	return data, nil
-}
-
-// readDirResult is what one ReadDir returned.
-type readDirResult struct {
-	entries []fs.FileInfo
-	err     error
-}
-
-// readResult is what one ReadAt returned.
-type readResult struct {
-	n   int
-	err error
-}
-
-// inBackground runs f on a goroutine of its own and returns a function
-// that waits for f's result, as many times as it is called.
-func inBackground[T any](f func() T) func() T {
-	done := make(chan T, 1)
-	go func() { done <- f() }()
-	return sync.OnceValue(func() T { return <-done })
 }
 
 // HashFile reads path to its end and returns its SHA-256 and length, one
@@ -954,14 +932,10 @@ func (t *Target) Walk(ctx context.Context, dir string, fn func(targets.FileInfo)
 		}
 		// The listing is asked for with the lstat, and used only if the
 		// lstat says a directory (a link is never listed).
-		listing := inBackground(func() readDirResult {
-			es, err := c.sftp.ReadDir(abs)
-			return readDirResult{es, err}
-		})
+		listing := background.GoErr(func() ([]fs.FileInfo, error) { return c.sftp.ReadDir(abs) })
 		fi, err = c.sftp.Lstat(abs)
 		if err == nil && fi.IsDir() {
-			l := listing()
-			entries, err = l.entries, l.err
+			entries, err = listing()
 		}
 		return err
 	})
