@@ -115,7 +115,8 @@ func Apply(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	hello := applyproto.Hello{Format: applyproto.Format, Version: o.Version, Trust: mode, Proof: true}
+	hello := applyproto.Hello{Format: applyproto.Format, Version: o.Version, Trust: mode, Proof: true,
+		Deltas: []string{packager.DeltaZstd}}
 	if h.vouched {
 		hello.AckSeq, hello.AckManifest = h.m.Seq, h.state.Manifest
 	} else {
@@ -237,9 +238,11 @@ func (r *applyRun) apply(ctx context.Context, in io.Reader) applyproto.Result {
 		staged[e.Path] = true
 		return nil
 	}
-	m, mb, sig, err := readPackage(body, r.o.MaxManifest, verify, file)
+	m, mb, sig, err := readPackage(body, r.o.MaxManifest, verify, r.deltaBase(ctx), file)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrBaseDamaged):
+		return refuse(applyproto.BaseDamaged, false, err)
 	case keyErr != nil:
 		msg := fmt.Errorf("%w (the difusor trusts another institute key)", keyErr)
 		if pinAfter {
@@ -387,4 +390,40 @@ func (r *applyRun) rollbackError(seq int64) error {
 func sortRetired(rs []publisher.Retired) []publisher.Retired {
 	slices.SortFunc(rs, func(a, b publisher.Retired) int { return strings.Compare(a.Path, b.Path) })
 	return rs
+}
+
+// ErrBaseDamaged is wrapped by the error of a package refused because a
+// file one of its deltas starts from is not in the root as the signed
+// manifest of the cut the difusor holds lists it: the root was changed
+// outside prepcast. The publisher then sends whole files.
+var ErrBaseDamaged = errors.New("a file in the root does not match the signed cut it belongs to")
+
+// deltaBase returns the content delta members start from: the file the
+// root serves at their path, when the kept signed manifest lists it with
+// the SHA-256 the member names, read and checked against that hash.
+func (r *applyRun) deltaBase(ctx context.Context) baseFunc {
+	return func(p, sha string) ([]byte, error) {
+		h := r.h
+		if !h.vouched {
+			return nil, fmt.Errorf("%w: member %s is a delta, and the difusor vouches for no cut to decode it against", ErrBadPackage, quote(p))
+		}
+		pe, ok := h.m.Lookup(p)
+		if !ok || pe.SHA256 != sha {
+			return nil, fmt.Errorf("%w: member %s is a delta from content (SHA-256 %.12s) that cut %d does not hold at that path",
+				ErrBadPackage, quote(p), sha, h.m.Seq)
+		}
+		if pe.Size > packager.MaxDeltaBase {
+			return nil, fmt.Errorf("%w: member %s is a delta from a file of %d bytes, more than the %d a delta may start from",
+				ErrBadPackage, quote(p), pe.Size, packager.MaxDeltaBase)
+		}
+		b, err := targets.ReadFileMax(ctx, r.o.Target, p, pe.Size)
+		if err == nil && (int64(len(b)) != pe.Size || packager.Hash(b) != pe.SHA256) {
+			err = fmt.Errorf("its content is not the SHA-256 %.12s cut %d lists", pe.SHA256, h.m.Seq)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %s; nothing was committed, and the publisher sends whole files",
+				ErrBaseDamaged, quote(p), termsafe.String(err.Error()))
+		}
+		return b, nil
+	}
 }

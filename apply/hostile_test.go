@@ -32,10 +32,12 @@ import (
 )
 
 // member is one tar member of a crafted package; size < 0 means len(data).
+// A member with a base is a delta member from the content of that SHA-256.
 type member struct {
 	name string
 	data []byte
 	size int64
+	base string
 }
 
 // craft writes members as a package stream (a zstd stream of a tar
@@ -49,7 +51,11 @@ func craft(t *testing.T, ms []member) []byte {
 		if size < 0 {
 			size = int64(len(m.data))
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: m.name, Size: size, Mode: 0o644, Format: tar.FormatPAX}); err != nil {
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: m.name, Size: size, Mode: 0o644, Format: tar.FormatPAX}
+		if m.base != "" {
+			h.PAXRecords = map[string]string{packager.PAXDeltaBase: m.base}
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tw.Write(m.data); err != nil && !errors.Is(err, tar.ErrWriteTooLong) {
@@ -75,7 +81,7 @@ func cutMembers(t *testing.T, f *fixture, from, to int64) []member {
 	}
 	d := packager.ComputeDelta(mf, mt)
 	dj, _ := json.Marshal(packager.DeltaInfo{Format: packager.DeltaFormat, ToSeq: to, ToManifest: packager.Hash(mb), Files: len(d.Changed), Bytes: d.Bytes(), Deleted: d.Deleted})
-	ms := []member{{packager.PkgManifest, mb, -1}, {packager.PkgSignature, sig, -1}, {packager.PkgDelta, dj, -1}}
+	ms := []member{{packager.PkgManifest, mb, -1, ""}, {packager.PkgSignature, sig, -1, ""}, {packager.PkgDelta, dj, -1, ""}}
 	var ptrs []member
 	for _, e := range d.Changed {
 		data, err := os.ReadFile(f.Store.ObjectPath(e.SHA256))
@@ -83,9 +89,9 @@ func cutMembers(t *testing.T, f *fixture, from, to int64) []member {
 			t.Fatal(err)
 		}
 		if mt.IsPointer(e.Path) {
-			ptrs = append(ptrs, member{e.Path, data, -1})
+			ptrs = append(ptrs, member{e.Path, data, -1, ""})
 		} else {
-			ms = append(ms, member{e.Path, data, -1})
+			ms = append(ms, member{e.Path, data, -1, ""})
 		}
 	}
 	return append(ms, ptrs...)
@@ -305,7 +311,7 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 		{"missing pointer", func(h *hostile, ms []member) []member { return without(ms, "json/main.json") }, nil,
 			applyproto.Incomplete, `"json/main.json"`},
 		{"extra member", func(h *hostile, ms []member) []member {
-			return append(ms, member{ownPage, []byte("modificada"), -1})
+			return append(ms, member{ownPage, []byte("modificada"), -1, ""})
 		}, nil, applyproto.BadPackage, `member "mi-pagina.html" is not a file of the signed cut`},
 		{"member twice", func(h *hostile, ms []member) []member {
 			return append(ms, ms[len(ms)-1])
@@ -326,6 +332,29 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 			}
 			return ms
 		}, nil, applyproto.BadPackage, `"datos/PUE_GUB_2024.csv" does not match`},
+		{"delta from content the difusor's cut does not hold", func(h *hostile, ms []member) []member {
+			return asDelta(h, ms, db, func(base, content []byte) ([]byte, string) {
+				return deltaFrame(h.t, content, content), sha256Hex(content)
+			})
+		}, nil, applyproto.BadPackage, `member "datos/PUE_GUB_2024.csv" is a delta from content`},
+		{"delta to other content", func(h *hostile, ms []member) []member {
+			return asDelta(h, ms, db, func(base, content []byte) ([]byte, string) {
+				return deltaFrame(h.t, base, bytes.Replace(content, []byte("corte 2"), []byte("corte 9"), 1)), sha256Hex(base)
+			})
+		}, nil, applyproto.BadPackage, `"datos/PUE_GUB_2024.csv" does not match`},
+		{"delta that decodes past its file", func(h *hostile, ms []member) []member {
+			return asDelta(h, ms, db, func(base, content []byte) ([]byte, string) {
+				return deltaFrame(h.t, base, append(content, "'219999B0100',1,2,3\n"...)), sha256Hex(base)
+			})
+		}, nil, applyproto.BadPackage, "decodes to more bytes than its file"},
+		{"delta member as large as its file", func(h *hostile, ms []member) []member {
+			return asDelta(h, ms, db, func(base, content []byte) ([]byte, string) { return content, sha256Hex(base) })
+		}, nil, applyproto.BadPackage, "a delta is always smaller than its file"},
+		{"delta from a malformed hash", func(h *hostile, ms []member) []member {
+			return asDelta(h, ms, db, func(base, content []byte) ([]byte, string) {
+				return deltaFrame(h.t, base, content), "../../etc/passwd"
+			})
+		}, nil, applyproto.BadPackage, "malformed SHA-256"},
 		{"manifest claims 200 MB", func(h *hostile, ms []member) []member {
 			ms[0].size = 200 << 20
 			return ms[:1]
@@ -388,6 +417,41 @@ func TestHostilePackagesCommitNothing(t *testing.T) {
 	}
 }
 
+// db is the results database, rewritten by every cut of the fixture.
+const db = "datos/PUE_GUB_2024.csv"
+
+// asDelta replaces member p of a package from cut 1 by the delta member
+// build returns from the content cut 1 holds at p (base) and the member's
+// content.
+func asDelta(h *hostile, ms []member, p string, build func(base, content []byte) ([]byte, string)) []member {
+	m1, _, _ := h.f.manifest(1)
+	e, _ := m1.Lookup(p)
+	base, err := os.ReadFile(h.f.Store.ObjectPath(e.SHA256))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for i := range ms {
+		if ms[i].name == p {
+			ms[i].data, ms[i].base = build(base, ms[i].data)
+		}
+	}
+	return ms
+}
+
+func deltaFrame(t *testing.T, base, content []byte) []byte {
+	t.Helper()
+	b, err := packager.EncodeDelta(base, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
 // otherCut1 is a package of a cut 1 with other content than the difusor's,
 // signed with the institute's key.
 func otherCut1(h *hostile) []member {
@@ -408,8 +472,8 @@ func otherCut1(h *hostile) []member {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return []member{{packager.PkgManifest, mb, -1}, {packager.PkgSignature, packager.Sign(h.f.Priv, mb), -1},
-		{packager.PkgDelta, []byte("{}"), -1}, {img.Path, data, -1}}
+	return []member{{packager.PkgManifest, mb, -1, ""}, {packager.PkgSignature, packager.Sign(h.f.Priv, mb), -1, ""},
+		{packager.PkgDelta, []byte("{}"), -1, ""}, {img.Path, data, -1, ""}}
 }
 
 // Members may come in any order: the pointer is still renamed last and the
@@ -528,7 +592,7 @@ func TestTrustOnFirstUsePinsOnlyAfterAWholePackage(t *testing.T) {
 	}{
 		{"garbage", garbage, applyproto.BadPackage},
 		{"signed by another key, a file missing", craft(t, without(ms, "actas/001.jpg")), applyproto.Incomplete},
-		{"signed by another key, a file altered", craft(t, append(ms[:len(ms)-1:len(ms)-1], member{ms[len(ms)-1].name, bytes.ToUpper(ms[len(ms)-1].data), -1})), applyproto.BadPackage},
+		{"signed by another key, a file altered", craft(t, append(ms[:len(ms)-1:len(ms)-1], member{ms[len(ms)-1].name, bytes.ToUpper(ms[len(ms)-1].data), -1, ""})), applyproto.BadPackage},
 	} {
 		oc := runApply(t, dir, opts, request(t, f, 1, attacker), tc.pkg)
 		if oc.res.Code != tc.code {

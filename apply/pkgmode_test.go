@@ -1,17 +1,21 @@
 package apply_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/prepcast/prepcast/apply"
 	"github.com/prepcast/prepcast/internal/cuttest"
@@ -197,13 +201,13 @@ func TestPackageModeLaggingTargetGetsOnePackageFromItsCut(t *testing.T) {
 	}
 	checkServes(t, f, a.Mem, ci.Seq)
 	checkServes(t, f, b.Mem, ci.Seq)
-	pr, err := f.Store.OpenPackage(1, ci.Seq)
+	pr, err := f.Store.OpenPackage(1, ci.Seq, packager.FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}
 	info := pr.Info()
 	pr.Close()
-	if _, err := os.Stat(filepath.Join(f.Store.CutDir(ci.Seq), packager.PackageName(1))); err != nil || rs[0].Bytes != info.Size || rs[1].Bytes != info.Size {
+	if _, err := os.Stat(filepath.Join(f.Store.CutDir(ci.Seq), packager.PackageName(1, packager.FileDeltas))); err != nil || rs[0].Bytes != info.Size || rs[1].Bytes != info.Size {
 		t.Fatalf("package from cut 1 (%d bytes, %v); targets were sent %d and %d bytes", info.Size, err, rs[0].Bytes, rs[1].Bytes)
 	}
 }
@@ -223,7 +227,7 @@ func TestPackageModeWithoutKeptManifestSendsWholeCut(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	checkServes(t, f, x.Mem, ci.Seq)
-	full, err := f.Store.OpenPackage(0, ci.Seq)
+	full, err := f.Store.OpenPackage(0, ci.Seq, packager.WholeFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,4 +368,76 @@ func TestPackageModeRecordsKeyTrust(t *testing.T) {
 	if got["tofu"] != "trust-on-first-use" || got["fixed"] != "public-key" {
 		t.Fatalf("key trust recorded %v", got)
 	}
+}
+
+// deltaPaths returns the paths a package stream carries as delta members.
+func deltaPaths(t *testing.T, pr *packager.PackageReader) map[string]bool {
+	t.Helper()
+	zr, err := zstd.NewReader(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	out := map[string]bool{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := h.PAXRecords[packager.PAXDeltaBase]; ok {
+			out[h.Name] = true
+		}
+	}
+}
+
+// The rewritten database travels as a delta against the difusor's copy.
+// A copy changed in the root (same size, so the greeting still vouches for
+// the cut) is found before anything is committed; whole files replace it
+// at once, and that difusor gets whole files from then on.
+func TestPackageModeDeltasAndADamagedBase(t *testing.T) {
+	f, x, eng, _ := pkgTargetAtFirstCut(t)
+	const db = "datos/PUE_GUB_2024.csv"
+	ci := f.Cut()
+	pr, err := f.Store.OpenPackage(ci.Seq-1, ci.Seq, packager.FileDeltas)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := deltaPaths(t, pr); !d[db] || len(d) != 1 {
+		t.Fatalf("the cut's package has delta members %v, want the database", d)
+	}
+	pr.Close()
+	r := pushPkg(eng, x)[0]
+	if r.Err != nil || r.Attempts != 1 || r.Bytes != ci.PackageSize {
+		t.Fatalf("push: %v after %d attempts, %d bytes; the package with deltas has %d", r.Err, r.Attempts, r.Bytes, ci.PackageSize)
+	}
+	checkServes(t, f, x.Mem, ci.Seq)
+
+	b := mustFile(t, x.Mem, db)
+	i := bytes.Index(b, []byte("CAPTURADA"))
+	b[i] = 'c'
+	if err := x.SetFile(db, b); err != nil {
+		t.Fatal(err)
+	}
+	ci = f.Cut()
+	r = pushPkg(eng, x)[0]
+	if r.Err != nil || r.Attempts != 2 {
+		t.Fatalf("push over a damaged base: %v after %d attempts, want success at the second", r.Err, r.Attempts)
+	}
+	checkServes(t, f, x.Mem, ci.Seq)
+
+	ci = f.Cut()
+	whole, err := f.Store.OpenPackage(ci.Seq-1, ci.Seq, packager.WholeFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.Close()
+	r = pushPkg(eng, x)[0]
+	if r.Err != nil || r.Bytes != whole.Size() || whole.Size() <= ci.PackageSize {
+		t.Fatalf("push after: %v, %d bytes; whole files %d, deltas %d", r.Err, r.Bytes, whole.Size(), ci.PackageSize)
+	}
+	checkServes(t, f, x.Mem, ci.Seq)
 }

@@ -49,6 +49,11 @@ const (
 // parsed manifest, or an error that says why the package is refused.
 type verifyFunc func(manifest, sig []byte) (*packager.Manifest, error)
 
+// baseFunc returns the content a delta member of path starts from, which
+// the member names by its SHA-256, checked against the signed manifest of
+// the cut the difusor holds; nil refuses delta members.
+type baseFunc func(path, sha string) ([]byte, error)
+
 // memberFunc is called for each file member with the manifest entry it
 // is and a reader of exactly its content. It must read r to the end; the
 // content is checked against the entry's SHA-256 afterwards.
@@ -60,10 +65,11 @@ type memberFunc func(e packager.Entry, r io.Reader) error
 // metadata member out of place or over its bound; a manifest whose stated
 // entry count does not account for its size; a file member the signed
 // manifest does not list, listed twice, of another size or content; a
-// stream larger than the signed manifest allows; data after the archive.
-// The delta description is not trusted for anything and is skipped. verify
-// is called before any file member is read.
-func readPackage(r io.Reader, maxManifest int64, verify verifyFunc, file memberFunc) (*packager.Manifest, []byte, []byte, error) {
+// stream larger than the signed manifest allows; data after the archive; a
+// delta member that base refuses or that does not decode to exactly its
+// file against base's content. The delta description is not trusted for
+// anything and is skipped. verify is called before any file member is read.
+func readPackage(r io.Reader, maxManifest int64, verify verifyFunc, base baseFunc, file memberFunc) (*packager.Manifest, []byte, []byte, error) {
 	// Until the manifest is verified, the stream may hold no more than
 	// the metadata; afterwards no more than the manifest's files.
 	raw := &boundedReader{r: r, n: 2*maxManifest + 1<<20}
@@ -148,17 +154,37 @@ func readPackage(r io.Reader, maxManifest int64, verify verifyFunc, file memberF
 			return fail(bad("member %s appears twice", name))
 		}
 		seen[e.Path] = true
-		if th.Size != e.Size {
+		var src io.Reader = tr
+		if sha, isDelta := th.PAXRecords[packager.PAXDeltaBase]; isDelta {
+			if base == nil {
+				return fail(bad("member %s is a delta, and this difusor takes none", name))
+			}
+			if !packager.IsSHA256Hex(sha) {
+				return fail(bad("member %s is a delta from a malformed SHA-256 %s", name, quote(sha)))
+			}
+			b, err := base(e.Path, sha)
+			if err != nil {
+				return fail(err)
+			}
+			dr, err := packager.NewDeltaReader(tr, th.Size, e.Size, b, name)
+			if err != nil {
+				return fail(err)
+			}
+			src = dr
+		} else if th.Size != e.Size {
 			return fail(bad("member %s has %d bytes, the signed manifest says %d", name, th.Size, e.Size))
 		}
 		h256.Reset()
-		tee := io.TeeReader(io.LimitReader(tr, e.Size), h256)
+		tee := io.TeeReader(io.LimitReader(src, e.Size), h256)
 		if file != nil {
 			if err := file(e, tee); err != nil {
 				return fail(err)
 			}
 		}
 		if _, err := io.Copy(io.Discard, tee); err != nil {
+			if errors.Is(err, ErrBadPackage) {
+				return fail(err)
+			}
 			return fail(bad("reading member %s: %v", name, err))
 		}
 		if hex.EncodeToString(h256.Sum(nil)) != e.SHA256 {

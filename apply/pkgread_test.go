@@ -63,7 +63,7 @@ func verifier(pub ed25519.PublicKey) verifyFunc {
 func TestReadPackageAcceptsAWholePackage(t *testing.T) {
 	pkg, pub := testPackage(t)
 	var got []string
-	m, _, _, err := readPackage(bytes.NewReader(pkg), DefaultMaxManifest, verifier(pub), func(e packager.Entry, r io.Reader) error {
+	m, _, _, err := readPackage(bytes.NewReader(pkg), DefaultMaxManifest, verifier(pub), nil, func(e packager.Entry, r io.Reader) error {
 		got = append(got, e.Path)
 		_, err := io.Copy(io.Discard, r)
 		return err
@@ -80,7 +80,7 @@ func TestReadPackageBoundsTheStream(t *testing.T) {
 	// Skippable zstd frames: valid padding any decoder skips.
 	frame := append([]byte{0x50, 0x2a, 0x4d, 0x18, 0xf8, 0xff, 0x00, 0x00}, make([]byte, 0xfff8)...)
 	r := &repeatReader{head: pkg, frame: frame, n: 1 << 30}
-	_, _, _, err := readPackage(r, DefaultMaxManifest, verifier(pub), nil)
+	_, _, _, err := readPackage(r, DefaultMaxManifest, verifier(pub), nil, nil)
 	if !errors.Is(err, ErrBadPackage) {
 		t.Fatalf("err = %v", err)
 	}
@@ -119,7 +119,7 @@ func FuzzReadPackage(f *testing.F) {
 	f.Add(pkg[:len(pkg)/2])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, _, _, err := readPackage(bytes.NewReader(data), 1<<20, verifier(pub), func(e packager.Entry, r io.Reader) error {
+		m, _, _, err := readPackage(bytes.NewReader(data), 1<<20, verifier(pub), nil, func(e packager.Entry, r io.Reader) error {
 			_, err := io.Copy(io.Discard, r)
 			return err
 		})

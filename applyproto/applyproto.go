@@ -67,6 +67,10 @@ type Hello struct {
 	// alone in this exchange. An older apply leaves it false, and the
 	// publisher publishes the proof over SFTP before the package goes.
 	Proof bool `json:"proof,omitempty"`
+	// Deltas lists the encodings of delta members the difusor decodes
+	// against the files of the cut it vouches for (packager.DeltaZstd);
+	// the publisher sends whole files to an apply that lists none.
+	Deltas []string `json:"deltas,omitempty"`
 }
 
 // Request follows the greeting.
@@ -90,6 +94,7 @@ const (
 	KeyMismatch = "key-mismatch" // the cut is signed with a key the difusor does not trust
 	Untrusted   = "no-key"       // the difusor trusts no key yet: apply needs --public-key or --trust-on-first-use
 	Incomplete  = "incomplete"   // the package and the root together lack a file of the cut; nothing was committed
+	BaseDamaged = "base-damaged" // a file a delta starts from is not in the root as the signed cut it holds lists it; nothing was committed
 	Failed      = "failed"       // anything else (I/O, full disk, ...)
 )
 

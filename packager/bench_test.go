@@ -127,7 +127,7 @@ func BenchmarkPackageIndex(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		os.Remove(p)
-		info, err := e.store.writePackageIndex(p, d, mb, sig, fresh)
+		info, err := e.store.writePackageIndex(p, d, FileDeltas, mb, sig, fresh)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -34,7 +34,8 @@ type CutOptions struct {
 	Protect    map[int64]bool     // cuts whose manifests must survive the prune
 	Workers    int                // files hashed at once; 0 = number of CPUs
 	// Package builds the package from the previous cut as part of the cut,
-	// for targets in package mode. Without it no package is written now;
+	// for targets in package mode, in form FileDeltas (the form a current
+	// apply takes). Without it no package is written now;
 	// [Store.OpenPackage] builds one from the objects if a target ever needs it.
 	Package bool
 	Now     func() time.Time // clock; nil = time.Now
@@ -248,7 +249,7 @@ func (s *Store) Cut(ctx context.Context, o CutOptions) (*CutResult, error) {
 	// a difusor) is built again from the objects when it is needed.
 	var pkg *pendingPackage
 	if o.Package {
-		pkg = s.startPackage(delta, mb, sig, fresh)
+		pkg = s.startPackage(delta, FileDeltas, mb, sig, fresh)
 		defer pkg.discard()
 	}
 

@@ -156,13 +156,13 @@ func TestCutRealPuebla1800To2000(t *testing.T) {
 	// The package of cut 2 carries exactly that file, verified and intact.
 	var got map[string][]byte = map[string][]byte{}
 	ci, _ := e.store.Info(2)
-	f, err := e.store.OpenPackage(ci.PackageFrom, 2)
+	f, err := e.store.OpenPackage(ci.PackageFrom, 2, FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	pc, err := ReadPackage(io.TeeReader(f, h), e.pub, nil, func(ent Entry, r io.Reader) error {
+	pc, err := ReadPackage(io.TeeReader(f, h), e.pub, storeBase(e.store), nil, func(ent Entry, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		got[ent.Path] = b
 		return err
@@ -177,9 +177,18 @@ func TestCutRealPuebla1800To2000(t *testing.T) {
 	if pc.Delta.FromSeq != 1 || len(got) != 1 || !bytes.Equal(got["datos/PUE_GUB_2024.csv"], gub2000) {
 		t.Errorf("package from %d holds %d files", pc.Delta.FromSeq, len(got))
 	}
-	if ci.PackageSize > int64(len(gub2000))/3 {
-		t.Errorf("package of a CSV is %d bytes for %d bytes of CSV: not compressed", ci.PackageSize, len(gub2000))
+	// It carries the 20:00 database as a delta against the 18:00 one
+	// (about 18 KB against 0.8 MB compressed alone); the whole-files
+	// package, for an apply without deltas, is only compressed.
+	whole, err := e.store.OpenPackage(1, 2, WholeFiles)
+	if err != nil {
+		t.Fatal(err)
 	}
+	whole.Close()
+	if ci.PackageSize > 64<<10 || whole.Size() > int64(len(gub2000))/3 || whole.Size() < 10*ci.PackageSize {
+		t.Errorf("package of the 20:00 database: %d bytes with deltas, %d whole, for %d bytes of CSV", ci.PackageSize, whole.Size(), len(gub2000))
+	}
+	t.Logf("package of the 20:00 database: %d bytes with deltas, %d whole, for %d bytes of CSV", ci.PackageSize, whole.Size(), len(gub2000))
 }
 
 func TestCutUnchangedTreeIsNoChange(t *testing.T) {
@@ -444,14 +453,14 @@ func TestCutKilledMidway(t *testing.T) {
 					t.Fatalf("kill %d: cut %d lists a package that is missing: %v", i, seq, err)
 				}
 			}
-			f, err := e.store.OpenPackage(seq-1, seq)
+			f, err := e.store.OpenPackage(seq-1, seq, FileDeltas)
 			if err != nil {
 				t.Fatalf("kill %d: cut %d: %v", i, seq, err)
 			}
 			if ci.Package != "" && f.Size() != ci.PackageSize {
 				t.Fatalf("kill %d: cut %d lists a package of %d bytes, its index holds %d", i, seq, ci.PackageSize, f.Size())
 			}
-			_, err = ReadPackage(f, pub, nil, nil)
+			_, err = ReadPackage(f, pub, storeBase(e.store), nil, nil)
 			f.Close()
 			if err != nil {
 				t.Fatalf("kill %d: cut %d: package: %v", i, seq, err)

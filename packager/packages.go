@@ -12,9 +12,10 @@ import (
 	"strconv"
 )
 
-// OpenPackage opens the stream of the package that brings a holder of cut
-// from (0 = nothing) to cut to. The package [Cut] built (from the previous
-// cut) is used as is; any other origin is built from the stored objects on
+// OpenPackage opens the stream of the package of form f that brings a
+// holder of cut from (0 = nothing) to cut to (a package from nothing has no
+// deltas, whatever f). The package [Cut] built (from the previous cut) is
+// used as is; any other origin is built from the stored objects on
 // first use and kept in cut to's directory, so it is built once however
 // many targets need it, and pruned with the cut. A stored index found
 // damaged is built again.
@@ -27,15 +28,18 @@ import (
 // file) and, after [Store.DiscardPackage], built again. OpenPackage is safe
 // to call from several goroutines and processes at once (at worst two
 // build the same package and one rename wins).
-func (s *Store) OpenPackage(from, to int64) (*PackageReader, error) {
+func (s *Store) OpenPackage(from, to int64, f PackageForm) (*PackageReader, error) {
 	if _, err := s.Info(to); err != nil {
 		return nil, err
 	}
 	if from < 0 || from >= to {
 		return nil, fmt.Errorf("store: package from cut %d to cut %d: the origin must be older than the cut", from, to)
 	}
+	if from == 0 {
+		f = WholeFiles
+	}
 	// The cut's own package, or one built earlier, has the same name.
-	p := filepath.Join(s.CutDir(to), PackageName(from))
+	p := filepath.Join(s.CutDir(to), PackageName(from, f))
 	r, err := s.openPackageIndex(p)
 	if err == nil {
 		return r, nil
@@ -58,7 +62,7 @@ func (s *Store) OpenPackage(from, to int64) (*PackageReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.writePackageAt(p, ComputeDelta(fromM, toM), mb, sig, nil); err != nil {
+	if _, err := s.writePackageAt(p, ComputeDelta(fromM, toM), f, mb, sig, nil); err != nil {
 		return nil, fmt.Errorf("store: package from cut %d to cut %d: %w", from, to, err)
 	}
 	if r, err = s.openPackageIndex(p); err != nil {
@@ -71,11 +75,11 @@ func (s *Store) OpenPackage(from, to int64) (*PackageReader, error) {
 // temporary name in the same directory, so that path never holds a partial
 // index. Objects in fresh were hashed by this process moments ago and are
 // not hashed again.
-func (s *Store) writePackageAt(path string, d *Delta, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
+func (s *Store) writePackageAt(path string, d *Delta, f PackageForm, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := path + ".tmp-" + hex.EncodeToString(rnd[:])
-	info, err := s.writePackageIndex(tmp, d, manifest, sig, fresh)
+	info, err := s.writePackageIndex(tmp, d, f, manifest, sig, fresh)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
@@ -85,14 +89,14 @@ func (s *Store) writePackageAt(path string, d *Delta, manifest, sig []byte, fres
 	return info, err
 }
 
-// writePackageIndex writes the package index for d into path.
-func (s *Store) writePackageIndex(path string, d *Delta, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
+// writePackageIndex writes the package index of form pf for d into path.
+func (s *Store) writePackageIndex(path string, d *Delta, pf PackageForm, manifest, sig []byte, fresh map[string]bool) (PackageInfo, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return PackageInfo{}, err
 	}
 	out := newIndexOut(f)
-	err = writePackage(out, d, manifest, sig, func(e Entry) (io.ReadCloser, error) {
+	err = writePackage(out, d, pf, manifest, sig, func(e Entry) (io.ReadCloser, error) {
 		f, err := s.OpenObject(e.SHA256)
 		if err != nil || !fresh[e.SHA256] {
 			return f, err
@@ -121,17 +125,22 @@ func (s *Store) writePackageIndex(path string, d *Delta, manifest, sig []byte, f
 // directory while its cut is committed.
 type pendingPackage struct {
 	path string
+	form PackageForm
 	done chan struct{}
 	info PackageInfo
 	err  error
 }
 
-// startPackage starts building the package for d in the tmp directory.
-func (s *Store) startPackage(d *Delta, manifest, sig []byte, fresh map[string]bool) *pendingPackage {
-	p := &pendingPackage{path: filepath.Join(s.tmpDir(), "pkg-"+strconv.FormatInt(d.To.Seq, 10)), done: make(chan struct{})}
+// startPackage starts building the package of form f for d in the tmp
+// directory.
+func (s *Store) startPackage(d *Delta, f PackageForm, manifest, sig []byte, fresh map[string]bool) *pendingPackage {
+	if d.From == nil {
+		f = WholeFiles
+	}
+	p := &pendingPackage{path: filepath.Join(s.tmpDir(), "pkg-"+strconv.FormatInt(d.To.Seq, 10)), form: f, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.info, p.err = s.writePackageIndex(p.path, d, manifest, sig, fresh)
+		p.info, p.err = s.writePackageIndex(p.path, d, f, manifest, sig, fresh)
 	}()
 	return p
 }
@@ -150,7 +159,7 @@ func (s *Store) addPackage(ci *CutInfo, p *pendingPackage, fromSeq int64) error 
 		return p.err
 	}
 	dir := s.CutDir(ci.Seq)
-	name := PackageName(fromSeq)
+	name := PackageName(fromSeq, p.form)
 	if err := os.Rename(p.path, filepath.Join(dir, name)); err != nil {
 		return err
 	}
@@ -163,11 +172,14 @@ func (s *Store) addPackage(ci *CutInfo, p *pendingPackage, fromSeq int64) error 
 	return nil
 }
 
-// DiscardPackage removes the package from cut from to cut to, so that the
-// next [Store.OpenPackage] builds it again from the objects: for a package a
-// difusor found corrupt. A missing package is not an error.
-func (s *Store) DiscardPackage(from, to int64) error {
-	err := os.Remove(filepath.Join(s.CutDir(to), PackageName(from)))
+// DiscardPackage removes the package of form f from cut from to cut to, so
+// that the next [Store.OpenPackage] builds it again from the objects: for a
+// package a difusor found corrupt. A missing package is not an error.
+func (s *Store) DiscardPackage(from, to int64, f PackageForm) error {
+	if from == 0 {
+		f = WholeFiles
+	}
+	err := os.Remove(filepath.Join(s.CutDir(to), PackageName(from, f)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: discard package: %w", err)
 	}

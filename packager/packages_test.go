@@ -14,13 +14,13 @@ import (
 // checks and returns its delta and files.
 func readPackageFiles(t *testing.T, e *cutEnv, from, to int64) (DeltaInfo, map[string][]byte) {
 	t.Helper()
-	f, err := e.store.OpenPackage(from, to)
+	f, err := e.store.OpenPackage(from, to, FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	got := map[string][]byte{}
-	pc, err := ReadPackage(f, e.pub, nil, func(ent Entry, r io.Reader) error {
+	pc, err := ReadPackage(f, e.pub, storeBase(e.store), nil, func(ent Entry, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		got[ent.Path] = b
 		return err
@@ -45,7 +45,7 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 	}
 	// The cut's own package (from cut 2) is the one returned for origin 2.
 	ci, _ := e.store.Info(3)
-	if ci.Package != PackageName(2) || ci.PackageSize == 0 {
+	if ci.Package != PackageName(2, FileDeltas) || ci.PackageSize == 0 {
 		t.Fatalf("cut 3 lists package %q (%d bytes)", ci.Package, ci.PackageSize)
 	}
 	info, err := packageInfo(e.store, 2, 3)
@@ -63,7 +63,7 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 		if _, err := packageInfo(e.store, tt.from, 3); err != nil {
 			t.Fatal(err)
 		}
-		p := filepath.Join(e.store.CutDir(3), PackageName(tt.from))
+		p := filepath.Join(e.store.CutDir(3), PackageName(tt.from, FileDeltas))
 		d, got := readPackageFiles(t, e, tt.from, 3)
 		if d.FromSeq != tt.from || d.ToSeq != 3 || len(got) != len(tt.files) {
 			t.Fatalf("package from %d: delta %+v, %d files", tt.from, d, len(got))
@@ -86,7 +86,7 @@ func TestPackageFromAnyOriginBuiltOnceAndRebuiltWhenLost(t *testing.T) {
 	// Discarded (as after a difusor refused it), the cut's own package is
 	// built again with the same content.
 	want := readStream(t, e.store, 2, 3)
-	if err := e.store.DiscardPackage(2, 3); err != nil {
+	if err := e.store.DiscardPackage(2, 3, FileDeltas); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(e.store.PackagePath(ci)); !os.IsNotExist(err) {
@@ -124,7 +124,7 @@ func TestCutWithoutPackageBuildsNone(t *testing.T) {
 // readStream returns the whole package stream from cut from to cut to.
 func readStream(t *testing.T, s *Store, from, to int64) []byte {
 	t.Helper()
-	r, err := s.OpenPackage(from, to)
+	r, err := s.OpenPackage(from, to, FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,10 +142,22 @@ func readStream(t *testing.T, s *Store, from, to int64) []byte {
 // packageInfo makes sure the package from cut from to cut to is stored and
 // returns what its index records.
 func packageInfo(s *Store, from, to int64) (PackageInfo, error) {
-	r, err := s.OpenPackage(from, to)
+	r, err := s.OpenPackage(from, to, FileDeltas)
 	if err != nil {
 		return PackageInfo{}, err
 	}
 	defer r.Close()
 	return r.Info(), nil
+}
+
+// storeBase returns the bases of delta members from the store's objects.
+func storeBase(s *Store) func(path, sha string) ([]byte, error) {
+	return func(_, sha string) ([]byte, error) {
+		f, err := s.OpenObject(sha)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return io.ReadAll(f)
+	}
 }

@@ -83,15 +83,16 @@ func packageOrder(d *Delta) []Entry {
 	return append(out, ptrs...)
 }
 
-// WritePackage writes the package for delta d to w: a zstd stream of a tar
-// archive whose first members are the target manifest, its signature and the
-// delta description, followed by every changed file (pointers last). open
-// returns the content of an entry; WritePackage checks that it has the
-// entry's size and SHA-256, so a package never carries bytes its manifest
-// does not vouch for.
-func WritePackage(w io.Writer, d *Delta, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) (PackageInfo, error) {
+// WritePackage writes the package for delta d to w, in form f: a zstd
+// stream of a tar archive whose first members are the target manifest, its
+// signature and the delta description, followed by every changed file
+// (pointers last). open returns the content of an entry (of d.To, and for
+// deltas of d.From); WritePackage checks that it has the entry's size and
+// SHA-256, so a package never carries bytes its manifest does not vouch
+// for, nor a delta against content the origin's manifest does not list.
+func WritePackage(w io.Writer, d *Delta, f PackageForm, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) (PackageInfo, error) {
 	out := newStreamOut(w)
-	if err := writePackage(out, d, manifest, sig, open); err != nil {
+	if err := writePackage(out, d, f, manifest, sig, open); err != nil {
 		return PackageInfo{}, err
 	}
 	return out.finish()
@@ -99,7 +100,7 @@ func WritePackage(w io.Writer, d *Delta, manifest, sig []byte, open func(Entry) 
 
 // writePackage writes the package stream for d to out; the content of
 // every incompressible file goes out as object content.
-func writePackage(out pkgOut, d *Delta, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) error {
+func writePackage(out pkgOut, d *Delta, f PackageForm, manifest, sig []byte, open func(Entry) (io.ReadCloser, error)) error {
 	var from string
 	var fromSeq int64
 	if d.From != nil {
@@ -122,6 +123,12 @@ func writePackage(out pkgOut, d *Delta, manifest, sig []byte, open func(Entry) (
 	if err != nil {
 		return err
 	}
+	var denc *deltaEncoder
+	if f == FileDeltas && d.From != nil {
+		if denc, err = newDeltaEncoder(); err != nil {
+			return err
+		}
+	}
 	tw := tar.NewWriter(seg)
 	mtime := d.To.Created
 	hdr := func(name string, size int64) *tar.Header {
@@ -140,6 +147,15 @@ func writePackage(out pkgOut, d *Delta, manifest, sig []byte, open func(Entry) (
 	}
 	buf := make([]byte, 256<<10)
 	for _, e := range packageOrder(d) {
+		if denc != nil {
+			done, err := writeDeltaMember(seg, tw, hdr, denc, d.From, e, open)
+			if err != nil {
+				return err
+			}
+			if done {
+				continue
+			}
+		}
 		raw := !Compressible(e.Path)
 		if err := seg.setRaw(raw); err != nil {
 			return err
@@ -163,6 +179,55 @@ func writePackage(out pkgOut, d *Delta, manifest, sig []byte, open func(Entry) (
 		return err
 	}
 	return seg.Close()
+}
+
+// writeDeltaMember writes e as a delta member against the content the
+// origin manifest from lists at its path, and reports whether it did: not
+// when e is incompressible, out of a delta's bounds, new at its path, or
+// its delta would not be smaller. Both contents are checked against their
+// SHA-256 as they are read.
+func writeDeltaMember(seg *segWriter, tw *tar.Writer, hdr func(string, int64) *tar.Header, denc *deltaEncoder, from *Manifest, e Entry, open func(Entry) (io.ReadCloser, error)) (bool, error) {
+	fe, ok := from.Lookup(e.Path)
+	if !ok || !Compressible(e.Path) || e.Size < minDeltaFile || e.Size > MaxDeltaBase || fe.Size == 0 || fe.Size > MaxDeltaBase {
+		return false, nil
+	}
+	var base, content bytes.Buffer
+	base.Grow(int(fe.Size))
+	content.Grow(int(e.Size))
+	if err := copyVerified(&base, fe, open, nil); err != nil {
+		return false, fmt.Errorf("delta base: %w", err)
+	}
+	if err := copyVerified(&content, e, open, nil); err != nil {
+		return false, err
+	}
+	delta, err := denc.encode(base.Bytes(), content.Bytes())
+	if err != nil {
+		return false, fmt.Errorf("package %s: %w", e.Path, err)
+	}
+	// The header goes in the compressed run, the frame (compressed
+	// already) in a raw one; a file whose delta does not pay goes whole
+	// from memory.
+	if err := seg.setRaw(false); err != nil {
+		return false, err
+	}
+	h := hdr(e.Path, e.Size)
+	body := content.Bytes()
+	if delta != nil {
+		h.Size, body = int64(len(delta)), delta
+		h.PAXRecords = map[string]string{PAXDeltaBase: fe.SHA256}
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return false, err
+	}
+	if delta != nil {
+		if err := seg.setRaw(true); err != nil {
+			return false, err
+		}
+	}
+	if _, err := tw.Write(body); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func copyVerified(w io.Writer, e Entry, open func(Entry) (io.ReadCloser, error), buf []byte) error {
@@ -227,13 +292,15 @@ const maxMetaMember = MaxManifestSize
 // ReadPackage reads a package from r and checks it as it goes: the manifest
 // must verify with pub, the delta must name that manifest, and every file
 // member must be an entry of the manifest, listed once, with the entry's
-// size. meta is called once after the metadata; file is called for each file
+// size (or, for a delta member, decoding to it against the content base
+// returns for its path and PAXDeltaBase; base nil refuses delta members).
+// meta is called once after the metadata; file is called for each file
 // member with a reader of its content, in package order. file must read r
 // to the end; if the content then does not match the entry's SHA-256,
 // ReadPackage returns an error wrapping [ErrBadPackage] and the caller must
 // discard what it wrote for that entry. ReadPackage never trusts a path: all
 // pass safepath.Check and name manifest entries.
-func ReadPackage(r io.Reader, pub ed25519.PublicKey, meta func(*PackageContent) error, file func(e Entry, r io.Reader) error) (*PackageContent, error) {
+func ReadPackage(r io.Reader, pub ed25519.PublicKey, base func(path, sha string) ([]byte, error), meta func(*PackageContent) error, file func(e Entry, r io.Reader) error) (*PackageContent, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadPackage, fmt.Sprintf(format, a...))
 	}
@@ -327,11 +394,25 @@ func ReadPackage(r io.Reader, pub ed25519.PublicKey, meta func(*PackageContent) 
 			return nil, bad("member %q appears twice", th.Name)
 		}
 		seen[e.Path] = true
-		if th.Size != e.Size {
+		var src io.Reader = tr
+		if sha, isDelta := th.PAXRecords[PAXDeltaBase]; isDelta {
+			if base == nil {
+				return nil, bad("member %q is a delta, and no base was given to decode it", th.Name)
+			}
+			b, err := base(e.Path, sha)
+			if err != nil {
+				return nil, err
+			}
+			dr, err := NewDeltaReader(tr, th.Size, e.Size, b, th.Name)
+			if err != nil {
+				return nil, err
+			}
+			src = dr
+		} else if th.Size != e.Size {
 			return nil, bad("member %q has %d bytes, the manifest says %d", th.Name, th.Size, e.Size)
 		}
 		h.Reset()
-		tee := io.TeeReader(io.LimitReader(tr, e.Size), h)
+		tee := io.TeeReader(io.LimitReader(src, e.Size), h)
 		if file != nil {
 			if err := file(e, tee); err != nil {
 				return nil, err
@@ -351,6 +432,12 @@ func ReadPackage(r io.Reader, pub ed25519.PublicKey, meta func(*PackageContent) 
 	return pc, nil
 }
 
-// PackageName returns the file name of the package index from cut fromSeq
-// (0 = nothing) to the cut whose directory holds it.
-func PackageName(fromSeq int64) string { return fmt.Sprintf("from-%06d"+pkgIndexSuffix, fromSeq) }
+// PackageName returns the file name of the package index of form f from
+// cut fromSeq (0 = nothing) to the cut whose directory holds it. A package
+// from nothing has no deltas, whatever f.
+func PackageName(fromSeq int64, f PackageForm) string {
+	if f == FileDeltas && fromSeq != 0 {
+		return fmt.Sprintf("from-%06d-deltas"+pkgIndexSuffix, fromSeq)
+	}
+	return fmt.Sprintf("from-%06d"+pkgIndexSuffix, fromSeq)
+}

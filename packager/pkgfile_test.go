@@ -65,7 +65,7 @@ func buildPackage(t testing.TB) (pkg []byte, pub ed25519.PublicKey, files map[st
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	info, err := WritePackage(&buf, ComputeDelta(from, to), mb, Sign(priv, mb), objs.open)
+	info, err := WritePackage(&buf, ComputeDelta(from, to), WholeFiles, mb, Sign(priv, mb), objs.open)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPackageRoundTrip(t *testing.T) {
 	pkg, pub, files := buildPackage(t)
 	got := map[string][]byte{}
 	var order []string
-	pc, err := ReadPackage(bytes.NewReader(pkg), pub, nil, func(e Entry, r io.Reader) error {
+	pc, err := ReadPackage(bytes.NewReader(pkg), pub, nil, nil, func(e Entry, r io.Reader) error {
 		b, err := io.ReadAll(r)
 		got[e.Path] = b
 		order = append(order, e.Path)
@@ -142,34 +142,39 @@ func TestReadPackageRejectsTampering(t *testing.T) {
 	i := bytes.Index(raw, []byte("'210423B0100"))
 	tampered := bytes.Clone(raw)
 	tampered[i+1] = '9'
-	_, err = ReadPackage(bytes.NewReader(recompress(tampered)), pub, nil, nil)
+	_, err = ReadPackage(bytes.NewReader(recompress(tampered)), pub, nil, nil, nil)
 	if !errors.Is(err, ErrBadPackage) {
 		t.Errorf("tampered content accepted: %v", err)
 	}
 	// Another key: the signature fails.
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
-	if _, err := ReadPackage(bytes.NewReader(pkg), other, nil, nil); !errors.Is(err, ErrBadSignature) {
+	if _, err := ReadPackage(bytes.NewReader(pkg), other, nil, nil, nil); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("package verified with another key: %v", err)
 	}
 	// Truncated stream.
-	if _, err := ReadPackage(bytes.NewReader(pkg[:len(pkg)/2]), pub, nil, nil); err == nil {
+	if _, err := ReadPackage(bytes.NewReader(pkg[:len(pkg)/2]), pub, nil, nil, nil); err == nil {
 		t.Error("truncated package accepted")
 	}
 }
 
 func FuzzReadPackage(f *testing.F) {
 	pkg, pub, _ := buildPackage(f)
+	csvOld, csvNew := deltaCSVs()
+	dpkg, dpub, objs := deltaPackage(f, FileDeltas, map[string][]byte{"datos/a.csv": csvOld}, map[string][]byte{"datos/a.csv": csvNew})
 	f.Add(pkg)
 	f.Add(pkg[:100])
+	f.Add(dpkg)
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38, 0x01, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = ReadPackage(bytes.NewReader(data), pub, nil, func(e Entry, r io.Reader) error {
+		file := func(e Entry, r io.Reader) error {
 			if strings.HasPrefix(e.Path, "/") || strings.Contains("/"+e.Path+"/", "/../") {
 				t.Fatalf("unsafe path %q reached the caller", e.Path)
 			}
 			_, err := io.Copy(io.Discard, r)
 			return err
-		})
+		}
+		_, _ = ReadPackage(bytes.NewReader(data), pub, nil, nil, file)
+		_, _ = ReadPackage(bytes.NewReader(data), dpub, objs.base, nil, file)
 	})
 }
 
@@ -197,7 +202,7 @@ func TestReadPackageRefusesTraversal(t *testing.T) {
 	tw.Close()
 	enc, _ := zstd.NewWriter(nil)
 	calls := 0
-	_, err := ReadPackage(bytes.NewReader(enc.EncodeAll(out.Bytes(), nil)), pub, nil, func(e Entry, r io.Reader) error {
+	_, err := ReadPackage(bytes.NewReader(enc.EncodeAll(out.Bytes(), nil)), pub, nil, nil, func(e Entry, r io.Reader) error {
 		if strings.Contains(e.Path, "..") {
 			t.Fatalf("traversal path %q reached the caller", e.Path)
 		}

@@ -54,7 +54,7 @@ func TestPackageIndexReproducesTheStream(t *testing.T) {
 	m2, mb, _ := e.store.Manifest(2)
 	sig, _ := e.store.Signature(2)
 	var want bytes.Buffer
-	if _, err := WritePackage(&want, ComputeDelta(m1, m2), mb, sig, func(ent Entry) (io.ReadCloser, error) {
+	if _, err := WritePackage(&want, ComputeDelta(m1, m2), FileDeltas, mb, sig, func(ent Entry) (io.ReadCloser, error) {
 		return e.store.OpenObject(ent.SHA256)
 	}); err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestPackageIndexReproducesTheStream(t *testing.T) {
 	}
 
 	// Reads at any offset give the stream's bytes.
-	r, err := e.store.OpenPackage(1, 2)
+	r, err := e.store.OpenPackage(1, 2, FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestDamagedPackageIndexIsBuiltAgain(t *testing.T) {
 
 func TestPackageReaderNamesAMissingObject(t *testing.T) {
 	e, tree := indexEnv(t)
-	r, err := e.store.OpenPackage(1, 2)
+	r, err := e.store.OpenPackage(1, 2, FileDeltas)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,9 @@ import (
 //	store/cuts/000042/          one directory per cut, renamed into place whole:
 //	    manifest.json           canonical manifest
 //	    manifest.sig            its signature
-//	    from-000041.pkg         package from the previous cut (from-000000 for the first),
-//	                            stored as an index into the objects ([PackageReader])
+//	    from-000041-deltas.pkg  package from the previous cut (from-000000.pkg for the first),
+//	                            stored as an index into the objects ([PackageReader]);
+//	                            from-N.pkg carries whole files ([PackageForm])
 //	    cut.json                summary ([CutInfo])
 //	store/tmp/                  work in progress; emptied by the next cut
 //	store/scan.idx              quick-check index of the last scan

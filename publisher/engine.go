@@ -92,7 +92,10 @@ type Engine struct {
 	manifests map[string]*packager.Manifest // "seq sha" -> manifest, nil if not in the store
 
 	pkgMu sync.Mutex
-	pkgs  map[[2]int64]*pkgBuild // packages by origin and cut
+	pkgs  map[pkgKey]*pkgBuild // packages by origin, cut and form
+	// wholeFiles names targets whose root failed a delta's base check in
+	// this process: they get whole files from then on.
+	wholeFiles map[string]bool
 
 	delta deltaState // range plans (deltastage.go)
 }
@@ -202,7 +205,8 @@ func (e *Engine) init() {
 		e.verified = map[string]*objectCheck{}
 		e.progLast = map[string]time.Time{}
 		e.manifests = map[string]*packager.Manifest{}
-		e.pkgs = map[[2]int64]*pkgBuild{}
+		e.pkgs = map[pkgKey]*pkgBuild{}
+		e.wholeFiles = map[string]bool{}
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,10 +29,17 @@ type pkgBuild struct {
 	built bool
 }
 
-// openPackage opens the package from cut from to cut to, building it on
-// first use; targets that need the same package wait for one build.
-func (e *Engine) openPackage(from, to int64) (*packager.PackageReader, error) {
-	key := [2]int64{from, to}
+// pkgKey names a package: its origin, its cut and its form.
+type pkgKey struct {
+	from, to int64
+	form     packager.PackageForm
+}
+
+// openPackage opens the package of form f from cut from to cut to,
+// building it on first use; targets that need the same package wait for
+// one build.
+func (e *Engine) openPackage(from, to int64, f packager.PackageForm) (*packager.PackageReader, error) {
+	key := pkgKey{from, to, f}
 	e.pkgMu.Lock()
 	b := e.pkgs[key]
 	if b == nil {
@@ -42,22 +50,23 @@ func (e *Engine) openPackage(from, to int64) (*packager.PackageReader, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t0 := time.Now()
-	r, err := e.Store.OpenPackage(from, to)
+	r, err := e.Store.OpenPackage(from, to, f)
 	if err != nil {
 		return nil, targets.Permanent(err)
 	}
 	if !b.built {
 		b.built = true
-		e.Log.Debug("package ready", zap.Int64("from", from), zap.Int64("to", to), zap.Int64("bytes", r.Size()), zap.Duration("took", time.Since(t0)))
+		e.Log.Debug("package ready", zap.Int64("from", from), zap.Int64("to", to), zap.Stringer("form", f),
+			zap.Int64("bytes", r.Size()), zap.Duration("took", time.Since(t0)))
 	}
 	return r, nil
 }
 
 // discardPackage drops a package a difusor refused, so that the next
 // attempt builds it again from the objects.
-func (e *Engine) discardPackage(from, to int64) {
+func (e *Engine) discardPackage(from, to int64, f packager.PackageForm) {
 	e.pkgMu.Lock()
-	b := e.pkgs[[2]int64{from, to}]
+	b := e.pkgs[pkgKey{from, to, f}]
 	e.pkgMu.Unlock()
 	if b == nil {
 		return
@@ -67,12 +76,32 @@ func (e *Engine) discardPackage(from, to int64) {
 	if !b.built {
 		return
 	}
-	if err := e.Store.DiscardPackage(from, to); err != nil {
+	if err := e.Store.DiscardPackage(from, to, f); err != nil {
 		e.Log.Warn("discard refused package", zap.Error(err))
 		return
 	}
 	b.built = false
-	e.Log.Info("package refused by a difusor; building it again", zap.Int64("from", from), zap.Int64("to", to))
+	e.Log.Info("package refused by a difusor; building it again", zap.Int64("from", from), zap.Int64("to", to), zap.Stringer("form", f))
+}
+
+// packageForm returns the form of the package for target t, whose apply
+// greeted with hello: deltas when it decodes them and its root has not
+// failed a delta's base check in this process.
+func (e *Engine) packageForm(t string, hello *applyproto.Hello) packager.PackageForm {
+	e.pkgMu.Lock()
+	whole := e.wholeFiles[t]
+	e.pkgMu.Unlock()
+	if whole || !slices.Contains(hello.Deltas, packager.DeltaZstd) {
+		return packager.WholeFiles
+	}
+	return packager.FileDeltas
+}
+
+// sendWholeFiles makes every later package for target t carry whole files.
+func (e *Engine) sendWholeFiles(t string) {
+	e.pkgMu.Lock()
+	e.wholeFiles[t] = true
+	e.pkgMu.Unlock()
 }
 
 // pushPackage brings the target to cut c by streaming the package from
@@ -172,13 +201,14 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 			return nil, err
 		}
 	}
-	f, err := r.e.openPackage(fromSeq, c.m.Seq)
+	form := r.e.packageForm(r.t.Name(), &hello)
+	f, err := r.e.openPackage(fromSeq, c.m.Seq, form)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	size := f.Size()
-	r.log.Debug("streaming package", zap.Int64("from", fromSeq), zap.Int64("to", c.m.Seq), zap.Int64("bytes", size),
+	r.log.Debug("streaming package", zap.Int64("from", fromSeq), zap.Int64("to", c.m.Seq), zap.Stringer("form", form), zap.Int64("bytes", size),
 		zap.String("difusor_version", termsafe.String(hello.Version)))
 
 	req := applyproto.Request{Format: applyproto.Format, Publisher: r.e.Publisher,
@@ -244,7 +274,15 @@ func (r *targetRun) pushPackage(ctx context.Context, c *cutRef, fromSeq int64, f
 	if res.Code == applyproto.BadPackage {
 		// Damaged on the way or on the local disk: the next attempt sends
 		// a package built again from the objects.
-		r.e.discardPackage(fromSeq, c.m.Seq)
+		r.e.discardPackage(fromSeq, c.m.Seq, form)
+	}
+	if res.Code == applyproto.BaseDamaged {
+		// A file of the difusor's root is not what the signed cut it
+		// holds says: changed outside prepcast. Whole files replace what
+		// the cut rewrites; the next attempt sends them.
+		r.e.sendWholeFiles(r.t.Name())
+		r.log.Error("a file in the difusor's root does not match the signed cut it holds (changed outside prepcast); sending whole files from now on",
+			zap.String("error", termsafe.String(res.Error)))
 	}
 	if res.Code != applyproto.OK {
 		why := termsafe.String(res.Error)

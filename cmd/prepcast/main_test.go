@@ -223,7 +223,7 @@ func TestPackageCommandWritesTheCheckedStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []string
-		pc, err := packager.ReadPackage(f, pub, nil, func(e packager.Entry, r io.Reader) error {
+		pc, err := packager.ReadPackage(f, pub, nil, nil, func(e packager.Entry, r io.Reader) error {
 			b, err := io.ReadAll(r)
 			if want, _ := os.ReadFile(filepath.Join(c.src, e.Path)); !bytes.Equal(b, want) {
 				t.Errorf("%s differs from the tree", e.Path)
@@ -237,7 +237,7 @@ func TestPackageCommandWritesTheCheckedStream(t *testing.T) {
 		}
 	}
 	// A stored package that rotted is refused, discarded and built again.
-	idx := filepath.Join(c.dir, "state", "store", "cuts", "000002", packager.PackageName(1))
+	idx := filepath.Join(c.dir, "state", "store", "cuts", "000002", packager.PackageName(1, packager.FileDeltas))
 	b, err := os.ReadFile(idx)
 	if err != nil {
 		t.Fatal(err)

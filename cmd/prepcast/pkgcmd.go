@@ -11,6 +11,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/prepcast/prepcast/internal/atomicfile"
+	"github.com/prepcast/prepcast/packager"
 	"github.com/prepcast/prepcast/status"
 )
 
@@ -24,6 +25,7 @@ func cmdPackage(args []string, stdout, stderr io.Writer) error {
 	to := fs.Int64("cut", 0, "the cut the package brings a difusor to (default: the latest)")
 	from := fs.Int64("from", -1, "the cut the difusor holds, 0 for none (default: the cut before --cut)")
 	out := fs.String("out", "", `file to write the package to, or "-" for standard output`)
+	whole := fs.Bool("whole-files", false, "carry rewritten files whole, not as deltas against the difusor's cut (for an apply older than deltas, or a root whose files were changed)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,7 +49,11 @@ func cmdPackage(args []string, stdout, stderr io.Writer) error {
 	if *from < 0 {
 		*from = *to - 1
 	}
-	r, err := store.OpenPackage(*from, *to)
+	form := packager.FileDeltas
+	if *whole {
+		form = packager.WholeFiles
+	}
+	r, err := store.OpenPackage(*from, *to, form)
 	if err != nil {
 		return err
 	}
@@ -63,7 +69,7 @@ func cmdPackage(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("package from cut %d to cut %d: %w", *from, *to, err)
 		}
 		if sum := hex.EncodeToString(h.Sum(nil)); n != info.Size || sum != info.SHA256 {
-			_ = store.DiscardPackage(*from, *to)
+			_ = store.DiscardPackage(*from, *to, form)
 			return fmt.Errorf("package from cut %d to cut %d: the stream (%d bytes, sha256 %s) does not match its record (%d bytes, sha256 %s): the store is damaged; the package was discarded, run the command again to build it from the objects", *from, *to, n, sum, info.Size, info.SHA256)
 		}
 		return nil

@@ -18,13 +18,14 @@ import (
 )
 
 // WriteTree brings the results tree in src to cut n: a new acta image, the
-// CSV database rewritten, the cut's JSON in a directory of its own (the
-// previous cut's leaves) and json/main.json pointing at it.
+// CSV database rewritten (its header and 30 of its 600 rows change, so
+// it travels as a delta in a package), the cut's JSON in a directory of its
+// own (the previous cut's leaves) and json/main.json pointing at it.
 func WriteTree(t testing.TB, src string, n int) {
 	t.Helper()
 	files := map[string]string{
 		fmt.Sprintf("actas/%03d.jpg", n):          strings.Repeat(fmt.Sprint(n), 3000),
-		"datos/PUE_GUB_2024.csv":                  fmt.Sprintf("\ufeffGUBERNATURA\ncorte %d\n", n),
+		"datos/PUE_GUB_2024.csv":                  database(n),
 		fmt.Sprintf("json/c%03d/totales.json", n): fmt.Sprintf(`{"corte":%d}`, n),
 		"json/main.json":                          fmt.Sprintf(`{"corte":"json/c%03d/totales.json"}`, n),
 	}
@@ -42,6 +43,22 @@ func WriteTree(t testing.TB, src string, n int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// database returns the CSV database of cut n: rows whose acta was counted
+// by cut n show its votes.
+func database(n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ufeffGUBERNATURA\ncorte %d\nCLAVE_CASILLA,PAN,MORENA,ESTATUS\n", n)
+	for i := range 600 {
+		if i%20 < n {
+			v := uint32(i) * 2654435761
+			fmt.Fprintf(&b, "'21%04dB0100',%d,%d,%d,CAPTURADA,%02d:%02d\n", i, v%311, v/311%97, v/30167%53, v%24, v%60)
+		} else {
+			fmt.Fprintf(&b, "'21%04dB0100',SIN DATO,SIN DATO,SIN ACTA\n", i)
+		}
+	}
+	return b.String()
 }
 
 // FlipByte alters the byte at off of a (read-only) file in place.
