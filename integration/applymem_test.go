@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,14 +85,75 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 	_, _ = rand.Read(garbage)
 	skippable := append([]byte{0x50, 0x2a, 0x4d, 0x18, 0xf8, 0xff, 0x00, 0x00}, make([]byte, 0xfff8)...)
 
+	// A root holding a signed cut with a database of the most a delta
+	// starts from, and a signed next cut whose database comes as a delta
+	// that decodes, against it, to as many zeros, which it does not list.
+	baseData := bytes.Repeat([]byte("'210001B0100',12,34,CAPTURADA\n"), packager.MaxDeltaBase/30)
+	deltaCut := func(seq int64, data []byte) ([]byte, []byte) {
+		sum := sha256.Sum256(data)
+		if seq == 2 {
+			sum = sha256.Sum256([]byte("not zeros"))
+		}
+		c := created.Add(time.Duration(seq) * time.Minute)
+		m := &packager.Manifest{Format: packager.ManifestFormat, Seq: seq, ID: c.Format(packager.IDLayout), Created: c,
+			Zone: "America/Mexico_City", Pointers: []string{}, Files: 1, Bytes: int64(len(data)),
+			Entries: []packager.Entry{{Path: "datos/base.csv", Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}}}
+		b, err := m.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, packager.Sign(priv, b)
+	}
+	baseMB, baseSig := deltaCut(1, baseData)
+	bombMB, bombSig := deltaCut(2, make([]byte, len(baseData)))
+	bomb, err := packager.EncodeDelta(baseData, make([]byte, len(baseData)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bombTar bytes.Buffer
+	btw := tar.NewWriter(&bombTar)
+	for _, h := range []*tar.Header{
+		{Name: packager.PkgManifest, Size: int64(len(bombMB))}, {Name: packager.PkgSignature, Size: int64(len(bombSig))},
+		{Name: packager.PkgDelta, Size: 2},
+		{Name: "datos/base.csv", Size: int64(len(bomb)), PAXRecords: map[string]string{packager.PAXDeltaBase: sha256Hex(baseData)}},
+	} {
+		h.Typeflag, h.Mode, h.Format = tar.TypeReg, 0o644, tar.FormatPAX
+		_ = btw.WriteHeader(h)
+		switch h.Name {
+		case packager.PkgManifest:
+			_, _ = btw.Write(bombMB)
+		case packager.PkgSignature:
+			_, _ = btw.Write(bombSig)
+		case packager.PkgDelta:
+			_, _ = btw.Write([]byte("{}"))
+		default:
+			_, _ = btw.Write(bomb)
+		}
+	}
+	_ = btw.Close()
+	holdBase := func(t *testing.T, root string) {
+		pkg := enc.EncodeAll(tarOf(tarMember{packager.PkgManifest, int64(len(baseMB)), baseMB},
+			tarMember{packager.PkgSignature, int64(len(baseSig)), baseSig}, tarMember{packager.PkgDelta, 2, []byte("{}")},
+			tarMember{"datos/base.csv", int64(len(baseData)), baseData}), nil)
+		line, _ := json.Marshal(applyproto.Request{Format: applyproto.Format, PublicKey: base64.StdEncoding.EncodeToString(pub),
+			PackageSize: int64(len(pkg)), ToSeq: 1, ToManifest: packager.Hash(baseMB)})
+		cmd := exec.Command(bin, "apply", "--root", root, "--public-key", pubFile)
+		cmd.Stdin = io.MultiReader(bytes.NewReader(append(line, '\n')), bytes.NewReader(pkg))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apply the base cut: %v\n%s", err, out)
+		}
+	}
+
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		pkg     io.Reader // nil: stdin is raw below
-		size    int64
-		raw     io.Reader // stdin as is, no request line
-		refusal string
-		prep    func(t *testing.T, root string)
+		name     string
+		args     []string
+		pkg      io.Reader // nil: stdin is raw below
+		size     int64
+		raw      io.Reader // stdin as is, no request line
+		refusal  string
+		prep     func(t *testing.T, root string)
+		manifest []byte // the cut the request names; default mb
+		keep     []string
 	}{
 		{name: "a 1 GB ack.json and the record linked to /dev/zero", pkg: bytes.NewReader(garbage), refusal: "bad-package", prep: func(t *testing.T, root string) {
 			dir := filepath.Join(root, ".prepcast", "held")
@@ -125,6 +187,8 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 			tarMember{packager.PkgSignature, int64(len(sig)), sig},
 			tarMember{packager.PkgDelta, 2, []byte("{}")},
 			tarMember{"actas/bomba.jpg", bombData, nil}), nil)), refusal: "does not match"},
+		{name: "signed cut whose 8 MiB database is a delta decoding to zeros", pkg: bytes.NewReader(enc.EncodeAll(bombTar.Bytes(), nil)),
+			refusal: "does not match", prep: holdBase, manifest: bombMB, keep: []string{"datos", ".well-known"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -142,8 +206,16 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 			in := tc.raw
 			if in == nil {
 				data, size := readerSize(t, tc.pkg, tc.size)
+				reqMB := mb
+				if tc.manifest != nil {
+					reqMB = tc.manifest
+				}
+				rm, err := packager.ParseManifest(reqMB)
+				if err != nil {
+					t.Fatal(err)
+				}
 				req := applyproto.Request{Format: applyproto.Format, PublicKey: base64.StdEncoding.EncodeToString(pub),
-					PackageSize: size, ToSeq: 1, ToManifest: packager.Hash(mb)}
+					PackageSize: size, ToSeq: rm.Seq, ToManifest: packager.Hash(reqMB)}
 				line, _ := json.Marshal(req)
 				in = io.MultiReader(bytes.NewReader(append(line, '\n')), data)
 			}
@@ -168,7 +240,7 @@ func TestPackageApplyMemoryOnHostileInput(t *testing.T) {
 			}
 			ents, _ := os.ReadDir(root)
 			for _, e := range ents {
-				if e.Name() != ".prepcast" {
+				if e.Name() != ".prepcast" && !slices.Contains(tc.keep, e.Name()) {
 					t.Errorf("%s appeared in the root", e.Name())
 				}
 			}
@@ -235,4 +307,9 @@ func (c *cycler) Read(p []byte) (int, error) {
 		c.off = (c.off + k) % len(c.b)
 	}
 	return n, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
