@@ -75,9 +75,9 @@ bench-uplink: ## Uplink bytes over the replayed Puebla night: SFTP file mode vs 
 	$(GO) run ./bench/uplink -scale $(UPLINK_SCALE) | tee bench/out/uplink.md
 
 .PHONY: bench-filedelta
-bench-filedelta: ## Changed files as ranges (copy-data) vs whole files vs rsync -a, Puebla database over WAN links
+bench-filedelta: build ## Changed files as ranges (copy-data) vs whole files vs rsync -a, package deltas vs rsync -az, Puebla database over WAN links
 	@mkdir -p bench/out
-	$(GO) run ./bench/filedelta | tee bench/out/filedelta.md
+	$(GO) run ./bench/filedelta -prepcast bin/prepcast | tee bench/out/filedelta.md
 
 .PHONY: bench-night
 NIGHT_ROUNDS ?= 2

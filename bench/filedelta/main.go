@@ -1,6 +1,8 @@
 // Command filedelta measures staging changed files from ranges of the
 // versions the difusores serve (OpenSSH's copy-data) against sending them
-// whole and against rsync -a, on the real IEE Puebla 2024 governor
+// whole and against rsync -a, and package mode (the file as a zstd delta
+// against the difusor's version, decoded by "prepcast apply") against
+// rsync -az, on the real IEE Puebla 2024 governor
 // database (18:00 cut, then the 20:00 cut) pushed to N difusores, each
 // reached through its own WAN-like link (integration/faultproxy: latency,
 // and the uplink's bandwidth shared out evenly) to one real sshd.
@@ -49,8 +51,9 @@ func main() {
 	rtt := flag.Duration("rtt", 40*time.Millisecond, "round-trip time added by each link")
 	uplink := flag.Int64("uplink", 50_000_000, "uplink bytes per second, shared evenly by the difusores' links")
 	fixtures := flag.String("fixtures", "packager/testdata/puebla", "directory of PUE_GUB_2024.{1800,2000}.csv.zst")
+	bin := flag.String("prepcast", "bin/prepcast", "prepcast binary run as the difusores' apply command (package mode)")
 	flag.Parse()
-	if err := run(*out, *fixtures, *n, *rtt, *uplink); err != nil {
+	if err := run(*out, *fixtures, *bin, *n, *rtt, *uplink); err != nil {
 		fmt.Fprintln(os.Stderr, "filedelta:", err)
 		os.Exit(1)
 	}
@@ -75,7 +78,14 @@ type row struct {
 	note            string
 }
 
-func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
+func run(out, fixtures, bin string, n int, rtt time.Duration, uplink int64) error {
+	bin, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%w (run make build first, or give -prepcast)", err)
+	}
 	old, err := fixture(fixtures, "PUE_GUB_2024.1800")
 	if err != nil {
 		return err
@@ -121,12 +131,18 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		return
 	}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	pubFile := filepath.Join(out, "manifest.pub")
+	if err := os.WriteFile(pubFile, packager.EncodePublicKey(pub), 0o644); err != nil {
+		return err
+	}
 	store, err := packager.OpenStore(filepath.Join(out, "state"))
 	if err != nil {
 		return err
 	}
+	// Each cut builds its package, as the institute's cut does when a
+	// target is in package mode.
 	cut := func() error {
-		_, err := store.Cut(context.Background(), packager.CutOptions{Source: src, Key: priv, Pointers: []string{"main.json"}, Keep: 10})
+		_, err := store.Cut(context.Background(), packager.CutOptions{Source: src, Key: priv, Pointers: []string{"main.json"}, Keep: 10, Package: true})
 		return err
 	}
 	if err := write(old); err != nil {
@@ -136,9 +152,9 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		return err
 	}
 
-	// prepcast, with and without copy-data: a fresh engine and fresh
-	// connections for the timed push, so that planning and connecting are
-	// in the time.
+	// prepcast, with and without copy-data, and in package mode: a fresh
+	// engine and fresh connections for the timed push, so that planning
+	// and connecting are in the time.
 	pushPrepcast := func(name string, noDelta bool) (*publisher.Engine, []publisher.Result, time.Duration, error) {
 		var specs []publisher.TargetSpec
 		for i, p := range proxies {
@@ -152,7 +168,11 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 				return nil, nil, 0, err
 			}
 			defer t.Close()
-			specs = append(specs, publisher.TargetSpec{Target: t})
+			spec := publisher.TargetSpec{Target: t}
+			if name == "package" {
+				spec.Apply = fmt.Sprintf("%s apply --root %s --public-key %s", bin, root, pubFile)
+			}
+			specs = append(specs, spec)
 		}
 		eng := &publisher.Engine{Store: store, PublicKey: pub, Publisher: "bench", NoDelta: noDelta, TargetsInFlight: n, Log: benchLog()}
 		start := time.Now()
@@ -164,6 +184,10 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 			}
 		}
 		return eng, res, took, nil
+	}
+	pushPkg := func() ([]publisher.Result, time.Duration, error) {
+		_, res, took, err := pushPrepcast("package", false)
+		return res, took, err
 	}
 	// The daemon ("prepcast run") keeps its engine and one connection per
 	// difusor for the night: the same targets and engine for every push.
@@ -209,7 +233,7 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 			_ = exec.Command("ssh", "-S", m, "-O", "exit", "x").Run()
 		}
 	}()
-	rsyncAt := func(i int, p *faultproxy.Proxy, tree, master string) (int64, error) {
+	rsyncAt := func(i int, p *faultproxy.Proxy, tree, master, flags string) (int64, error) {
 		host, port, _ := strings.Cut(p.Addr(), ":")
 		kh := filepath.Join(out, fmt.Sprintf("known_hosts_%d", i))
 		os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%s %s\n", host, port, s.HostKeyLine())), 0o600)
@@ -225,7 +249,7 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 		dst := filepath.Join(out, tree, fmt.Sprintf("d%02d", i))
 		os.MkdirAll(dst, 0o755)
-		b, err := exec.Command("rsync", "-a", "--stats", "-e", e, src+"/", "root@"+host+":"+dst+"/").CombinedOutput()
+		b, err := exec.Command("rsync", flags, "--stats", "-e", e, src+"/", "root@"+host+":"+dst+"/").CombinedOutput()
 		if err != nil {
 			return 0, fmt.Errorf("rsync: %v\n%s", err, b)
 		}
@@ -236,8 +260,9 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		return strconv.ParseInt(strings.ReplaceAll(string(m[1]), ",", ""), 10, 64)
 	}
 	// rsyncEach runs one rsync per difusor at once (tree names their
-	// destination directories; master, a control socket per difusor).
-	rsyncEach := func(tree string, kept bool) (int64, time.Duration, error) {
+	// destination directories; master, a control socket per difusor;
+	// flags, -a or -az).
+	rsyncEach := func(tree string, kept bool, flags string) (int64, time.Duration, error) {
 		var wg sync.WaitGroup
 		lits := make([]int64, n)
 		errs := make([]error, n)
@@ -250,7 +275,7 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				lits[i], errs[i] = rsyncAt(i, p, tree, master)
+				lits[i], errs[i] = rsyncAt(i, p, tree, master, flags)
 			}()
 		}
 		wg.Wait()
@@ -264,11 +289,11 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		}
 		return lit, took, nil
 	}
-	rsyncAll := func() (int64, time.Duration, error) { return rsyncEach("rsync", false) }
+	rsyncAll := func() (int64, time.Duration, error) { return rsyncEach("rsync", false, "-a") }
 
 	// Everyone gets the 18:00 cut first.
 	harness.Say("bringing %d difusores per tool to the 18:00 cut", n)
-	for _, name := range []string{"copydata", "whole"} {
+	for _, name := range []string{"copydata", "whole", "package"} {
 		if _, _, _, err := pushPrepcast(name, name == "whole"); err != nil {
 			return err
 		}
@@ -276,11 +301,14 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 	if _, _, err := rsyncAll(); err != nil {
 		return err
 	}
+	if _, _, err := rsyncEach("rsync-z", false, "-az"); err != nil {
+		return err
+	}
 	// Kept connections: opened by bringing their trees to 18:00.
 	if _, _, err := pushKept(); err != nil {
 		return err
 	}
-	if _, _, err := rsyncEach("rsync-kept", true); err != nil {
+	if _, _, err := rsyncEach("rsync-kept", true, "-a"); err != nil {
 		return err
 	}
 	if err := write(nw); err != nil {
@@ -336,14 +364,34 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 		krow.copied += x.Copied
 	}
 	u0, d0 = wire()
-	klit, ktookR, err := rsyncEach("rsync-kept", true)
+	klit, ktookR, err := rsyncEach("rsync-kept", true, "-a")
 	if err != nil {
 		return err
 	}
 	u1, d1 = wire()
 	rows = append(rows, krow, row{tool: fmt.Sprintf("rsync -a --stats, %d in parallel, over kept connections (ssh ControlMaster)", n), wall: ktookR.Seconds(), up: u1 - u0, down: d1 - d0, literal: klit})
 
-	for _, name := range []string{"copydata", "whole", "rsync", "kept", "rsync-kept"} {
+	harness.Say("prepcast package mode; rsync -az")
+	u0, d0 = wire()
+	pres, ptook, err := pushPkg()
+	if err != nil {
+		return err
+	}
+	u1, d1 = wire()
+	prow := row{tool: "prepcast package mode (the file as a zstd delta, decoded by prepcast apply)", wall: ptook.Seconds(), up: u1 - u0, down: d1 - d0,
+		note: "literal: the package sent"}
+	for _, x := range pres {
+		prow.literal += x.Bytes
+	}
+	u0, d0 = wire()
+	zlit, ztook, err := rsyncEach("rsync-z", false, "-az")
+	if err != nil {
+		return err
+	}
+	u1, d1 = wire()
+	rows = append(rows, prow, row{tool: fmt.Sprintf("rsync -az --stats, %d in parallel", n), wall: ztook.Seconds(), up: u1 - u0, down: d1 - d0, literal: zlit})
+
+	for _, name := range []string{"copydata", "whole", "rsync", "kept", "rsync-kept", "package", "rsync-z"} {
 		for i := range proxies {
 			if err := harness.SameTree(src, filepath.Join(out, name, fmt.Sprintf("d%02d", i))); err != nil {
 				return err
@@ -390,6 +438,8 @@ func run(out, fixtures string, n int, rtt time.Duration, uplink int64) error {
 	k, rk := rows[3], rows[4]
 	fmt.Printf("kept connections: copy-data / rsync: wall time %.2f×; copy-data kept / copy-data on new connections: %.2f×\n",
 		k.wall/rk.wall, k.wall/c.wall)
+	pk, rz := rows[5], rows[6]
+	fmt.Printf("package mode / rsync -az: wall time %.2f×, bytes up %.2f×\n", pk.wall/rz.wall, float64(pk.up)/float64(rz.up))
 	return nil
 }
 
