@@ -8,12 +8,15 @@
 // all their client -> server traffic divides.
 //
 // Each direction of a connection is a pipeline, like a real link: a reader
-// timestamps every chunk it receives and queues it (up to [QueueBytes] per
-// direction), and a writer delivers each chunk at its timestamp plus the
-// latency, paced to the bandwidth cap. Many chunks are in flight at once, so
-// latency does not limit throughput to one chunk per round trip. Data order
-// is always preserved, and a half-close (FIN) travels behind the data like
-// any other chunk. Faults may be changed at any time from any goroutine;
+// sends what it receives through the link's bottleneck (the bandwidth cap
+// and the uplinks, paced; while they are busy the reader stops reading, and
+// the sender's own socket buffers are the queue), timestamps each piece as
+// it leaves and puts it in flight; a writer delivers each piece at its
+// timestamp plus the latency. What is in flight is bounded only by the
+// rate times the latency (and [MaxInFlight]), as on a real path, so a
+// connection's throughput is limited by its bottleneck and its own windows,
+// not by the latency. Data order is always preserved, and a half-close (FIN)
+// travels behind the data like any other chunk. Faults may be changed at any time from any goroutine;
 // each setter says which data and connections it affects.
 package faultproxy
 
@@ -30,10 +33,11 @@ import (
 
 const (
 	chunkSize = 32 << 10
-	queueLen  = 32
-	// QueueBytes is the most data the proxy holds per direction of a
-	// connection (read but not yet delivered), like a router's queue.
-	QueueBytes = chunkSize * queueLen
+	queueLen  = 2048
+	// MaxInFlight bounds the data the proxy holds per direction of a
+	// connection (sent through its bottleneck, not yet delivered): more
+	// than any rate the tests use times any latency they set.
+	MaxInFlight = chunkSize * queueLen
 
 	dialTimeout = 5 * time.Second
 	// pacingSlack is how late a paced write may start and still count from
@@ -128,8 +132,8 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// SetLatency delays every chunk, in each direction, by oneWay after the
-// proxy read it (25ms one way is a 50ms round trip). It applies to every
+// SetLatency delays every chunk, in each direction, by oneWay after it left
+// the link's bottleneck (25ms one way is a 50ms round trip). It applies to every
 // chunk not yet delivered, on existing and new connections.
 func (p *Proxy) SetLatency(oneWay time.Duration) {
 	p.update(func(s *settings) { s.latency = max(oneWay, 0) })
@@ -153,9 +157,8 @@ func (p *Proxy) ResetAfter(n int64) {
 
 // Blackhole, while on, makes the proxy a hung peer: it keeps accepting
 // connections and dialling the target, but delivers nothing in either
-// direction, not even a close, so ResetAfter cannot fire either. Data read
-// meanwhile is held (up to QueueBytes per direction, then the proxy stops
-// reading). Turning it off resumes delivery on every connection, held data
+// direction, not even a close, so ResetAfter cannot fire either. Data in
+// flight and the chunk being read are held, and the proxy stops reading. Turning it off resumes delivery on every connection, held data
 // first. Meanwhile only DropAll, Close or a peer's reset end a connection.
 func (p *Proxy) Blackhole(on bool) {
 	p.update(func(s *settings) { s.blackhole = on })
@@ -312,13 +315,14 @@ func (l *link) close(fault bool) {
 	})
 }
 
-// read queues what h.src sends, stamped with the time it was read. A read
-// error other than EOF (a peer's reset) aborts the link.
+// read sends what h.src sends through the link's bottleneck (see send). A
+// read error other than EOF (a peer's reset) aborts the link.
 func (l *link) read(h *half) {
 	buf := make([]byte, chunkSize)
+	var next time.Time // when the bandwidth cap is free again
 	for {
 		n, err := h.src.Read(buf)
-		if n > 0 && !l.queue(h, chunk{at: time.Now(), data: append([]byte(nil), buf[:n]...)}) {
+		if n > 0 && !l.send(h, buf[:n], &next) {
 			return
 		}
 		if errors.Is(err, io.EOF) {
@@ -332,6 +336,85 @@ func (l *link) read(h *half) {
 	}
 }
 
+// send puts data in flight in pieces, each once the link lets it through:
+// not while the link is a blackhole, paced to the bandwidth cap (next is
+// this direction's schedule), and client -> server after its turn on
+// every uplink. Each piece is stamped with the time it left. It returns
+// false if the link was aborted.
+func (l *link) send(h *half, data []byte, next *time.Time) bool {
+	for len(data) > 0 {
+		s, ok := l.passable(*next)
+		if !ok {
+			return false
+		}
+		n := len(data)
+		if s.bandwidth > 0 {
+			n = min(n, int(max(s.bandwidth/50, 512))) // about 50 paced writes a second
+		}
+		if h.up && len(s.uplinks) > 0 {
+			for _, u := range s.uplinks {
+				n = min(n, int(max(u.rate/50, 512)))
+			}
+			if !l.crossUplinks(s, n) {
+				return false
+			}
+			for _, u := range s.uplinks {
+				u.bytes.Add(int64(n))
+			}
+		}
+		start := time.Now()
+		if s.bandwidth > 0 {
+			if start.Sub(*next) > pacingSlack {
+				*next = start
+			}
+			*next = next.Add(time.Duration(float64(n) / float64(s.bandwidth) * float64(time.Second)))
+		}
+		if !l.queue(h, chunk{at: start, data: append([]byte(nil), data[:n]...)}) {
+			return false
+		}
+		data = data[n:]
+	}
+	return true
+}
+
+// passable blocks until the link lets data through: no blackhole and,
+// under a bandwidth cap, the pacing time next has come. It re-evaluates
+// whenever a setting changes, and returns the settings in force, or false
+// if the link was aborted.
+func (l *link) passable(next time.Time) (settings, bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		s, changed := l.p.current()
+		var wake <-chan time.Time
+		if !s.blackhole {
+			wait := time.Duration(0)
+			if s.bandwidth > 0 {
+				wait = time.Until(next)
+			}
+			if wait <= 0 {
+				return s, true
+			}
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			wake = timer.C
+		}
+		select {
+		case <-wake:
+		case <-changed:
+		case <-l.done:
+			return s, false
+		}
+	}
+}
+
 func (l *link) queue(h *half, c chunk) bool {
 	select {
 	case h.q <- c:
@@ -341,11 +424,10 @@ func (l *link) queue(h *half, c chunk) bool {
 	}
 }
 
-// write delivers h's chunks in order, each once its time has come, paced to
-// the bandwidth cap, and resets the link when ResetAfter says so.
+// write delivers h's chunks in order, each once its time has come, and
+// resets the link when ResetAfter says so.
 func (l *link) write(h *half) {
 	first := !h.up // the server's first bytes may be stalled
-	var next time.Time
 	for {
 		var c chunk
 		select {
@@ -358,20 +440,17 @@ func (l *link) write(h *half) {
 			hold, first = l.stall, false
 		}
 		if c.eof {
-			if _, ok := l.await(c.at, hold, time.Time{}); ok {
+			if _, ok := l.await(c.at, hold); ok {
 				_ = h.dst.CloseWrite()
 			}
 			return
 		}
 		for data := c.data; len(data) > 0; {
-			s, ok := l.await(c.at, hold, next)
+			s, ok := l.await(c.at, hold)
 			if !ok {
 				return
 			}
 			n := len(data)
-			if s.bandwidth > 0 {
-				n = min(n, int(max(s.bandwidth/50, 512))) // about 50 paced writes a second
-			}
 			if h.up && s.resetAfter > 0 {
 				left := s.resetAfter - l.up.Load()
 				if left <= 0 {
@@ -380,15 +459,6 @@ func (l *link) write(h *half) {
 				}
 				n = int(min(int64(n), left))
 			}
-			if h.up && len(s.uplinks) > 0 {
-				for _, u := range s.uplinks {
-					n = min(n, int(max(u.rate/50, 512)))
-				}
-				if !l.crossUplinks(s, n) {
-					return
-				}
-			}
-			start := time.Now()
 			if _, err := h.dst.Write(data[:n]); err != nil {
 				l.abort()
 				return
@@ -396,9 +466,6 @@ func (l *link) write(h *half) {
 			data = data[n:]
 			if h.up {
 				l.p.up.Add(int64(n))
-				for _, u := range s.uplinks {
-					u.bytes.Add(int64(n))
-				}
 				if carried := l.up.Add(int64(n)); s.resetAfter > 0 && carried >= s.resetAfter {
 					l.reset()
 					return
@@ -406,21 +473,15 @@ func (l *link) write(h *half) {
 			} else {
 				l.p.down.Add(int64(n))
 			}
-			if s.bandwidth > 0 {
-				if start.Sub(next) > pacingSlack {
-					next = start
-				}
-				next = next.Add(time.Duration(float64(n) / float64(s.bandwidth) * float64(time.Second)))
-			}
 		}
 	}
 }
 
-// await blocks until a chunk read at "at" may be delivered: no blackhole,
-// at+hold+latency has passed and, under a bandwidth cap, so has the pacing
-// time next. It re-evaluates whenever a setting changes, and returns the
-// settings in force, or false if the link was aborted.
-func (l *link) await(at time.Time, hold time.Duration, next time.Time) (settings, bool) {
+// await blocks until a chunk sent at "at" may be delivered: no blackhole
+// and at+hold+latency has passed. It re-evaluates whenever a setting
+// changes, and returns the settings in force, or false if the link was
+// aborted.
+func (l *link) await(at time.Time, hold time.Duration) (settings, bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -431,11 +492,7 @@ func (l *link) await(at time.Time, hold time.Duration, next time.Time) (settings
 		s, changed := l.p.current()
 		var wake <-chan time.Time
 		if !s.blackhole {
-			due := at.Add(hold + s.latency)
-			if s.bandwidth > 0 && next.After(due) {
-				due = next
-			}
-			wait := time.Until(due)
+			wait := time.Until(at.Add(hold + s.latency))
 			if wait <= 0 {
 				return s, true
 			}
