@@ -58,7 +58,8 @@ type conn struct {
 	syncers  []*pkgsftp.Client // extra sessions for SyncFiles, opened on first use
 	warmOnce sync.Once         // warmSyncers
 
-	raw rawHolder // the copy-data session (copydata.go)
+	raw rawHolder     // the copy-data session (copydata.go)
+	wr  writeSessions // more sessions for small writes (writesessions.go)
 }
 
 // kill closes the connection, which fails every request in flight on it.

@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pkgsftp "github.com/pkg/sftp"
@@ -301,6 +302,9 @@ type rawSession struct {
 	sess *ssh.Session
 	w    io.WriteCloser
 	exts map[string]string
+
+	writing atomic.Int64 // bytes of small files being written (writeSession)
+	wrote   atomic.Int64 // bytes of small files written
 
 	wmu sync.Mutex // one packet at a time on w
 

@@ -559,11 +559,19 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 			if !c.pipelines() { // a new connection to a server that changed
 				return t.writeOpen(c, g, abs, &source{r: bytes.NewReader(buf), remain: size, g: g}, size, flush)
 			}
-			s, err := c.rawSession()
+			first, err := c.rawSession()
 			if err != nil {
 				return err
 			}
+			c.warmWriters()
+			s := c.writeSession(first)
 			a, err := s.writeSmall(c, g, abs, buf, flush && c.feats.Fsync)
+			if err != nil && s != first && s.failed() != nil && c.cause() == nil {
+				// An extra session ended while the connection lives (its
+				// server process died): once more on the first one.
+				t.log.Debug("write session failed; writing on the first one", zap.String("path", p), zap.Error(err))
+				a, err = first.writeSmall(c, g, abs, buf, flush && c.feats.Fsync)
+			}
 			if err != nil {
 				return err
 			}

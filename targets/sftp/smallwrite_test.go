@@ -5,10 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/prepcast/prepcast/integration/sshdtest"
 )
@@ -56,5 +60,81 @@ func TestSmallWritesPipelined(t *testing.T) {
 	}
 	if _, serr := os.Stat(filepath.Join(s.Root(), "short")); serr == nil {
 		t.Fatal("a short source left a file")
+	}
+}
+
+// Small files written at once go over the extra write sessions too (each
+// session's channel window bounds what it carries per round trip); an
+// extra session that ends while the connection lives is left out, and the
+// writes go on.
+func TestSmallWritesSpreadOverSessions(t *testing.T) {
+	tg, s := sshdTarget(t, sshdtest.Options{})
+	ctx := context.Background()
+	if !tg.pipelines(ctx) {
+		t.Fatal("OpenSSH offers copy-data, but small files do not go pipelined")
+	}
+	files := map[string][]byte{}
+	for i := range 48 {
+		data := make([]byte, 100<<10+i)
+		_, _ = rand.Read(data)
+		files[fmt.Sprintf("f/%02d.jpg", i)] = data
+	}
+	write := func() {
+		t.Helper()
+		var g errgroup.Group
+		g.SetLimit(16)
+		for p, data := range files {
+			g.Go(func() error { return tg.WriteFile(ctx, p, bytes.NewReader(data), int64(len(data))) })
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		for p, data := range files {
+			got, err := os.ReadFile(filepath.Join(s.Root(), p))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: %d bytes on the server, %v; want the %d written", p, len(got), err, len(data))
+			}
+		}
+	}
+	// The extra sessions open in the background at the first write.
+	if err := tg.MkdirAll(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	write()
+	c, err := tg.getConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.wr.mu.Lock()
+		n := len(c.wr.extra)
+		c.wr.mu.Unlock()
+		if n == extraWriteSessions {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d extra write sessions open, want %d", n, extraWriteSessions)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	write()
+	c.wr.mu.Lock()
+	extra := append([]*rawSession(nil), c.wr.extra...)
+	c.wr.mu.Unlock()
+	used := 0
+	for _, x := range extra {
+		if x.wrote.Load() > 0 {
+			used++
+		}
+	}
+	if used == 0 {
+		t.Fatal("no small file went over an extra write session")
+	}
+	// One extra session ends; the others and the first carry on.
+	_ = extra[0].sess.Close()
+	write()
+	if c.cause() != nil {
+		t.Fatalf("connection died with a session: %v", c.cause())
 	}
 }
