@@ -20,7 +20,8 @@ import (
 // so that the next cut's files are flushed apart, on the sessions that do
 // that.
 func (f *fixture) changeMany() {
-	for i := range inlineFlushMax + 1 {
+	// (The last FilesInFlight files to start flush as they are written.)
+	for i := range inlineFlushMax + 1 + defaultFilesInFlight {
 		f.addLarge(fmt.Sprintf("actas/extra-%02d.bin", i), 100)
 	}
 }

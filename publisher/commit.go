@@ -29,6 +29,11 @@ func splitPointers(plan []staged, m *packager.Manifest) (rest, ptrs []staged) {
 	return rest, ptrs
 }
 
+// renamesInFlight is how many renames a commit has in flight at once:
+// they carry no data and open nothing, so a cut's files (a few hundred at
+// a peak) go in one round trip, not one per few hundred.
+const renamesInFlight = 1024
+
 // commit renames staged files into place: all non-pointer files (several at
 // once), then, once beforePointers (if not nil) succeeded, the pointer
 // files one by one in manifest order.
@@ -43,7 +48,7 @@ func (r *targetRun) commit(ctx context.Context, plan []staged, m *packager.Manif
 	}
 	r.prog("committing", 0, 0, 0, len(plan))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4 * r.e.filesInFlight()) // renames carry no data: many at once hide the round trips
+	g.SetLimit(renamesInFlight)
 	for _, s := range rest {
 		g.Go(func() error { return r.rename(gctx, s) })
 	}

@@ -118,7 +118,7 @@ func (d *Difusor) Commit(ctx context.Context, files []Staged, m *packager.Manife
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4 * r.e.filesInFlight())
+	g.SetLimit(renamesInFlight)
 	for _, s := range rest {
 		g.Go(func() error { return rename(gctx, s) })
 	}

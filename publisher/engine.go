@@ -100,6 +100,9 @@ type Engine struct {
 	delta deltaState // range plans (deltastage.go)
 }
 
+// defaultFilesInFlight is Engine.FilesInFlight's default.
+const defaultFilesInFlight = 64
+
 // Progress is a snapshot of one target's push.
 type Progress struct {
 	Target      string
@@ -184,7 +187,7 @@ func (e *Engine) init() {
 			e.TargetsInFlight = 32
 		}
 		if e.FilesInFlight <= 0 {
-			e.FilesInFlight = 64
+			e.FilesInFlight = defaultFilesInFlight
 		}
 		if e.Retry.Attempts <= 0 {
 			e.Retry.Attempts = 5

@@ -233,8 +233,17 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 	todo = alternate(todo)
 	// A few files are flushed as they are written: the requests go with
 	// the writes, where flushing them apart would cost round trips of its
-	// own at the end.
-	inline := len(todo) <= inlineFlushMax
+	// own at the end. So are, in a larger stage, the files that start
+	// once fewer than FilesInFlight are left to start, and every
+	// resumable (large) file: flushed in batches, they would be the last
+	// batches, whose round trips follow the last writes (a resumable
+	// file's after its rename to its whole name) instead of riding with
+	// them.
+	inlineAfter := int64(len(todo) - r.e.filesInFlight())
+	if len(todo) <= inlineFlushMax {
+		inlineAfter = 0
+	}
+	var started atomic.Int64
 	var doneBytes atomic.Int64
 	doneBytes.Store(done)
 	filesDone := len(plan) - len(todo)
@@ -297,6 +306,7 @@ func (r *targetRun) stage(ctx context.Context, plan []staged, total int64, uploa
 					return nil
 				}
 			}
+			inline := started.Add(1) > inlineAfter || resumable(s)
 			if err := r.upload(gctx, s, inline); err != nil {
 				return err
 			}
@@ -433,8 +443,9 @@ func (r *targetRun) upload(ctx context.Context, s staged, inline bool) error {
 }
 
 // inlineFlushMax is the most files a stage flushes as it writes them;
-// more are flushed in batches on sessions of their own (startFlusher), so
-// that the server's flushes never hold up the writes.
+// of more, only the last FilesInFlight are, and the others in batches on
+// sessions of their own (startFlusher), so that the server's flushes do
+// not hold up the writes.
 const inlineFlushMax = 8
 
 // flushBatches is how many batches of staged files are being flushed at
