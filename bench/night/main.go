@@ -525,13 +525,14 @@ type sample struct {
 	acks        []float64 // seconds from the start to each difusor's ack (0: none)
 	medHealthy  float64
 	lastHealthy float64
-	lastAny     float64 // last ack of a difusor that is not stalled
-	upBytes     int64   // through the uplink
-	downBytes   int64   // back from the difusores
-	util        float64 // upBytes ÷ ((lastAny − push start) × rate)
-	busy        float64 // share of 100 ms windows, push start to lastAny, the uplink was ≥ 90 % busy
-	cpu         float64 // client CPU seconds, all processes
-	rssMB       float64 // peak RSS: largest prepcast process, or the sum over a peer's processes
+	lastAny     float64   // last ack of a difusor that is not stalled
+	upBytes     int64     // through the uplink
+	downBytes   int64     // back from the difusores
+	util        float64   // upBytes ÷ ((lastAny − push start) × rate)
+	busy        float64   // share of 100 ms windows, push start to lastAny, the uplink was ≥ 90 % busy
+	profile     []float64 // the uplink's use (share of its rate) per profileStep, push start to lastAny
+	cpu         float64   // client CPU seconds, all processes
+	rssMB       float64   // peak RSS: largest prepcast process, or the sum over a peer's processes
 }
 
 // runOnce resets the difusors, sets the links and runs m once.
@@ -743,7 +744,9 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 	s.upBytes, s.downBytes = b.uplink.Bytes()-up0, b.down()-down0
 	pushTime := s.lastAny - pushStart.Sub(start).Seconds()
 	s.util = float64(s.upBytes) / (pushTime * float64(b.o.uplink))
-	s.busy = trace.busyShare(pushStart.Add(time.Duration(pushTime*float64(time.Second))), 0.9)
+	pushEnd := pushStart.Add(time.Duration(pushTime * float64(time.Second)))
+	s.busy = trace.busyShare(pushEnd, 0.9)
+	s.profile = trace.profile(pushEnd, profileStep)
 	for _, u := range use {
 		s.cpu += u.CPU
 		if m.prepcast {
@@ -834,6 +837,34 @@ func (t *trace) busyShare(end time.Time, frac float64) float64 {
 	return float64(busy) / float64(windows)
 }
 
+// profileStep is the step of the uplink's profile in the report.
+const profileStep = 500 * time.Millisecond
+
+// profile is the uplink's use, as a share of its rate, in each step of
+// the trace up to end (the last step may be shorter).
+func (t *trace) profile(end time.Time, step time.Duration) []float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.at)
+	for n > 1 && t.at[n-1].After(end) {
+		n--
+	}
+	if n < len(t.at) {
+		n++ // the sample that covers end
+	}
+	var out []float64
+	k0 := 0
+	for k := 1; k < n; k++ {
+		if t.at[k].Sub(t.at[k0]) < step && k < n-1 {
+			continue
+		}
+		rate := float64(t.n[k]-t.n[k0]) / t.at[k].Sub(t.at[k0]).Seconds()
+		out = append(out, rate/float64(t.u.Rate()))
+		k0 = k
+	}
+	return out
+}
+
 func medianOf(ss []sample, f func(sample) float64) float64 {
 	var xs []float64
 	for _, s := range ss {
@@ -918,6 +949,18 @@ func (b *bench) report(configs []bool, results map[string][]sample, took time.Du
 			}
 			fmt.Printf("- %s run %d: %s\n", k, r+1, strings.Join(xs, " "))
 		}
+	}
+	fmt.Printf("\nUplink use over time, first run of each (%% of %.0f MB/s per %v, from the push's start to the last ack not stalled):\n\n", float64(o.uplink)/1e6, profileStep)
+	for _, k := range keys {
+		ss := results[k]
+		if len(ss) == 0 {
+			continue
+		}
+		var xs []string
+		for _, u := range ss[0].profile {
+			xs = append(xs, fmt.Sprintf("%.0f", 100*u))
+		}
+		fmt.Printf("- %s: %s\n", k, strings.Join(xs, " "))
 	}
 	fmt.Println()
 	for _, n := range o.skipped {
