@@ -392,7 +392,15 @@ func (t *Target) handshake(ctx context.Context, nc net.Conn) (*conn, error) {
 		// alongside the SFTP client's: some servers behind an OpenSSH
 		// banner, MySecureShell, refuse a second session that early, and
 		// close the connection.)
-		go func() { _, _ = c.rawSession() }()
+		// A server that refuses it (OpenSSH MaxSessions 1) refuses the
+		// flush sessions too: flushes go on the main session from the
+		// start, and the strategy says why.
+		go func() {
+			var refused *ssh.OpenChannelError
+			if _, err := c.rawSession(); errors.As(err, &refused) && c.cause() == nil {
+				t.noteSessionsRefused(err)
+			}
+		}()
 	}
 	fi, err := sc2.Stat(t.root)
 	switch {
