@@ -303,7 +303,7 @@ type rawSession struct {
 	w    io.WriteCloser
 	exts map[string]string
 
-	writing atomic.Int64 // bytes of small files being written (writeSession)
+	writing atomic.Int64 // bytes of small files reserved for writing (reserveWrite)
 	wrote   atomic.Int64 // bytes of small files written
 
 	wmu sync.Mutex // one packet at a time on w

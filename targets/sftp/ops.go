@@ -564,8 +564,13 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 				return err
 			}
 			c.warmWriters()
-			s := c.writeSession(first)
+			s, release, err := c.reserveWrite(ctx, first, len(buf))
+			if err != nil {
+				return err
+			}
+			g.alive()
 			a, err := s.writeSmall(c, g, abs, buf, flush && c.feats.Fsync)
+			release()
 			if err != nil && s != first && s.failed() != nil && c.cause() == nil {
 				// An extra session ended while the connection lives (its
 				// server process died): once more on the first one.

@@ -21,9 +21,6 @@ const smallWriteMax = 512 << 10
 // attributes the fstat reported. Any failure is returned after every reply
 // arrived, with the handle closed.
 func (s *rawSession) writeSmall(c *conn, g *guard, abs string, data []byte, flush bool) (fileAttrs, error) {
-	s.writing.Add(int64(len(data)))
-	defer s.writing.Add(-int64(len(data)))
-	defer s.wrote.Add(int64(len(data)))
 	h, err := replaceOpen(c, abs, func() ([]byte, error) {
 		return handle(s.send(fxpOpen, sftpStr(abs), be32(fxfWrite|fxfCreat|fxfTrunc), be32(0)))
 	})

@@ -138,3 +138,54 @@ func TestSmallWritesSpreadOverSessions(t *testing.T) {
 		t.Fatalf("connection died with a session: %v", c.cause())
 	}
 }
+
+// A session never has more than sessionWriteMax bytes of small files in
+// flight: the next file waits for room, on the session with the fewest
+// bytes, and a file larger than the bound goes alone on an idle session.
+func TestWritesInFlightPerSessionBounded(t *testing.T) {
+	c := &conn{}
+	first, extra := &rawSession{}, &rawSession{}
+	c.wr.extra = []*rawSession{extra}
+	half := sessionWriteMax / 2
+	s1, rel1, err := c.reserveWrite(context.Background(), first, half+1)
+	if err != nil || s1 != first {
+		t.Fatalf("first reservation: session %p, err %v; want the first session", s1, err)
+	}
+	s2, rel2, err := c.reserveWrite(context.Background(), first, half+1)
+	if err != nil || s2 != extra {
+		t.Fatalf("second reservation: session %p, err %v; want the idle extra session", s2, err)
+	}
+	// Both sessions hold more than half the bound: a third file waits.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := c.reserveWrite(ctx, first, half); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third reservation over the bound: %v, want it to wait until its context ends", err)
+	}
+	got := make(chan *rawSession)
+	go func() {
+		s, rel, err := c.reserveWrite(context.Background(), first, half)
+		if err != nil {
+			t.Error(err)
+		}
+		rel()
+		got <- s
+	}()
+	time.Sleep(10 * time.Millisecond)
+	rel2()
+	if s := <-got; s != extra {
+		t.Fatalf("the waiting file went to %p, want the session whose bytes were released", s)
+	}
+	rel1()
+	if first.writing.Load() != 0 || extra.writing.Load() != 0 {
+		t.Fatalf("bytes still reserved after every release: %d and %d", first.writing.Load(), extra.writing.Load())
+	}
+	if first.wrote.Load()+extra.wrote.Load() != int64(3*half+2) {
+		t.Fatalf("wrote %d bytes in all, want %d", first.wrote.Load()+extra.wrote.Load(), 3*half+2)
+	}
+	// A file larger than the bound goes alone on an idle session.
+	s, rel, err := c.reserveWrite(context.Background(), first, 2*sessionWriteMax)
+	if err != nil || s == nil {
+		t.Fatalf("a file over the bound on idle sessions: %v", err)
+	}
+	rel()
+}
