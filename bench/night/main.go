@@ -189,6 +189,7 @@ type bench struct {
 	deltaFiles int
 	files      int
 	rcloneConf string
+	srv        *serverCPU // the difusores' CPU; nil where it cannot be measured
 }
 
 // role of difusor i: slow difusores come last before the stalled ones.
@@ -343,6 +344,14 @@ func (b *bench) start() error {
 		}
 		b.knownHosts = append(b.knownHosts, kh)
 	}
+	var pids []int
+	for _, s := range b.servers {
+		pids = append(pids, s.PID())
+	}
+	var err error
+	if b.srv, err = newServerCPU(pids); err != nil {
+		harness.Say("the difusores' CPU is not measured: %v", err)
+	}
 	return nil
 }
 
@@ -353,6 +362,7 @@ func (b *bench) close() {
 	for _, s := range b.servers {
 		s.Close()
 	}
+	b.srv.close()
 }
 
 func proxyPort(p *faultproxy.Proxy) int {
@@ -532,6 +542,7 @@ type sample struct {
 	busy        float64   // share of 100 ms windows, push start to lastAny, the uplink was ≥ 90 % busy
 	profile     []float64 // the uplink's use (share of its rate) per profileStep, push start to lastAny
 	cpu         float64   // client CPU seconds, all processes
+	srvCPU      float64   // the difusores' CPU seconds (sshd and what it runs), all of them
 	rssMB       float64   // peak RSS: largest prepcast process, or the sum over a peer's processes
 }
 
@@ -567,7 +578,7 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 		}
 		return true
 	}
-	up0, down0 := b.uplink.Bytes(), b.down()
+	up0, down0, srv0 := b.uplink.Bytes(), b.down(), b.srv.now()
 	trace := newTrace(b.uplink)
 	defer trace.stop()
 	var s sample
@@ -742,6 +753,7 @@ func (b *bench) runOnce(m *method, faults bool) (sample, error) {
 		s.lastHealthy = max(s.lastHealthy, d)
 	}
 	s.upBytes, s.downBytes = b.uplink.Bytes()-up0, b.down()-down0
+	s.srvCPU = (b.srv.now() - srv0).Seconds()
 	pushTime := s.lastAny - pushStart.Sub(start).Seconds()
 	s.util = float64(s.upBytes) / (pushTime * float64(b.o.uplink))
 	pushEnd := pushStart.Add(time.Duration(pushTime * float64(time.Second)))
@@ -896,8 +908,8 @@ func (b *bench) report(configs []bool, results map[string][]sample, took time.Du
 			}
 		}
 		fmt.Printf("### %s (uplink bound: %d × %.1f MiB ÷ %.0f MB/s = %.2f s)\n\n", faultName(faults), receivers, float64(b.deltaBytes)/(1<<20), float64(o.uplink)/1e6, bound)
-		fmt.Println("| method | cut s | median healthy ack s | last healthy ack s | last ack s (not stalled) | × bound | × best rsync | uplink MB | uplink use | windows ≥ 90 % | client CPU s | CPU s per difusor | peak RSS MB |")
-		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		fmt.Println("| method | cut s | median healthy ack s | last healthy ack s | last ack s (not stalled) | × bound | × best rsync | uplink MB | uplink use | windows ≥ 90 % | client CPU s | CPU s per difusor | difusores' CPU s | peak RSS MB |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, m := range o.methods {
 			ss := results[key(m, faults)]
 			last := medianOf(ss, func(s sample) float64 { return s.lastHealthy })
@@ -911,12 +923,16 @@ func (b *bench) report(configs []bool, results map[string][]sample, took time.Du
 				xBound = fmt.Sprintf("%.2f (%.2f with the cut)", (last-cut)/bound, last/(bound+cut))
 			}
 			cpu := medianOf(ss, func(s sample) float64 { return s.cpu })
-			fmt.Printf("| %s | %s | %.2f | %.2f | %.2f | %s | %s | %.0f | %.0f %% | %.0f %% | %.1f | %.2f | %.0f |\n",
+			srvCPU := "–"
+			if b.srv != nil {
+				srvCPU = fmt.Sprintf("%.1f", medianOf(ss, func(s sample) float64 { return s.srvCPU }))
+			}
+			fmt.Printf("| %s | %s | %.2f | %.2f | %.2f | %s | %s | %.0f | %.0f %% | %.0f %% | %.1f | %.2f | %s | %.0f |\n",
 				m.label, orDash(cut), medianOf(ss, func(s sample) float64 { return s.medHealthy }), last,
 				medianOf(ss, func(s sample) float64 { return s.lastAny }), xBound, vsBest,
 				medianOf(ss, func(s sample) float64 { return float64(s.upBytes) / 1e6 }),
 				100*medianOf(ss, func(s sample) float64 { return s.util }), 100*medianOf(ss, func(s sample) float64 { return s.busy }),
-				cpu, cpu/float64(receivers), medianOf(ss, func(s sample) float64 { return s.rssMB }))
+				cpu, cpu/float64(receivers), srvCPU, medianOf(ss, func(s sample) float64 { return s.rssMB }))
 		}
 		if bestName != "" {
 			fmt.Printf("\nBest rsync variant: %s (%.2f s to the last healthy ack).\n", bestName, best)

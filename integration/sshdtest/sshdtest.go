@@ -561,6 +561,17 @@ func (s *Server) User() string {
 // chrooted server, the same as WebRoot otherwise.
 func (s *Server) Root() string { return s.root }
 
+// PID returns the listening sshd's process ID (0 when it is stopped); the
+// sshd of every connection, and what its sessions run, are its children.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // WebRoot returns the webroot's path on the local filesystem, for assertions.
 // It survives Stop and Restart; Close may remove it.
 func (s *Server) WebRoot() string { return s.webRoot }
