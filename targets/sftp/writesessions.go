@@ -52,14 +52,13 @@ func (c *conn) warmWriters() {
 }
 
 // sessionWriteMax is how many bytes of small files one session has in
-// flight at most (a larger file goes alone). OpenSSH's sshd grows a
-// channel's buffer to fit what arrived before its SFTP server read it,
-// copying the whole buffer at every growth: with a session's full 2 MB
-// window in flight, a difusor whose server falls behind (a busy machine)
-// spends most of its CPU copying (in make bench-night, 10 difusores on
-// two cores: 15.6 s of the difusores' CPU for a peak cut with no bound,
-// 3.7 s with 1 MiB). Three sessions of 1 MiB still carry 3 MiB per round
-// trip, 20 MB/s at 150 ms.
+// flight at most (a larger file goes alone). With a session's full 2 MB
+// window in flight, a difusor whose SFTP server falls behind (a busy
+// machine) holds the backlog in sshd's channel buffers, and OpenSSH's
+// sshd then spends most of its CPU copying them (make bench-night, 10
+// difusores on two cores: 15.6 s of the difusores' CPU for a peak cut
+// without the bound, 3.7 s with 1 MiB). Three sessions of 1 MiB still
+// carry 3 MiB per round trip, 20 MB/s at 150 ms.
 const sessionWriteMax = 1 << 20
 
 // reserveWrite returns, among first (the connection's pipelined session)
