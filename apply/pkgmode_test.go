@@ -1,7 +1,6 @@
 package apply_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/prepcast/prepcast/apply"
 	"github.com/prepcast/prepcast/internal/cuttest"
@@ -370,28 +367,23 @@ func TestPackageModeRecordsKeyTrust(t *testing.T) {
 	}
 }
 
-// deltaPaths returns the paths a package stream carries as delta members.
-func deltaPaths(t *testing.T, pr *packager.PackageReader) map[string]bool {
+// deltaPaths reads a whole package, its deltas decoded against what
+// held returns for their paths, and returns the paths it carries as
+// deltas.
+func deltaPaths(t *testing.T, pr *packager.PackageReader, pub ed25519.PublicKey, held func(path string) []byte) map[string]bool {
 	t.Helper()
-	zr, err := zstd.NewReader(pr)
+	out := map[string]bool{}
+	_, err := packager.ReadPackage(pr, pub, func(path, sha string) ([]byte, error) {
+		out[path] = true
+		return held(path), nil
+	}, func(*packager.PackageContent) error { return nil }, func(_ packager.Entry, r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer zr.Close()
-	tr := tar.NewReader(zr)
-	out := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := h.PAXRecords[packager.PAXDeltaBase]; ok {
-			out[h.Name] = true
-		}
-	}
+	return out
 }
 
 // The rewritten database travels as a delta against the difusor's copy.
@@ -406,7 +398,7 @@ func TestPackageModeDeltasAndADamagedBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := deltaPaths(t, pr); !d[db] || len(d) != 1 {
+	if d := deltaPaths(t, pr, f.Pub, func(p string) []byte { return mustFile(t, x.Mem, p) }); !d[db] || len(d) != 1 {
 		t.Fatalf("the cut's package has delta members %v, want the database", d)
 	}
 	pr.Close()

@@ -382,6 +382,19 @@ func (l *link) send(h *half, data []byte, next *time.Time) bool {
 // whenever a setting changes, and returns the settings in force, or false
 // if the link was aborted.
 func (l *link) passable(next time.Time) (settings, bool) {
+	return l.waitUntil(func(s settings) time.Time {
+		if s.bandwidth > 0 {
+			return next
+		}
+		return time.Time{}
+	})
+}
+
+// waitUntil blocks until there is no blackhole and the time due(s), for
+// the settings s in force, has passed. It re-evaluates whenever a setting
+// changes, and returns the settings in force, or false if the link was
+// aborted.
+func (l *link) waitUntil(due func(settings) time.Time) (settings, bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -392,10 +405,7 @@ func (l *link) passable(next time.Time) (settings, bool) {
 		s, changed := l.p.current()
 		var wake <-chan time.Time
 		if !s.blackhole {
-			wait := time.Duration(0)
-			if s.bandwidth > 0 {
-				wait = time.Until(next)
-			}
+			wait := time.Until(due(s))
 			if wait <= 0 {
 				return s, true
 			}
@@ -482,32 +492,5 @@ func (l *link) write(h *half) {
 // changes, and returns the settings in force, or false if the link was
 // aborted.
 func (l *link) await(at time.Time, hold time.Duration) (settings, bool) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		s, changed := l.p.current()
-		var wake <-chan time.Time
-		if !s.blackhole {
-			wait := time.Until(at.Add(hold + s.latency))
-			if wait <= 0 {
-				return s, true
-			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			wake = timer.C
-		}
-		select {
-		case <-wake:
-		case <-changed:
-		case <-l.done:
-			return s, false
-		}
-	}
+	return l.waitUntil(func(s settings) time.Time { return at.Add(hold + s.latency) })
 }
