@@ -564,11 +564,10 @@ func (t *Target) writeFile(ctx context.Context, p string, r io.Reader, size int6
 				return err
 			}
 			c.warmWriters()
-			s, release, err := c.reserveWrite(ctx, first, len(buf))
+			s, release, err := c.reserveWrite(ctx, first, len(buf), g.alive)
 			if err != nil {
 				return err
 			}
-			g.alive()
 			a, err := s.writeSmall(c, g, abs, buf, flush && c.feats.Fsync)
 			release()
 			if err != nil && s != first && s.failed() != nil && c.cause() == nil {

@@ -147,23 +147,23 @@ func TestWritesInFlightPerSessionBounded(t *testing.T) {
 	first, extra := &rawSession{}, &rawSession{}
 	c.wr.extra = []*rawSession{extra}
 	half := sessionWriteMax / 2
-	s1, rel1, err := c.reserveWrite(context.Background(), first, half+1)
+	s1, rel1, err := c.reserveWrite(context.Background(), first, half+1, func() {})
 	if err != nil || s1 != first {
 		t.Fatalf("first reservation: session %p, err %v; want the first session", s1, err)
 	}
-	s2, rel2, err := c.reserveWrite(context.Background(), first, half+1)
+	s2, rel2, err := c.reserveWrite(context.Background(), first, half+1, func() {})
 	if err != nil || s2 != extra {
 		t.Fatalf("second reservation: session %p, err %v; want the idle extra session", s2, err)
 	}
 	// Both sessions hold more than half the bound: a third file waits.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, _, err := c.reserveWrite(ctx, first, half); !errors.Is(err, context.DeadlineExceeded) {
+	if _, _, err := c.reserveWrite(ctx, first, half, func() {}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("third reservation over the bound: %v, want it to wait until its context ends", err)
 	}
 	got := make(chan *rawSession)
 	go func() {
-		s, rel, err := c.reserveWrite(context.Background(), first, half)
+		s, rel, err := c.reserveWrite(context.Background(), first, half, func() {})
 		if err != nil {
 			t.Error(err)
 		}
@@ -183,7 +183,7 @@ func TestWritesInFlightPerSessionBounded(t *testing.T) {
 		t.Fatalf("wrote %d bytes in all, want %d", first.wrote.Load()+extra.wrote.Load(), 3*half+2)
 	}
 	// A file larger than the bound goes alone on an idle session.
-	s, rel, err := c.reserveWrite(context.Background(), first, 2*sessionWriteMax)
+	s, rel, err := c.reserveWrite(context.Background(), first, 2*sessionWriteMax, func() {})
 	if err != nil || s == nil {
 		t.Fatalf("a file over the bound on idle sessions: %v", err)
 	}

@@ -65,8 +65,9 @@ const sessionWriteMax = 1 << 20
 // and the extra write sessions that are open and working, the one with
 // the fewest bytes being written, once it has room for n more (see
 // sessionWriteMax), with n reserved on it; release gives them back. It
-// waits for room until ctx ends.
-func (c *conn) reserveWrite(ctx context.Context, first *rawSession, n int) (s *rawSession, release func(), err error) {
+// waits for room until ctx ends, calling progress whenever bytes ahead of
+// it were written (the wait is not a stall).
+func (c *conn) reserveWrite(ctx context.Context, first *rawSession, n int, progress func()) (s *rawSession, release func(), err error) {
 	for {
 		c.wr.mu.Lock()
 		best := first
@@ -96,6 +97,7 @@ func (c *conn) reserveWrite(ctx context.Context, first *rawSession, n int) (s *r
 		c.wr.mu.Unlock()
 		select {
 		case <-freed:
+			progress()
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
