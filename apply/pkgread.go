@@ -154,25 +154,9 @@ func readPackage(r io.Reader, maxManifest int64, verify verifyFunc, base baseFun
 			return fail(bad("member %s appears twice", name))
 		}
 		seen[e.Path] = true
-		var src io.Reader = tr
-		if sha, isDelta := th.PAXRecords[packager.PAXDeltaBase]; isDelta {
-			if base == nil {
-				return fail(bad("member %s is a delta, and this difusor takes none", name))
-			}
-			if !packager.IsSHA256Hex(sha) {
-				return fail(bad("member %s is a delta from a malformed SHA-256 %s", name, quote(sha)))
-			}
-			b, err := base(e.Path, sha)
-			if err != nil {
-				return fail(err)
-			}
-			dr, err := packager.NewDeltaReader(tr, th.Size, e.Size, b, name)
-			if err != nil {
-				return fail(err)
-			}
-			src = dr
-		} else if th.Size != e.Size {
-			return fail(bad("member %s has %d bytes, the signed manifest says %d", name, th.Size, e.Size))
+		src, err := packager.MemberContent(tr, th, e, base)
+		if err != nil {
+			return fail(err)
 		}
 		h256.Reset()
 		tee := io.TeeReader(io.LimitReader(src, e.Size), h256)

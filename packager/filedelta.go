@@ -1,6 +1,7 @@
 package packager
 
 import (
+	"archive/tar"
 	"bytes"
 	"errors"
 	"fmt"
@@ -173,4 +174,29 @@ func NewDeltaReader(r io.Reader, memberSize, size int64, base []byte, name strin
 	d := &DeltaReader{}
 	d.Reset(out)
 	return d, nil
+}
+
+// MemberContent returns a reader of the content of file member th, read
+// from r, that the manifest lists as e: the member itself, which must have
+// the entry's size, or for a delta member its content decoded against
+// what base returns for its path and PAXDeltaBase (base nil refuses delta
+// members). Its own errors wrap [ErrBadPackage]; base's are returned as
+// they are. The caller checks the content against e.SHA256.
+func MemberContent(r io.Reader, th *tar.Header, e Entry, base func(path, sha string) ([]byte, error)) (io.Reader, error) {
+	sha, isDelta := th.PAXRecords[PAXDeltaBase]
+	switch {
+	case !isDelta && th.Size != e.Size:
+		return nil, fmt.Errorf("%w: member %q has %d bytes, the signed manifest says %d", ErrBadPackage, th.Name, th.Size, e.Size)
+	case !isDelta:
+		return r, nil
+	case base == nil:
+		return nil, fmt.Errorf("%w: member %q is a delta, and no base was given to decode it", ErrBadPackage, th.Name)
+	case !IsSHA256Hex(sha):
+		return nil, fmt.Errorf("%w: member %q is a delta from a malformed SHA-256 %q", ErrBadPackage, th.Name, sha)
+	}
+	b, err := base(e.Path, sha)
+	if err != nil {
+		return nil, err
+	}
+	return NewDeltaReader(r, th.Size, e.Size, b, th.Name)
 }

@@ -35,9 +35,6 @@ func (s *Store) OpenPackage(from, to int64, f PackageForm) (*PackageReader, erro
 	if from < 0 || from >= to {
 		return nil, fmt.Errorf("store: package from cut %d to cut %d: the origin must be older than the cut", from, to)
 	}
-	if from == 0 {
-		f = WholeFiles
-	}
 	// The cut's own package, or one built earlier, has the same name.
 	p := filepath.Join(s.CutDir(to), PackageName(from, f))
 	r, err := s.openPackageIndex(p)
@@ -134,9 +131,6 @@ type pendingPackage struct {
 // startPackage starts building the package of form f for d in the tmp
 // directory.
 func (s *Store) startPackage(d *Delta, f PackageForm, manifest, sig []byte, fresh map[string]bool) *pendingPackage {
-	if d.From == nil {
-		f = WholeFiles
-	}
 	p := &pendingPackage{path: filepath.Join(s.tmpDir(), "pkg-"+strconv.FormatInt(d.To.Seq, 10)), form: f, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -176,9 +170,6 @@ func (s *Store) addPackage(ci *CutInfo, p *pendingPackage, fromSeq int64) error 
 // that the next [Store.OpenPackage] builds it again from the objects: for a
 // package a difusor found corrupt. A missing package is not an error.
 func (s *Store) DiscardPackage(from, to int64, f PackageForm) error {
-	if from == 0 {
-		f = WholeFiles
-	}
 	err := os.Remove(filepath.Join(s.CutDir(to), PackageName(from, f)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("store: discard package: %w", err)

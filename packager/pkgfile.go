@@ -394,22 +394,9 @@ func ReadPackage(r io.Reader, pub ed25519.PublicKey, base func(path, sha string)
 			return nil, bad("member %q appears twice", th.Name)
 		}
 		seen[e.Path] = true
-		var src io.Reader = tr
-		if sha, isDelta := th.PAXRecords[PAXDeltaBase]; isDelta {
-			if base == nil {
-				return nil, bad("member %q is a delta, and no base was given to decode it", th.Name)
-			}
-			b, err := base(e.Path, sha)
-			if err != nil {
-				return nil, err
-			}
-			dr, err := NewDeltaReader(tr, th.Size, e.Size, b, th.Name)
-			if err != nil {
-				return nil, err
-			}
-			src = dr
-		} else if th.Size != e.Size {
-			return nil, bad("member %q has %d bytes, the manifest says %d", th.Name, th.Size, e.Size)
+		src, err := MemberContent(tr, th, e, base)
+		if err != nil {
+			return nil, err
 		}
 		h.Reset()
 		tee := io.TeeReader(io.LimitReader(src, e.Size), h)

@@ -15,9 +15,10 @@
 // timestamp plus the latency. What is in flight is bounded only by the
 // rate times the latency (and [MaxInFlight]), as on a real path, so a
 // connection's throughput is limited by its bottleneck and its own windows,
-// not by the latency. Data order is always preserved, and a half-close (FIN)
-// travels behind the data like any other chunk. Faults may be changed at any time from any goroutine;
-// each setter says which data and connections it affects.
+// not by the latency. Data order is always preserved, and a half-close
+// (FIN) travels behind the data like any other chunk. Faults may be
+// changed at any time from any goroutine; each setter says which data and
+// connections it affects.
 package faultproxy
 
 import (
@@ -158,8 +159,9 @@ func (p *Proxy) ResetAfter(n int64) {
 // Blackhole, while on, makes the proxy a hung peer: it keeps accepting
 // connections and dialling the target, but delivers nothing in either
 // direction, not even a close, so ResetAfter cannot fire either. Data in
-// flight and the chunk being read are held, and the proxy stops reading. Turning it off resumes delivery on every connection, held data
-// first. Meanwhile only DropAll, Close or a peer's reset end a connection.
+// flight and the chunk being read are held, and the proxy stops reading.
+// Turning it off resumes delivery on every connection, held data first.
+// Meanwhile only DropAll, Close or a peer's reset end a connection.
 func (p *Proxy) Blackhole(on bool) {
 	p.update(func(s *settings) { s.blackhole = on })
 }

@@ -6,13 +6,14 @@ import (
 )
 
 // extraWriteSessions is how many pipelined sessions beside the first one
-// carry small files (writeSmall). OpenSSH grants each session channel a
-// window of 2 MB, so one session carries at most 2 MB per round trip
-// (about 16 MB/s at 107 ms): a distant difusor left alone at the end of a
-// push could not take the uplink the others freed. Three sessions carry
-// three times that. They open in the background at the first small write,
-// and a server that refuses them (OpenSSH's MaxSessions) leaves the writes
-// on the first session.
+// carry small files (writeSmall). One session carries at most
+// sessionWriteMax per round trip (its 2 MB window would allow more, at a
+// cost to a busy server: see sessionWriteMax), about 10 MB/s at 107 ms: a
+// distant difusor left alone at the end of a push could not take the
+// uplink the others freed. Three sessions carry three times that. They
+// open in the background at the first small write, and a server that
+// refuses them (OpenSSH's MaxSessions) leaves the writes on the first
+// session.
 const extraWriteSessions = 2
 
 // writeSessions are a connection's extra sessions for small writes.
